@@ -1,0 +1,48 @@
+//! # rlpt-schemas
+//!
+//! The tables rlpt reads and writes, as data types only — the stable interface between
+//! stages, the pipeline and anyone inspecting the output with polars.
+//!
+//! - [`table`]: what all tables share — [`TableSpec`] (name, [`SchemaVersion`], required
+//!   columns), the [`FileMetadata`] stored in every Parquet footer (schema name and
+//!   version, producing stage, config hash, rlpt version) and the check a reader runs
+//!   before trusting a file ([`TableSpec::check`]).
+//! - [`documents`]: the `documents` table and its row type [`Document`].
+//! - [`rejects`]: the `rejects` table of input a stage could not use, with file, line
+//!   and reason ([`Reject`]).
+//!
+//! Invariants every table keeps: ids are stable (derived from the source or content,
+//! never from a position); files may carry more columns than the spec (stages add
+//! columns rather than change meaning); a reader refuses an unknown major version.
+//!
+//! ```
+//! use rlpt_schemas::documents::{self, Document};
+//!
+//! let batch = documents::to_batch(&[Document {
+//!     id: "wikipedia/en/Algebra".into(),
+//!     text: "Algebra is a branch of mathematics.".into(),
+//!     source: "wikipedia".into(),
+//!     meta: None,
+//! }]);
+//! documents::spec().check(&batch.schema(), None).unwrap();
+//! assert_eq!(documents::from_batch(&batch).unwrap()[0].source, "wikipedia");
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod documents;
+mod error;
+pub mod rejects;
+pub mod table;
+
+pub use documents::Document;
+pub use error::SchemaError;
+pub use rejects::Reject;
+pub use table::{FileMetadata, SchemaVersion, TableSpec};
+
+/// The spec of the table called `name`, if this rlpt knows it.
+pub fn table_spec(name: &str) -> Option<&'static TableSpec> {
+    [documents::spec(), rejects::spec()]
+        .into_iter()
+        .find(|spec| spec.name == name)
+}

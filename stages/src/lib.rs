@@ -1,0 +1,17 @@
+//! # rlpt-stages
+//!
+//! The stages' transforms, pure: each takes rows and its config and returns rows and
+//! counters. No stage opens a file; `rlpt-pipeline` owns every byte of IO, so resume,
+//! sharding, atomic writes and progress live in one place and every stage gets them.
+//!
+//! - [`ingest`]: raw records (JSONL lines, text files or paragraphs, columnar rows) →
+//!   `documents` rows with stable ids and NFC text, or rejects with a reason
+//!   ([`ingest::ingest_batch`]).
+//!
+//! A stage's config struct derives both `clap::Args` and serde, so the same settings
+//! are flags on the command line and keys in `pipeline.toml`. Batch functions keep the
+//! input order whatever the thread count, so output bytes never depend on it.
+
+#![deny(missing_docs)]
+
+pub mod ingest;
