@@ -1,0 +1,210 @@
+//! The command line: global flags (`--threads`, `--log-format`, `-q`, `-v`) before one
+//! subcommand; every stage command reads `--input PATH` and writes `--output DIR`, and
+//! takes `--rank/--world-size` (defaulting from a Slurm array's environment).
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use rlpt_stages::ingest::IngestConfig;
+
+use crate::error::{Error, Result};
+use crate::executor::Sharding;
+use crate::ingest_job::InputFormat;
+use crate::layout::Layout;
+use crate::logging::LogFormat;
+
+/// The default pipeline config of `rlpt run`.
+pub const DEFAULT_CONFIG: &str = "data-samples/pipeline.toml";
+
+/// rlpt: prepare pre-training text for reinforcement learning.
+///
+/// Stages read and write Parquet tables in directories; each resumes where it stopped
+/// and splits its work across `--world-size` processes.
+#[derive(Debug, Parser)]
+#[command(name = "rlpt", version, propagate_version = true)]
+pub struct Cli {
+    /// Worker threads [default: every core]. Output bytes do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Format of logs and progress on stderr, and of summaries on stdout.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// Print only errors: no progress, no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print more detail (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Turn raw text (JSONL, plain text, Parquet; .gz/.zst) into `documents` shards.
+    Ingest(IngestCommand),
+    /// Describe a table directory: schema, rows, nulls, lengths, values, counters.
+    Inspect(InspectCommand),
+    /// Run the stages of a pipeline config in order, each resuming where it stopped.
+    Run(RunCommand),
+}
+
+/// Input, output and sharding, common to every per-shard stage.
+#[derive(Debug, Args)]
+pub struct StageIo {
+    /// Input: a file, a directory (read recursively) or a glob such as 'data/*.jsonl.gz'.
+    #[arg(long, value_name = "PATH")]
+    pub input: String,
+    /// Output directory (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// This process's rank [default: $SLURM_ARRAY_TASK_ID, else 0].
+    #[arg(long, value_name = "R")]
+    pub rank: Option<usize>,
+    /// Number of processes sharing the work [default: $SLURM_ARRAY_TASK_COUNT, else 1].
+    #[arg(long, value_name = "N")]
+    pub world_size: Option<usize>,
+    /// Recompute units already done, and replace output written with another config.
+    #[arg(long)]
+    pub force: bool,
+    /// Stop at the first rejected record instead of writing it to `rejects/`.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl StageIo {
+    /// The rank and world size from the flags, else from Slurm's array variables.
+    pub fn sharding(&self) -> Result<Sharding> {
+        let world_size = match self.world_size {
+            Some(n) => n,
+            None => env_number("SLURM_ARRAY_TASK_COUNT")?.unwrap_or(1),
+        };
+        let rank = match self.rank {
+            Some(r) => r,
+            None => match env_number("SLURM_ARRAY_TASK_ID")? {
+                Some(id) => id
+                    .checked_sub(env_number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0))
+                    .ok_or_else(|| {
+                        Error::Usage("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN".into())
+                    })?,
+                None => 0,
+            },
+        };
+        Sharding::new(rank, world_size)
+    }
+}
+
+fn env_number(name: &str) -> Result<Option<usize>> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::Usage(format!("${name} is {value:?}, expected a number"))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `rlpt ingest`.
+#[derive(Debug, Args)]
+pub struct IngestCommand {
+    /// Input, output, sharding.
+    #[command(flatten)]
+    pub io: StageIo,
+    /// Input format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: InputFormat,
+    /// The stage's settings.
+    #[command(flatten)]
+    pub config: IngestConfig,
+    /// Unit and shard sizes.
+    #[command(flatten)]
+    pub layout: Layout,
+}
+
+/// `rlpt inspect`.
+#[derive(Debug, Args)]
+pub struct InspectCommand {
+    /// A table directory (or a glob of Parquet files).
+    pub dir: PathBuf,
+    /// Also show the first N rows.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub head: usize,
+}
+
+/// `rlpt run`.
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    /// Pipeline config.
+    #[arg(default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Directory of stage outputs [default: the config's `out_dir`].
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Recompute every stage from scratch, replacing outputs of another config.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_come_before_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "rlpt",
+            "--threads",
+            "1",
+            "--log-format",
+            "json",
+            "ingest",
+            "--input",
+            "a.jsonl",
+            "--output",
+            "out",
+            "--text-field",
+            "body",
+            "--unit-bytes",
+            "1KiB",
+        ])
+        .unwrap();
+        assert_eq!((cli.threads, cli.log_format), (Some(1), LogFormat::Json));
+        let Command::Ingest(ingest) = cli.command else {
+            panic!("ingest")
+        };
+        assert_eq!(ingest.config.text_field, "body");
+        assert_eq!(ingest.layout.unit_bytes, 1024);
+        assert!(
+            Cli::try_parse_from([
+                "rlpt",
+                "ingest",
+                "--threads",
+                "1",
+                "--input",
+                "a",
+                "--output",
+                "o"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn cli_defaults_equal_config_defaults() {
+        let cli = Cli::try_parse_from(["rlpt", "ingest", "--input", "a", "--output", "o"]).unwrap();
+        let Command::Ingest(ingest) = cli.command else {
+            panic!("ingest")
+        };
+        assert_eq!(ingest.config, IngestConfig::default());
+        assert_eq!(ingest.layout, Layout::default());
+    }
+}

@@ -1,0 +1,216 @@
+//! `pipeline.toml`: the stages `rlpt run` runs, in order. Each `[[stage]]` table names
+//! its stage and takes the same settings as that stage's command-line flags (with `_`
+//! for `-`), plus `input` (relative to the config file, or the previous stage's output
+//! when omitted where a stage allows it) and `output` (relative to `out_dir`).
+//!
+//! ```toml
+//! out_dir = "rlpt-out/sample"
+//!
+//! [[stage]]
+//! stage = "ingest"
+//! input = "wiki-stem/*.jsonl"
+//! output = "documents"
+//! source = "wikipedia"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rlpt_stages::ingest::IngestConfig;
+use serde::Deserialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::ingest_job::{IngestJob, InputFormat};
+use crate::layout::Layout;
+
+/// Where stage outputs go when the config does not say.
+pub const DEFAULT_OUT_DIR: &str = "rlpt-out";
+
+/// A whole pipeline config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Directory of stage outputs, relative to the current directory.
+    #[serde(default = "default_out_dir")]
+    pub out_dir: PathBuf,
+    /// The stages, in order.
+    #[serde(rename = "stage")]
+    pub stages: Vec<StageEntry>,
+}
+
+fn default_out_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_OUT_DIR)
+}
+
+/// One `[[stage]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "stage", rename_all = "kebab-case")]
+pub enum StageEntry {
+    /// `rlpt ingest`.
+    Ingest(IngestEntry),
+}
+
+/// The settings of an `ingest` stage.
+#[derive(Debug, Deserialize)]
+pub struct IngestEntry {
+    /// Input files: a file, directory or glob, relative to the config file.
+    pub input: String,
+    /// Output directory, relative to `out_dir`.
+    pub output: String,
+    /// Input format.
+    #[serde(default)]
+    pub format: InputFormat,
+    /// Make any rejected record an error.
+    #[serde(default)]
+    pub strict: bool,
+    /// The stage's settings.
+    #[serde(flatten)]
+    pub config: IngestConfig,
+    /// Unit and shard sizes.
+    #[serde(flatten)]
+    pub layout: Layout,
+    /// Keys no setting takes (reported as an error).
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+impl IngestEntry {
+    /// The job this entry describes.
+    pub fn job(&self) -> IngestJob {
+        IngestJob {
+            format: self.format,
+            stage: self.config.clone(),
+        }
+    }
+
+    fn known_keys() -> Vec<String> {
+        let mut keys = vec!["stage", "input", "output", "format", "strict"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        keys.extend(object_keys(&IngestConfig::default()));
+        keys.extend(object_keys(&Layout::default()));
+        keys
+    }
+}
+
+impl StageEntry {
+    /// The stage's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageEntry::Ingest(_) => "ingest",
+        }
+    }
+
+    fn unknown_keys(&self) -> (Vec<&String>, Vec<String>) {
+        match self {
+            StageEntry::Ingest(entry) => {
+                (entry.unknown.keys().collect(), IngestEntry::known_keys())
+            }
+        }
+    }
+}
+
+fn object_keys<T: serde::Serialize>(value: &T) -> Vec<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl PipelineConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let problem = |problem: String| Error::Config {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let config: PipelineConfig =
+            toml::from_str(&text).map_err(|err| problem(err.to_string()))?;
+        if config.stages.is_empty() {
+            return Err(problem("no [[stage]] tables: nothing to run".into()));
+        }
+        for (index, stage) in config.stages.iter().enumerate() {
+            let (unknown, known) = stage.unknown_keys();
+            if !unknown.is_empty() {
+                let unknown: Vec<String> = unknown.iter().map(|k| format!("`{k}`")).collect();
+                return Err(problem(format!(
+                    "stage {} ({}): unknown key {}; known keys: {}",
+                    index + 1,
+                    stage.name(),
+                    unknown.join(", "),
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<PipelineConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipeline.toml");
+        std::fs::write(&path, text).unwrap();
+        PipelineConfig::load(&path)
+    }
+
+    #[test]
+    fn a_stage_takes_its_flags_as_keys() {
+        let config = load(
+            r#"
+            out_dir = "out"
+            [[stage]]
+            stage = "ingest"
+            input = "wiki/*.jsonl"
+            output = "documents"
+            source = "wikipedia"
+            text_mode = "paragraph"
+            unit_bytes = "1MiB"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.out_dir, PathBuf::from("out"));
+        let StageEntry::Ingest(entry) = &config.stages[0];
+        assert_eq!(entry.config.source.as_deref(), Some("wikipedia"));
+        assert_eq!(entry.config.text_field, "text");
+        assert_eq!(entry.layout.unit_bytes, 1 << 20);
+        assert_eq!(
+            entry.layout.max_shard_rows,
+            Layout::default().max_shard_rows
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_known_ones() {
+        let err =
+            load("[[stage]]\nstage = \"ingest\"\ninput = \"a\"\noutput = \"b\"\nsorce = \"x\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("stage 1 (ingest): unknown key `sorce`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("source") && err.contains("unit_bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_stage_or_top_level_key_is_an_error() {
+        let err = load("[[stage]]\nstage = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `nope`"), "{err}");
+        let err =
+            load("outdir = \"x\"\n[[stage]]\nstage = \"ingest\"\ninput = \"a\"\noutput = \"b\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("outdir"), "{err}");
+    }
+}

@@ -1,0 +1,526 @@
+//! The one face every per-shard stage runs through. A stage implements [`ShardJob`]
+//! (what to do with one work unit); [`run_stage`] does the rest, the same for all:
+//! takes this rank's units (`index % world_size == rank`), checks the output directory
+//! (refusing other content or another config unless `--force`), skips units already
+//! done with the same config and inputs, cleans and recomputes the others, writes
+//! shards and rejects through a [`UnitSink`], records each unit in the manifest, shows
+//! progress and returns a summary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use rlpt_schemas::{FileMetadata, Reject, TableSpec, rejects};
+use serde::Serialize;
+use serde_json::{Value, json};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::atomic;
+use crate::error::{Error, IoContext, Result};
+use crate::inputs::WorkUnit;
+use crate::layout::Layout;
+use crate::manifest::{MANIFEST_DIR, Manifest, REJECTS_DIR, StageRecord, UnitRecord};
+use crate::progress::{Progress, ProgressMode};
+use crate::shard_writer::{ShardLimits, ShardRecord, ShardWriter, unit_of};
+use crate::summary::StageSummary;
+
+/// The rlpt version written into manifests and file metadata.
+pub const RLPT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Rejects are buffered and written in batches of this many.
+const REJECT_BATCH: usize = 1024;
+
+/// What a stage does with one work unit. Implementations read the unit's inputs, run
+/// the pure stage transform and write through the sink; everything else is the
+/// executor's.
+pub trait ShardJob: Sync {
+    /// The stage's name, as in manifests and file metadata.
+    fn stage(&self) -> &'static str;
+    /// The table the stage writes.
+    fn output_table(&self) -> &'static TableSpec;
+    /// Every setting that shapes the output bytes (hashed into the config hash).
+    fn config(&self) -> Value;
+    /// Processes one unit.
+    fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts>;
+}
+
+/// What a job reports for a unit besides what it wrote.
+#[derive(Debug, Clone, Default)]
+pub struct UnitCounts {
+    /// Records read.
+    pub rows_in: u64,
+    /// The stage's own counters.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// A stage's typed counters as the manifest's name → count map.
+pub fn counter_map<T: Serialize>(counters: &T) -> BTreeMap<String, u64> {
+    match serde_json::to_value(counters) {
+        Ok(Value::Object(fields)) => fields
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value.as_u64()?)))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Which share of the units this process handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sharding {
+    /// This process's rank, `0..world_size`.
+    pub rank: usize,
+    /// Number of processes sharing the work.
+    pub world_size: usize,
+}
+
+impl Sharding {
+    /// The whole work in one process.
+    pub const SINGLE: Sharding = Sharding {
+        rank: 0,
+        world_size: 1,
+    };
+
+    /// Checks `rank < world_size`.
+    pub fn new(rank: usize, world_size: usize) -> Result<Self> {
+        if world_size == 0 || rank >= world_size {
+            return Err(Error::Usage(format!(
+                "--rank {rank} --world-size {world_size}: the rank must be in 0..world-size"
+            )));
+        }
+        Ok(Self { rank, world_size })
+    }
+
+    /// Whether this process handles `unit`.
+    pub fn owns(&self, unit: usize) -> bool {
+        unit % self.world_size == self.rank
+    }
+}
+
+/// How to run a stage: where to, cut how, this process's share, and policies.
+#[derive(Debug, Clone)]
+pub struct StageRun {
+    /// Output directory.
+    pub output: PathBuf,
+    /// Unit and shard sizes.
+    pub layout: Layout,
+    /// This process's share.
+    pub sharding: Sharding,
+    /// Recompute even units already done; replace another config's output.
+    pub force: bool,
+    /// Make any rejected record an error.
+    pub strict: bool,
+    /// How to show progress.
+    pub progress: ProgressMode,
+}
+
+/// Where a job writes a unit's rows and rejects.
+pub struct UnitSink<'a> {
+    output: ShardWriter,
+    rejects: ShardWriter,
+    pending_rejects: Vec<Reject>,
+    reject_reasons: BTreeMap<String, u64>,
+    rows_out: u64,
+    strict: bool,
+    progress: &'a Progress,
+}
+
+impl UnitSink<'_> {
+    /// Appends rows to the output table.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows_out += batch.num_rows() as u64;
+        self.output.write(batch)
+    }
+
+    /// Records a rejected input record (an error under `--strict`).
+    pub fn reject(&mut self, reject: Reject) -> Result<()> {
+        if self.strict {
+            return Err(Error::StrictReject {
+                file: reject.file,
+                line: reject.line,
+                reason: reject.reason,
+                detail: reject.detail,
+            });
+        }
+        *self
+            .reject_reasons
+            .entry(reject.reason.clone())
+            .or_default() += 1;
+        self.pending_rejects.push(reject);
+        if self.pending_rejects.len() >= REJECT_BATCH {
+            self.flush_rejects()?;
+        }
+        Ok(())
+    }
+
+    /// Reports input consumed.
+    pub fn advance(&self, bytes: u64, rows: u64) {
+        self.progress.advance(bytes, rows);
+    }
+
+    fn flush_rejects(&mut self) -> Result<()> {
+        if !self.pending_rejects.is_empty() {
+            let batch = rejects::to_batch(&self.pending_rejects);
+            self.pending_rejects.clear();
+            self.rejects.write(&batch)?;
+        }
+        Ok(())
+    }
+}
+
+/// The hash identifying a stage's config: xxh3-64 of the stage name and the config's
+/// JSON, in hex.
+pub fn config_hash(stage: &str, config: &Value) -> String {
+    let text = format!("{stage}\n{config}");
+    format!("{:016x}", xxh3_64(text.as_bytes()))
+}
+
+/// Runs `job` over this rank's share of `units`, with resume.
+pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Result<StageSummary> {
+    let started = Instant::now();
+    let config = json!({ "stage": job.config(), "layout": run.layout });
+    let record = StageRecord {
+        stage: job.stage().to_string(),
+        table: job.output_table().name.to_string(),
+        config_hash: config_hash(job.stage(), &config),
+        config,
+        units: units.len(),
+        rlpt_version: RLPT_VERSION.to_string(),
+    };
+    fs::create_dir_all(&run.output).at(&run.output)?;
+    let manifest = Manifest::of(&run.output);
+    let mut existing = existing_shards(&run.output)?;
+    prepare_output(&manifest, run, &record, &mut existing)?;
+
+    let mut summary = StageSummary {
+        stage: record.stage.clone(),
+        output: run.output.clone(),
+        units_total: units.len(),
+        ..StageSummary::default()
+    };
+    let mut todo = Vec::new();
+    for unit in units.iter().filter(|u| run.sharding.owns(u.index)) {
+        match reusable(&manifest, unit, &record.config_hash, run)? {
+            Some(done) => summary.add(&done, true),
+            None => todo.push(unit),
+        }
+    }
+    let progress = Progress::new(
+        run.progress,
+        job.stage(),
+        todo.iter().map(|u| u.bytes()).sum(),
+    );
+    for unit in todo {
+        manifest.remove_unit(unit.index)?;
+        remove_files(existing.remove(&unit.index).unwrap_or_default())?;
+        let done = run_unit(job, unit, run, &record.config_hash, &progress)?;
+        manifest.write_unit(&done)?;
+        summary.add(&done, false);
+    }
+    progress.finish();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn run_unit(
+    job: &dyn ShardJob,
+    unit: &WorkUnit,
+    run: &StageRun,
+    config_hash: &str,
+    progress: &Progress,
+) -> Result<UnitRecord> {
+    let started = Instant::now();
+    let limits = ShardLimits {
+        max_rows: run.layout.max_shard_rows,
+        max_bytes: run.layout.max_shard_bytes,
+    };
+    let output_meta = FileMetadata::new(job.output_table(), job.stage(), config_hash, RLPT_VERSION);
+    let rejects_meta = FileMetadata::new(rejects::spec(), job.stage(), config_hash, RLPT_VERSION);
+    let mut sink = UnitSink {
+        output: ShardWriter::new(&run.output, "", unit.index, output_meta, limits),
+        rejects: ShardWriter::new(
+            &run.output.join(REJECTS_DIR),
+            &format!("{REJECTS_DIR}/"),
+            unit.index,
+            rejects_meta,
+            limits,
+        ),
+        pending_rejects: Vec::new(),
+        reject_reasons: BTreeMap::new(),
+        rows_out: 0,
+        strict: run.strict,
+        progress,
+    };
+    let counts = job.run_unit(unit, &mut sink)?;
+    sink.flush_rejects()?;
+    let outputs = sink.output.finish()?;
+    let rejects = sink.rejects.finish()?;
+    Ok(UnitRecord {
+        unit: unit.index,
+        config_hash: config_hash.to_string(),
+        input_fingerprint: unit.fingerprint(),
+        inputs: unit.files.iter().map(|f| f.rel.clone()).collect(),
+        input_bytes: unit.bytes(),
+        outputs,
+        rejects,
+        rows_in: counts.rows_in,
+        rows_out: sink.rows_out,
+        reject_reasons: sink.reject_reasons,
+        counters: counts.counters,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The finished record of `unit`, if it can be reused: same config, same inputs, and
+/// its files still there with their recorded sizes.
+fn reusable(
+    manifest: &Manifest,
+    unit: &WorkUnit,
+    config_hash: &str,
+    run: &StageRun,
+) -> Result<Option<UnitRecord>> {
+    if run.force {
+        return Ok(None);
+    }
+    let Some(record) = manifest.read_unit(unit.index)? else {
+        return Ok(None);
+    };
+    let files_intact = record
+        .outputs
+        .iter()
+        .chain(&record.rejects)
+        .all(|shard| shard_intact(&run.output, shard));
+    let same = record.config_hash == config_hash && record.input_fingerprint == unit.fingerprint();
+    if same && !files_intact {
+        tracing::warn!(
+            unit = unit.index,
+            "a finished unit's shards are missing or changed; recomputing it"
+        );
+    }
+    Ok((same && files_intact).then_some(record))
+}
+
+fn shard_intact(output: &Path, shard: &ShardRecord) -> bool {
+    fs::metadata(output.join(&shard.file)).is_ok_and(|m| m.len() == shard.bytes)
+}
+
+/// Makes sure `run.output` may receive this stage's output, and records the stage.
+fn prepare_output(
+    manifest: &Manifest,
+    run: &StageRun,
+    record: &StageRecord,
+    existing: &mut BTreeMap<usize, Vec<PathBuf>>,
+) -> Result<()> {
+    let refuse = |problem: String| Error::OutputDir {
+        dir: run.output.clone(),
+        problem,
+    };
+    let previous = match manifest.read_stage()? {
+        Some(previous) => previous,
+        None => {
+            let foreign = foreign_entries(&run.output)?;
+            // Another rank may have started the directory since we looked.
+            match manifest.read_stage()? {
+                Some(previous) => previous,
+                None if foreign.is_empty() => return manifest.write_stage(record),
+                None => {
+                    return Err(refuse(format!(
+                        "the directory is not empty (it has {}) and was not written by rlpt; \
+                         choose an empty or new --output",
+                        foreign.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    if previous.stage != record.stage {
+        return Err(refuse(format!(
+            "it holds the output of the `{}` stage; choose another --output for `{}`",
+            previous.stage, record.stage
+        )));
+    }
+    if previous.config_hash == record.config_hash && previous.units == record.units {
+        return Ok(());
+    }
+    if !run.force {
+        return Err(refuse(format!(
+            "it was written with a different configuration: {}. Rerun with --force to \
+             recompute it with the new configuration, or choose another --output",
+            describe_change(&previous, record).join("; ")
+        )));
+    }
+    manifest.write_stage(record)?;
+    // Units beyond the new plan belong to no rank: any rank may remove them.
+    for unit in manifest
+        .recorded_units()?
+        .into_iter()
+        .filter(|&u| u >= record.units)
+    {
+        manifest.remove_unit(unit)?;
+    }
+    let stale: Vec<usize> = existing.range(record.units..).map(|(&u, _)| u).collect();
+    for unit in stale {
+        remove_files(existing.remove(&unit).unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// Entries of `dir` that rlpt would not have written.
+fn foreign_entries(dir: &Path) -> Result<Vec<String>> {
+    let mut foreign = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let name = entry.at(dir)?.file_name().to_string_lossy().into_owned();
+        if name != MANIFEST_DIR {
+            foreign.push(name);
+        }
+    }
+    foreign.sort();
+    Ok(foreign)
+}
+
+/// What differs between the recorded config and this run's, key by key.
+fn describe_change(previous: &StageRecord, current: &StageRecord) -> Vec<String> {
+    let mut changes = Vec::new();
+    if previous.units != current.units {
+        changes.push(format!(
+            "the input is now {} work units, it was {}",
+            current.units, previous.units
+        ));
+    }
+    let (old, new) = (flatten(&previous.config), flatten(&current.config));
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for key in keys {
+        let (before, after) = (old.get(key), new.get(key));
+        if before != after {
+            let show = |v: Option<&Value>| v.map_or("(unset)".to_string(), Value::to_string);
+            changes.push(format!(
+                "{key} was {}, is now {}",
+                show(before),
+                show(after)
+            ));
+        }
+    }
+    if changes.is_empty() {
+        changes.push(format!(
+            "config hash {} was {}",
+            current.config_hash, previous.config_hash
+        ));
+    }
+    changes
+}
+
+fn flatten(value: &Value) -> HashMap<String, Value> {
+    fn walk(prefix: &str, value: &Value, out: &mut HashMap<String, Value>) {
+        match value {
+            Value::Object(fields) => {
+                for (key, inner) in fields {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&path, inner, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// Shard files (finished or `.tmp`) in the output and rejects directories, by unit.
+fn existing_shards(output: &Path) -> Result<BTreeMap<usize, Vec<PathBuf>>> {
+    let mut by_unit: BTreeMap<usize, Vec<PathBuf>> = BTreeMap::new();
+    for dir in [output.to_path_buf(), output.join(REJECTS_DIR)] {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err).at(&dir),
+        };
+        for entry in entries {
+            let path = entry.at(&dir)?.path();
+            let unit = path.file_name().and_then(|n| unit_of(&n.to_string_lossy()));
+            if let Some(unit) = unit {
+                by_unit.entry(unit).or_default().push(path);
+            }
+        }
+    }
+    Ok(by_unit)
+}
+
+fn remove_files(paths: Vec<PathBuf>) -> Result<()> {
+    paths
+        .iter()
+        .try_for_each(|path| atomic::remove_if_exists(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_split_units_round_robin() {
+        let sharding = Sharding::new(1, 3).unwrap();
+        let owned: Vec<usize> = (0..8).filter(|&u| sharding.owns(u)).collect();
+        assert_eq!(owned, [1, 4, 7]);
+        assert!(
+            Sharding::new(3, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("0..world-size")
+        );
+        assert!(Sharding::new(0, 0).is_err());
+    }
+
+    #[test]
+    fn config_hashes_depend_on_stage_and_config() {
+        let a = config_hash("ingest", &json!({"text_field": "text"}));
+        assert_eq!(a, config_hash("ingest", &json!({"text_field": "text"})));
+        assert_ne!(a, config_hash("ingest", &json!({"text_field": "body"})));
+        assert_ne!(a, config_hash("pii", &json!({"text_field": "text"})));
+        assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn a_config_change_is_described_key_by_key() {
+        let record = |config: Value, units| StageRecord {
+            stage: "ingest".into(),
+            table: "documents".into(),
+            config_hash: config.to_string(),
+            config,
+            units,
+            rlpt_version: RLPT_VERSION.into(),
+        };
+        let old = record(json!({"stage": {"text_field": "text", "source": null}}), 2);
+        let new = record(json!({"stage": {"text_field": "body", "source": null}}), 3);
+        assert_eq!(
+            describe_change(&old, &new),
+            [
+                "the input is now 3 work units, it was 2",
+                "stage.text_field was \"text\", is now \"body\""
+            ]
+        );
+    }
+
+    #[test]
+    fn typed_counters_become_a_map() {
+        #[derive(Serialize)]
+        struct Counters {
+            records: u64,
+            documents: u64,
+        }
+        let map = counter_map(&Counters {
+            records: 3,
+            documents: 2,
+        });
+        assert_eq!(
+            map,
+            BTreeMap::from([("documents".into(), 2), ("records".into(), 3)])
+        );
+    }
+}

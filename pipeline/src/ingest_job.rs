@@ -1,0 +1,676 @@
+//! The IO side of `rlpt ingest`: which files are input and in what format, reading them
+//! (transparently decompressing `.gz`/`.zst`) in bounded batches of raw records, and
+//! handing those to the pure [`rlpt_stages::ingest`] transform. Formats: JSONL, plain
+//! text (a document per file or per blank-line-separated paragraph), Parquet.
+//!
+//! A read error in the middle of a file (a truncated gzip, say) does not lose what came
+//! before it: the records read so far are kept and the rest of the file becomes one
+//! `unreadable` reject naming the line where reading stopped.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::ops::Range;
+use std::path::Path;
+use std::rc::Rc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Schema};
+use rlpt_schemas::{Reject, TableSpec, documents};
+use rlpt_stages::ingest::{
+    IngestConfig, IngestCounters, RawRecord, RejectReason, TextCell, TextMode, ingest_batch,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, IoContext, Result};
+use crate::executor::{ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage};
+use crate::inputs::{self, InputFile, WorkUnit};
+use crate::layout::Layout;
+use crate::shard_reader::ParquetBatches;
+use crate::summary::StageSummary;
+
+/// A batch of raw records holds at most this many bytes…
+const BATCH_BYTES: usize = 8 << 20;
+/// …and this many records.
+const BATCH_RECORDS: usize = 8192;
+/// Rows per batch when reading Parquet input.
+const PARQUET_BATCH_ROWS: usize = 2048;
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    /// From each file's extension: .jsonl/.json/.ndjson, .txt/.text/.md/.tex, .parquet
+    /// (before an optional .gz/.zst).
+    #[default]
+    Auto,
+    /// One JSON object per line.
+    Jsonl,
+    /// Plain UTF-8 text.
+    Text,
+    /// Parquet with a text column.
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// A file's compression and format from its extensions (`x.jsonl.gz`).
+fn detect(path: &Path) -> (Compression, Option<InputFormat>) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase());
+    let name = name.as_deref().unwrap_or("");
+    let (compression, rest) = if let Some(rest) = name.strip_suffix(".gz") {
+        (Compression::Gzip, rest)
+    } else if let Some(rest) = name
+        .strip_suffix(".zst")
+        .or_else(|| name.strip_suffix(".zstd"))
+    {
+        (Compression::Zstd, rest)
+    } else {
+        (Compression::None, name)
+    };
+    let format = match rest.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("jsonl" | "json" | "ndjson") => Some(InputFormat::Jsonl),
+        Some("txt" | "text" | "md" | "tex") => Some(InputFormat::Text),
+        Some("parquet") => Some(InputFormat::Parquet),
+        _ => None,
+    };
+    (compression, format)
+}
+
+/// The name of a file without its format and compression extensions.
+fn stem(file: &InputFile) -> String {
+    let name = file
+        .path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let lower = name.to_ascii_lowercase();
+    let mut end = name.len();
+    for ext in [".gz", ".zst", ".zstd"] {
+        if lower[..end].ends_with(ext) {
+            end -= ext.len();
+            break;
+        }
+    }
+    if detect(&file.path).1.is_some() {
+        end = lower[..end].rfind('.').unwrap_or(end);
+    }
+    name[..end].to_string()
+}
+
+/// Expands `--input` and plans the work units. With `--format auto`, a directory or
+/// glob keeps the files whose extension names a format (logging what it skips), and a
+/// single file must have such an extension.
+pub fn plan(input: &str, format: InputFormat, layout: &Layout) -> Result<Vec<WorkUnit>> {
+    let explicit_file = Path::new(input).is_file();
+    let files = inputs::expand(input, |_| true)?;
+    let mut kept = Vec::with_capacity(files.len());
+    let mut skipped = Vec::new();
+    for file in files {
+        let (compression, detected) = detect(&file.path);
+        let resolved = if format == InputFormat::Auto {
+            detected
+        } else {
+            Some(format)
+        };
+        match resolved {
+            Some(InputFormat::Parquet) if compression != Compression::None => {
+                return Err(Error::Input {
+                    spec: input.to_string(),
+                    problem: format!(
+                        "{}: Parquet files cannot be read through .gz/.zst",
+                        file.display()
+                    ),
+                });
+            }
+            Some(_) => kept.push(file),
+            None if explicit_file => {
+                return Err(Error::Input {
+                    spec: input.to_string(),
+                    problem: "cannot tell the format from the extension; pass --format jsonl|text|parquet"
+                        .into(),
+                });
+            }
+            None => skipped.push(file.rel),
+        }
+    }
+    if !skipped.is_empty() {
+        tracing::warn!(
+            count = skipped.len(),
+            first = %skipped[0],
+            "skipping input files whose extension names no format (pass --format to read them)"
+        );
+    }
+    if kept.is_empty() {
+        return Err(Error::Input {
+            spec: input.to_string(),
+            problem: "no file has a known format (.jsonl, .txt, .parquet…); pass --format".into(),
+        });
+    }
+    Ok(inputs::plan_units(kept, layout.unit_bytes))
+}
+
+/// The ingest stage as the executor runs it: how to read, and the stage's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestJob {
+    /// Input format.
+    pub format: InputFormat,
+    /// The stage's own settings.
+    #[serde(flatten)]
+    pub stage: IngestConfig,
+}
+
+impl ShardJob for IngestJob {
+    fn stage(&self) -> &'static str {
+        "ingest"
+    }
+
+    fn output_table(&self) -> &'static TableSpec {
+        documents::spec()
+    }
+
+    fn config(&self) -> Value {
+        serde_json::to_value(self).expect("ingest settings serialise")
+    }
+
+    fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
+        let mut tally = Tally::default();
+        for file in &unit.files {
+            let mut reader = FileIngest {
+                config: &self.stage,
+                file,
+                source: self.stage.source.clone().unwrap_or_else(|| stem(file)),
+                sink: &mut *sink,
+                tally: &mut tally,
+            };
+            match self.format_of(file) {
+                InputFormat::Parquet => reader.parquet()?,
+                InputFormat::Text if self.stage.text_mode == TextMode::Paragraph => {
+                    reader.paragraphs()?
+                }
+                InputFormat::Text => reader.whole_file()?,
+                InputFormat::Jsonl | InputFormat::Auto => reader.jsonl()?,
+            }
+        }
+        let mut counters = counter_map(&tally.counters);
+        counters.insert("blank_lines".into(), tally.blank_lines);
+        Ok(UnitCounts {
+            rows_in: tally.counters.records,
+            counters,
+        })
+    }
+}
+
+impl IngestJob {
+    /// Plans `input` into work units and runs this rank's share.
+    pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
+        let units = plan(input, self.format, &run.layout)?;
+        run_stage(self, &units, run)
+    }
+
+    fn format_of(&self, file: &InputFile) -> InputFormat {
+        match self.format {
+            InputFormat::Auto => detect(&file.path).1.unwrap_or(InputFormat::Jsonl),
+            format => format,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    counters: IngestCounters,
+    blank_lines: u64,
+}
+
+/// Reads one input file and feeds it through the stage.
+struct FileIngest<'a, 's> {
+    config: &'a IngestConfig,
+    file: &'a InputFile,
+    source: String,
+    sink: &'a mut UnitSink<'s>,
+    tally: &'a mut Tally,
+}
+
+/// Raw records of one batch: their bytes in one buffer, each with its line.
+#[derive(Default)]
+struct RecordBuffer {
+    bytes: Vec<u8>,
+    records: Vec<(u64, Range<usize>)>,
+}
+
+impl RecordBuffer {
+    fn is_full(&self) -> bool {
+        self.bytes.len() >= BATCH_BYTES || self.records.len() >= BATCH_RECORDS
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+    }
+
+    fn line_numbers(&self) -> Vec<u64> {
+        self.records.iter().map(|(line, _)| *line).collect()
+    }
+}
+
+impl FileIngest<'_, '_> {
+    fn jsonl(&mut self) -> Result<()> {
+        let mut lines = LineReader::open(&self.file.path)?;
+        let mut buffer = RecordBuffer::default();
+        loop {
+            let mut failure = None;
+            while !buffer.is_full() {
+                let start = buffer.bytes.len();
+                match lines.next_line(&mut buffer.bytes) {
+                    Ok(false) => break,
+                    Ok(true) if is_blank(&buffer.bytes[start..]) => {
+                        buffer.bytes.truncate(start);
+                        self.tally.blank_lines += 1;
+                    }
+                    Ok(true) => buffer.records.push((lines.line, start..buffer.bytes.len())),
+                    Err(err) => {
+                        failure = Some(err);
+                        break;
+                    }
+                }
+            }
+            let done = failure.is_some() || !buffer.is_full();
+            let records: Vec<RawRecord> = buffer
+                .records
+                .iter()
+                .map(|(_, range)| RawRecord::JsonLine(&buffer.bytes[range.clone()]))
+                .collect();
+            self.feed(&buffer.line_numbers(), &records, lines.take_consumed())?;
+            buffer.clear();
+            if let Some(err) = failure {
+                return self.unreadable(lines.line + 1, &err);
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    fn paragraphs(&mut self) -> Result<()> {
+        let mut lines = LineReader::open(&self.file.path)?;
+        let mut buffer = RecordBuffer::default();
+        let mut open: Option<(u64, usize)> = None;
+        loop {
+            let mut failure = None;
+            let mut eof = false;
+            loop {
+                let start = buffer.bytes.len();
+                if open.is_some() {
+                    buffer.bytes.push(b'\n');
+                }
+                match lines.next_line(&mut buffer.bytes) {
+                    Ok(true) if !is_blank(&buffer.bytes[start..]) => {
+                        open.get_or_insert((lines.line, start));
+                        continue;
+                    }
+                    Ok(true) => {}
+                    Ok(false) => eof = true,
+                    Err(err) => failure = Some(err),
+                }
+                buffer.bytes.truncate(start);
+                if let Some((line, first)) = open.take() {
+                    buffer.records.push((line, first..start));
+                }
+                if eof || failure.is_some() || buffer.is_full() {
+                    break;
+                }
+            }
+            let metas: Vec<String> = buffer
+                .records
+                .iter()
+                .map(|(line, _)| {
+                    serde_json::json!({ "path": self.file.rel, "line": line }).to_string()
+                })
+                .collect();
+            let records: Vec<RawRecord> = buffer
+                .records
+                .iter()
+                .zip(&metas)
+                .map(|((_, range), meta)| RawRecord::Text {
+                    bytes: &buffer.bytes[range.clone()],
+                    meta: Some(meta),
+                })
+                .collect();
+            self.feed(&buffer.line_numbers(), &records, lines.take_consumed())?;
+            buffer.clear();
+            if let Some(err) = failure {
+                return self.unreadable(lines.line + 1, &err);
+            }
+            if eof {
+                return Ok(());
+            }
+        }
+    }
+
+    fn whole_file(&mut self) -> Result<()> {
+        let mut decoded = open_decoded(&self.file.path)?;
+        let mut bytes = Vec::new();
+        if let Err(err) = decoded.reader.read_to_end(&mut bytes) {
+            return self.unreadable(1, &err);
+        }
+        let text = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+        let meta = serde_json::json!({ "path": self.file.rel }).to_string();
+        let record = RawRecord::Text {
+            bytes: text,
+            meta: Some(&meta),
+        };
+        self.feed(&[1], &[record], decoded.consumed.get())
+    }
+
+    fn parquet(&mut self) -> Result<()> {
+        let batches = ParquetBatches::open(&self.file.path, PARQUET_BATCH_ROWS)?;
+        let columns = ParquetColumns::locate(self.config, &self.file.path, batches.schema())?;
+        let total_rows = batches.total_rows().max(1);
+        let mut rows_done = 0u64;
+        let mut bytes_reported = 0u64;
+        for batch in batches {
+            let batch = batch?;
+            let ids = columns.ids(&batch, &self.file.path)?;
+            let metas = columns.metas(&batch, &self.file.path)?;
+            let text = batch.column(columns.text);
+            let records: Vec<RawRecord> = (0..batch.num_rows())
+                .map(|row| RawRecord::Columns {
+                    text: text_cell(text.as_ref(), row),
+                    id: ids
+                        .as_ref()
+                        .and_then(|ids| ids.is_valid(row).then(|| ids.value(row))),
+                    meta: metas[row].as_deref(),
+                })
+                .collect();
+            let lines: Vec<u64> = (1..=batch.num_rows() as u64)
+                .map(|row| rows_done + row)
+                .collect();
+            rows_done += batch.num_rows() as u64;
+            let bytes = self.file.bytes * rows_done / total_rows;
+            self.feed(&lines, &records, bytes - bytes_reported)?;
+            bytes_reported = bytes;
+        }
+        Ok(())
+    }
+
+    /// Runs the stage on a batch (`lines[i]` is the line of `records[i]`) and writes
+    /// documents and rejects; `bytes` is the input consumed for it.
+    fn feed(&mut self, lines: &[u64], records: &[RawRecord], bytes: u64) -> Result<()> {
+        let out = ingest_batch(self.config, &self.source, records);
+        self.tally.counters += out.counters;
+        if !out.documents.is_empty() {
+            self.sink.write(&documents::to_batch(&out.documents))?;
+        }
+        for (index, rejection) in out.rejects {
+            self.sink.reject(Reject {
+                file: self.file.display(),
+                line: lines[index],
+                reason: rejection.reason.as_str().to_string(),
+                detail: rejection.detail,
+                raw: raw_bytes(&records[index]),
+            })?;
+        }
+        self.sink.advance(bytes, records.len() as u64);
+        Ok(())
+    }
+
+    fn unreadable(&mut self, line: u64, err: &io::Error) -> Result<()> {
+        self.tally.counters.records += 1;
+        self.tally.counters.rejected += 1;
+        self.sink.reject(Reject {
+            file: self.file.display(),
+            line,
+            reason: RejectReason::Unreadable.as_str().to_string(),
+            detail: format!("reading stopped here: {err}"),
+            raw: None,
+        })
+    }
+}
+
+fn raw_bytes(record: &RawRecord) -> Option<Vec<u8>> {
+    match *record {
+        RawRecord::JsonLine(bytes) | RawRecord::Text { bytes, .. } => Some(bytes.to_vec()),
+        RawRecord::Columns { .. } => None,
+    }
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Counts compressed bytes read from disk, for progress.
+struct CountingReader {
+    inner: File,
+    count: Rc<Cell<u64>>,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A file read through its decompressor.
+struct Decoded {
+    reader: Box<dyn Read>,
+    /// Bytes read from disk so far.
+    consumed: Rc<Cell<u64>>,
+}
+
+fn open_decoded(path: &Path) -> Result<Decoded> {
+    let consumed = Rc::new(Cell::new(0));
+    let file = CountingReader {
+        inner: File::open(path).at(path)?,
+        count: Rc::clone(&consumed),
+    };
+    let reader: Box<dyn Read> = match detect(path).0 {
+        Compression::None => Box::new(file),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+        Compression::Zstd => Box::new(zstd::Decoder::new(file).at(path)?),
+    };
+    Ok(Decoded { reader, consumed })
+}
+
+/// Reads lines (without terminators, `\r\n` or `\n`), skipping a leading BOM.
+struct LineReader {
+    reader: BufReader<Box<dyn Read>>,
+    consumed: Rc<Cell<u64>>,
+    reported: u64,
+    /// 1-based number of the last line read.
+    line: u64,
+}
+
+impl LineReader {
+    fn open(path: &Path) -> Result<Self> {
+        let decoded = open_decoded(path)?;
+        Ok(Self {
+            reader: BufReader::with_capacity(1 << 20, decoded.reader),
+            consumed: decoded.consumed,
+            reported: 0,
+            line: 0,
+        })
+    }
+
+    /// Appends the next line to `out`; `false` at end of input.
+    fn next_line(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        let start = out.len();
+        if self.reader.read_until(b'\n', out)? == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        if out.last() == Some(&b'\n') {
+            out.pop();
+            if out.last() == Some(&b'\r') {
+                out.pop();
+            }
+        }
+        if self.line == 1 && out[start..].starts_with(UTF8_BOM) {
+            out.drain(start..start + UTF8_BOM.len());
+        }
+        Ok(true)
+    }
+
+    /// Bytes read from disk since the last call.
+    fn take_consumed(&mut self) -> u64 {
+        let total = self.consumed.get();
+        let delta = total - self.reported;
+        self.reported = total;
+        delta
+    }
+}
+
+/// Where the text, id and other columns are in a Parquet input.
+struct ParquetColumns {
+    text: usize,
+    id: Option<usize>,
+    others: Vec<usize>,
+}
+
+impl ParquetColumns {
+    fn locate(config: &IngestConfig, path: &Path, schema: &Schema) -> Result<Self> {
+        let problem = |problem: String| Error::Input {
+            spec: path.display().to_string(),
+            problem,
+        };
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let text = schema.index_of(&config.text_field).map_err(|_| {
+            problem(format!(
+                "no column `{}` (columns: {}); pass --text-field",
+                config.text_field,
+                names.join(", ")
+            ))
+        })?;
+        let id = schema.index_of(&config.id_field).ok();
+        if let Some(id) = id {
+            let data_type = schema.field(id).data_type();
+            if !(data_type.is_integer()
+                || matches!(
+                    data_type,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ))
+            {
+                return Err(problem(format!(
+                    "column `{}` has type {data_type}; ids must be strings or integers (pass --id-field to use another column)",
+                    config.id_field
+                )));
+            }
+        }
+        let others = (0..names.len())
+            .filter(|&i| i != text && Some(i) != id)
+            .collect();
+        Ok(Self { text, id, others })
+    }
+
+    fn ids(&self, batch: &RecordBatch, path: &Path) -> Result<Option<StringArray>> {
+        let Some(id) = self.id else {
+            return Ok(None);
+        };
+        let cast =
+            arrow_cast::cast(batch.column(id), &DataType::Utf8).map_err(|source| Error::Arrow {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Some(cast.as_string::<i32>().clone()))
+    }
+
+    /// Each row's other columns as a JSON object (`None` when all are null).
+    fn metas(&self, batch: &RecordBatch, path: &Path) -> Result<Vec<Option<String>>> {
+        if self.others.is_empty() {
+            return Ok(vec![None; batch.num_rows()]);
+        }
+        let arrow_error = |source| Error::Arrow {
+            path: path.to_path_buf(),
+            source,
+        };
+        let projected = batch.project(&self.others).map_err(arrow_error)?;
+        let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+        writer.write(&projected).map_err(arrow_error)?;
+        writer.finish().map_err(arrow_error)?;
+        let json = String::from_utf8(writer.into_inner()).expect("arrow-json writes UTF-8");
+        Ok(json
+            .lines()
+            .map(|line| (line != "{}").then(|| line.to_string()))
+            .collect())
+    }
+}
+
+fn text_cell(array: &dyn Array, row: usize) -> TextCell<'_> {
+    if array.is_null(row) {
+        return TextCell::Null;
+    }
+    if let Some(strings) = array.as_string_opt::<i32>() {
+        TextCell::Str(strings.value(row))
+    } else if let Some(strings) = array.as_string_opt::<i64>() {
+        TextCell::Str(strings.value(row))
+    } else if let Some(strings) = array.as_string_view_opt() {
+        TextCell::Str(strings.value(row))
+    } else if let Some(bytes) = array.as_binary_opt::<i32>() {
+        TextCell::Bytes(bytes.value(row))
+    } else if let Some(bytes) = array.as_binary_opt::<i64>() {
+        TextCell::Bytes(bytes.value(row))
+    } else if let Some(bytes) = array.as_binary_view_opt() {
+        TextCell::Bytes(bytes.value(row))
+    } else {
+        TextCell::OtherType(type_name(array))
+    }
+}
+
+fn type_name(array: &dyn Array) -> &'static str {
+    match array.data_type() {
+        DataType::Boolean => "Boolean",
+        DataType::List(_) | DataType::LargeList(_) => "List",
+        DataType::Struct(_) => "Struct",
+        data_type if data_type.is_integer() => "Integer",
+        data_type if data_type.is_floating() => "Float",
+        _ => "a non-string type",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> InputFile {
+        InputFile {
+            path: name.into(),
+            rel: name.into(),
+            bytes: 0,
+            mtime_ns: 0,
+        }
+    }
+
+    #[test]
+    fn formats_and_compression_come_from_extensions() {
+        assert_eq!(
+            detect(Path::new("a.JSONL.gz")),
+            (Compression::Gzip, Some(InputFormat::Jsonl))
+        );
+        assert_eq!(
+            detect(Path::new("b.txt.zst")),
+            (Compression::Zstd, Some(InputFormat::Text))
+        );
+        assert_eq!(
+            detect(Path::new("c.parquet")),
+            (Compression::None, Some(InputFormat::Parquet))
+        );
+        assert_eq!(detect(Path::new("README")), (Compression::None, None));
+    }
+
+    #[test]
+    fn the_default_source_is_the_file_name_without_extensions() {
+        assert_eq!(stem(&file("dir/stem-en.jsonl.gz")), "stem-en");
+        assert_eq!(stem(&file("wiki.v2.parquet")), "wiki.v2");
+        assert_eq!(stem(&file("notes")), "notes");
+    }
+}

@@ -1,0 +1,40 @@
+//! # rlpt-pipeline
+//!
+//! Everything around the stages: the `rlpt` command line, all file IO, and the
+//! machinery every stage gets for free.
+//!
+//! - [`executor`]: the one face of a per-shard stage ([`executor::ShardJob`]) and
+//!   [`executor::run_stage`], which takes this rank's work units, resumes, writes
+//!   through a [`executor::UnitSink`] and records each unit in the [`manifest`].
+//! - [`inputs`]: `--input` (file, directory, glob) → sorted files → [`inputs::WorkUnit`]s.
+//! - [`shard_writer`] / [`shard_reader`]: zstd Parquet shards written atomically
+//!   (`.tmp`, fsync, rename) and rotated by size; streaming, schema-checked reads.
+//! - [`manifest`]: `DIR/_manifest/` — which stage and config wrote a directory, and a
+//!   record per finished unit (the resume state).
+//! - [`ingest_job`]: the IO side of `rlpt ingest` (JSONL, text, Parquet; .gz/.zst).
+//! - [`inspect`]: `rlpt inspect`, with polars.
+//! - [`cli`], [`config`], [`commands`]: flags, `pipeline.toml`, and running them.
+//!
+//! A new stage is a pure transform in `rlpt-stages`, a `ShardJob` here that reads its
+//! input and calls it, a [`cli::Command`] arm and a [`config::StageEntry`] arm.
+
+#![deny(missing_docs)]
+
+pub mod atomic;
+pub mod cli;
+pub mod commands;
+pub mod config;
+mod error;
+pub mod executor;
+pub mod ingest_job;
+pub mod inputs;
+pub mod inspect;
+pub mod layout;
+pub mod logging;
+pub mod manifest;
+pub mod progress;
+pub mod shard_reader;
+pub mod shard_writer;
+pub mod summary;
+
+pub use error::{Error, IoContext, Result};

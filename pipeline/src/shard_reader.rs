@@ -1,0 +1,279 @@
+//! Reading shards back: [`table_files`] lists a table's shard files in a stable order
+//! (the manifest's unit order for a directory rlpt wrote, refusing one left
+//! incomplete), [`ParquetBatches`] streams any Parquet file in bounded record batches,
+//! and [`TableReader`] does that for a table, after checking the file's schema and
+//! metadata against the table spec and casting columns to the spec's types.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use rlpt_schemas::{FileMetadata, TableSpec};
+
+use crate::error::{Error, IoContext, Result};
+use crate::inputs;
+use crate::manifest::Manifest;
+
+/// Rows per record batch when reading tables.
+pub const READ_BATCH_ROWS: usize = 4096;
+
+/// The Parquet files of a table named by `input`: a file, a glob, or a directory. A
+/// directory rlpt wrote is listed from its manifest, in unit order, and refused when
+/// incomplete; any other directory contributes its top-level `*.parquet` files.
+pub fn table_files(input: &str) -> Result<Vec<PathBuf>> {
+    let dir = Path::new(input);
+    if dir.is_dir() {
+        if let Some((_, units)) = Manifest::of(dir).read_complete(dir)? {
+            return Ok(units
+                .iter()
+                .flat_map(|unit| unit.outputs.iter().map(|shard| dir.join(&shard.file)))
+                .collect());
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .at(dir)?
+            .map(|entry| entry.map(|e| e.path()).at(dir))
+            .collect::<Result<_>>()?;
+        files.retain(|path| path.is_file() && is_parquet(path));
+        files.sort();
+        return Ok(files);
+    }
+    Ok(inputs::expand(input, is_parquet)?
+        .into_iter()
+        .map(|file| file.path)
+        .collect())
+}
+
+fn is_parquet(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "parquet")
+}
+
+/// Streams one Parquet file in record batches of bounded size.
+pub struct ParquetBatches {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    schema: SchemaRef,
+    key_values: HashMap<String, String>,
+    total_rows: u64,
+}
+
+impl ParquetBatches {
+    /// Opens `path`, reading `batch_rows` rows at a time.
+    pub fn open(path: &Path, batch_rows: usize) -> Result<Self> {
+        let parquet_error = |source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).at(path)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error)?;
+        let file_metadata = builder.metadata().file_metadata();
+        let key_values = file_metadata
+            .key_value_metadata()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+            .collect();
+        let total_rows = file_metadata.num_rows().max(0) as u64;
+        let schema = builder.schema().clone();
+        let reader = builder
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(parquet_error)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader,
+            schema,
+            key_values,
+            total_rows,
+        })
+    }
+
+    /// The file's Arrow schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Rows in the file.
+    pub fn total_rows(&self) -> u64 {
+        self.total_rows
+    }
+
+    /// The file's rlpt metadata, `None` when another tool wrote it.
+    pub fn rlpt_metadata(&self) -> Result<Option<FileMetadata>> {
+        FileMetadata::from_key_values(&self.key_values).map_err(|source| Error::Schema {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+impl Iterator for ParquetBatches {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.reader.next().map(|batch| {
+            batch.map_err(|source| Error::Arrow {
+                path: self.path.clone(),
+                source,
+            })
+        })
+    }
+}
+
+/// Streams a table's file after checking it against the table spec; batches come out
+/// with the spec's column types (other columns kept as they are).
+pub struct TableReader {
+    batches: ParquetBatches,
+    schema: SchemaRef,
+    metadata: Option<FileMetadata>,
+}
+
+impl TableReader {
+    /// Opens `path` as a file of `table`; a wrong table, an unknown major version or a
+    /// missing column is an error naming the file and the column.
+    pub fn open(path: &Path, table: &TableSpec) -> Result<Self> {
+        let batches = ParquetBatches::open(path, READ_BATCH_ROWS)?;
+        let metadata = batches.rlpt_metadata()?;
+        table
+            .check(batches.schema(), metadata.as_ref())
+            .map_err(|source| Error::Schema {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let schema = Arc::new(Schema::new(
+            batches
+                .schema()
+                .fields()
+                .iter()
+                .map(
+                    |field| match table.columns.iter().find(|c| c.name == field.name()) {
+                        Some(column) => {
+                            Field::new(field.name(), column.data_type.clone(), field.is_nullable())
+                        }
+                        None => field.as_ref().clone(),
+                    },
+                )
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Self {
+            batches,
+            schema,
+            metadata,
+        })
+    }
+
+    /// The rlpt metadata of the file, if it has any.
+    pub fn metadata(&self) -> Option<&FileMetadata> {
+        self.metadata.as_ref()
+    }
+
+    /// The schema of the batches this reader yields.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn cast(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if batch.schema() == self.schema {
+            return Ok(batch);
+        }
+        let arrow_error = |source| Error::Arrow {
+            path: self.batches.path.clone(),
+            source,
+        };
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| arrow_cast::cast(column, field.data_type()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(arrow_error)?;
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow_error)
+    }
+}
+
+impl Iterator for TableReader {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = self.batches.next()?;
+        Some(batch.and_then(|batch| self.cast(batch)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array, StringArray, StringViewArray};
+    use parquet::arrow::ArrowWriter;
+    use rlpt_schemas::documents;
+
+    fn write_plain(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    fn strings(values: &[&str]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    #[test]
+    fn a_foreign_file_with_the_columns_is_read_and_cast_to_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("polars.parquet");
+        let text: ArrayRef = Arc::new(StringViewArray::from(vec!["hello", "world"]));
+        write_plain(
+            &path,
+            vec![
+                ("id", strings(&["a", "b"])),
+                ("text", text),
+                ("source", strings(&["s", "s"])),
+                ("meta", strings(&["{}", "{}"])),
+                ("extra", Arc::new(Int64Array::from(vec![1, 2]))),
+            ],
+        );
+        let reader = TableReader::open(&path, documents::spec()).unwrap();
+        assert!(reader.metadata().is_none());
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        let docs = documents::from_batch(&batches[0]).unwrap();
+        assert_eq!(docs[1].text, "world");
+        assert_eq!(batches[0].num_columns(), 5, "extra columns are kept");
+    }
+
+    #[test]
+    fn a_file_missing_a_column_is_refused_with_file_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.parquet");
+        write_plain(
+            &path,
+            vec![("id", strings(&["a"])), ("text", strings(&["t"]))],
+        );
+        let err = TableReader::open(&path, documents::spec())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("bad.parquet") && err.contains("column `source` is missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plain_directory_lists_its_parquet_files_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.parquet", "a.parquet", "notes.txt", "c.parquet.tmp"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let files = table_files(dir.path().to_str().unwrap()).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a.parquet", "b.parquet"]);
+    }
+}
