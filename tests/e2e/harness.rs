@@ -1,0 +1,209 @@
+//! The test harness: finds the `rlpt` binary cargo built, runs it like a user would
+//! (in a chosen directory, with arguments), and reads what it wrote.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The embedded sample corpus.
+pub fn sample_dir() -> PathBuf {
+    repo_root().join("data-samples/wiki-stem")
+}
+
+/// The sample's JSONL files as an `--input` glob (the directory also holds its
+/// ATTRIBUTION.md, which a directory input would ingest as a text document).
+pub fn sample_input() -> PathBuf {
+    sample_dir().join("*.jsonl")
+}
+
+/// Documents in the embedded sample.
+pub const SAMPLE_DOCS: usize = 520;
+
+/// The `rlpt` binary of this build (`cargo test --workspace` builds it).
+pub fn rlpt_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join(format!("rlpt{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A command running `rlpt` in `cwd`.
+pub fn rlpt_in(cwd: &Path) -> Command {
+    let mut command = Command::new(rlpt_bin());
+    command.current_dir(cwd);
+    for var in [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_MIN",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Runs `rlpt ARGS` in the repository root.
+pub fn rlpt(args: &[&str]) -> Output {
+    rlpt_in(&repo_root()).args(args).output().unwrap()
+}
+
+/// Runs `rlpt ARGS` and insists it succeeds.
+pub fn rlpt_ok(args: &[&str]) -> Output {
+    let output = rlpt(args);
+    assert!(
+        output.status.success(),
+        "rlpt {args:?} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Text of a process's stdout and stderr.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Text of a process's stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A path as an argument.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Every record batch of a Parquet file.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Shard files of a table directory (top-level `*.parquet`), sorted.
+pub fn shards(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    files.retain(|p| p.extension().is_some_and(|e| e == "parquet"));
+    files.sort();
+    files
+}
+
+/// A row of a table, column name → value rendered as text (`None` for null).
+pub type Row = BTreeMap<String, Option<String>>;
+
+/// Every row of every shard of a table directory, in shard order.
+pub fn read_rows(dir: &Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for shard in shards(dir) {
+        for batch in read_parquet(&shard) {
+            for row in 0..batch.num_rows() {
+                let mut values = Row::new();
+                for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                    values.insert(field.name().clone(), cell(column.as_ref(), row));
+                }
+                rows.push(values);
+            }
+        }
+    }
+    rows
+}
+
+fn cell(column: &dyn Array, row: usize) -> Option<String> {
+    if column.is_null(row) {
+        None
+    } else if let Some(strings) = column.as_string_opt::<i32>() {
+        Some(strings.value(row).to_string())
+    } else if let Some(strings) = column.as_string_opt::<i64>() {
+        Some(strings.value(row).to_string())
+    } else if let Some(bytes) = column.as_binary_opt::<i64>() {
+        Some(String::from_utf8_lossy(bytes.value(row)).into_owned())
+    } else if let Some(numbers) = column.as_primitive_opt::<arrow_array::types::UInt64Type>() {
+        Some(numbers.value(row).to_string())
+    } else {
+        panic!("the harness does not render {}", column.data_type())
+    }
+}
+
+/// The value of `column` in `row`.
+pub fn get<'a>(row: &'a Row, column: &str) -> &'a str {
+    row.get(column)
+        .unwrap_or_else(|| panic!("no column {column} in {row:?}"))
+        .as_deref()
+        .unwrap_or_else(|| panic!("{column} is null in {row:?}"))
+}
+
+/// The bytes of every table file under `dir` (shards and rejects, not the manifest),
+/// by relative path: what "same output bytes" compares.
+pub fn table_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for sub in ["", "rejects"] {
+        for shard in shards(&dir.join(sub)) {
+            let rel = shard
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            files.insert(rel, fs::read(&shard).unwrap());
+        }
+    }
+    files
+}
+
+/// Writes `copies` copies of the sample (ids made unique per copy) as JSONL files of
+/// about `docs_per_file` documents each: a corpus big enough to have many work units.
+pub fn replicate_sample(dir: &Path, copies: usize, docs_per_file: usize) -> usize {
+    let lines: Vec<String> = fs::read_dir(sample_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .flat_map(|p| {
+            fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    fs::create_dir_all(dir).unwrap();
+    let mut docs = Vec::with_capacity(lines.len() * copies);
+    for copy in 0..copies {
+        for line in &lines {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = format!("{}#{copy}", record["id"].as_str().unwrap());
+            record["id"] = id.into();
+            docs.push(record.to_string());
+        }
+    }
+    for (index, chunk) in docs.chunks(docs_per_file).enumerate() {
+        fs::write(
+            dir.join(format!("part-{index:04}.jsonl")),
+            chunk.join("\n") + "\n",
+        )
+        .unwrap();
+    }
+    docs.len()
+}

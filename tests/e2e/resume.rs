@@ -1,0 +1,196 @@
+//! Resume: a killed run finishes with the same bytes as an uninterrupted one; done
+//! units are reused, changed ones redone; another config is refused unless --force.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn ingest_args<'a>(input: &'a Path, output: &'a Path) -> Vec<&'a str> {
+    vec![
+        "ingest",
+        "--input",
+        arg(input),
+        "--output",
+        arg(output),
+        "--unit-bytes",
+        "300KiB",
+    ]
+}
+
+fn units_done(output: &Path) -> usize {
+    fs::read_dir(output.join("_manifest"))
+        .map(|entries| {
+            entries
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("unit-")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn summary_row(output: &std::process::Output) -> Vec<String> {
+    let text = stdout(output);
+    text.lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+fn tmp_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for sub in ["", "rejects", "_manifest"] {
+        if let Ok(entries) = fs::read_dir(dir.join(sub)) {
+            for entry in entries {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                if name.ends_with(".tmp") {
+                    found.push(name);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_to_the_same_bytes() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    replicate_sample(&input, 60, 500);
+    let reference = work.path().join("reference");
+    rlpt_ok(&ingest_args(&input, &reference));
+    let total_units = units_done(&reference);
+    assert!(total_units > 40, "{total_units} units");
+
+    let output = work.path().join("killed");
+    let mut child = rlpt_in(&repo_root())
+        .args(["--threads", "1"])
+        .args(ingest_args(&input, &output))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while units_done(&output) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no unit finished within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let done_when_killed = units_done(&output);
+    assert!(
+        done_when_killed < total_units,
+        "the run was killed before it finished ({done_when_killed} of {total_units} units)"
+    );
+
+    let rerun = rlpt_ok(&ingest_args(&input, &output));
+    let row = summary_row(&rerun);
+    let reused: usize = row[2].parse().unwrap();
+    assert!(
+        reused >= done_when_killed.saturating_sub(1) && reused > 0,
+        "{row:?}"
+    );
+    assert_eq!(table_bytes(&output), table_bytes(&reference));
+    assert!(tmp_files(&output).is_empty(), "{:?}", tmp_files(&output));
+}
+
+#[test]
+fn a_rerun_reuses_done_units_and_redoes_changed_inputs() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    for name in ["stem-en.jsonl", "stem-fr.jsonl"] {
+        fs::copy(sample_dir().join(name), input.join(name)).unwrap();
+    }
+    let output = work.path().join("out");
+    let first = rlpt_ok(&ingest_args(&input, &output));
+    assert_eq!(summary_row(&first)[1..3], ["2", "0"]);
+    let bytes = table_bytes(&output);
+
+    let again = rlpt_ok(&ingest_args(&input, &output));
+    assert_eq!(
+        summary_row(&again)[1..4],
+        ["2", "2", "460"],
+        "both units reused"
+    );
+    assert_eq!(table_bytes(&output), bytes);
+
+    let mut fr = fs::read_to_string(input.join("stem-fr.jsonl")).unwrap();
+    fr.push_str("{\"id\":\"new\",\"text\":\"Une nouvelle ligne.\"}\n");
+    fs::write(input.join("stem-fr.jsonl"), fr).unwrap();
+    let changed = rlpt_ok(&ingest_args(&input, &output));
+    assert_eq!(
+        summary_row(&changed)[1..4],
+        ["2", "1", "461"],
+        "only the edited unit is redone"
+    );
+    assert_eq!(
+        read_rows(&output).last().map(|r| get(r, "id").to_string()),
+        Some("new".into())
+    );
+
+    let forced = rlpt_ok(&[&ingest_args(&input, &output)[..], &["--force"]].concat());
+    assert_eq!(
+        summary_row(&forced)[2],
+        "0",
+        "--force recomputes everything"
+    );
+}
+
+#[test]
+fn another_config_on_the_same_output_is_refused_unless_forced() {
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("out");
+    let sample = sample_input();
+    rlpt_ok(&ingest_args(&sample, &output));
+    let before = table_bytes(&output);
+
+    let changed = [&ingest_args(&sample, &output)[..], &["--source", "wiki"]].concat();
+    let refused = rlpt(&changed);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(
+        message.contains("written with a different configuration"),
+        "{message}"
+    );
+    assert!(
+        message.contains("stage.source was null, is now \"wiki\""),
+        "{message}"
+    );
+    assert!(message.contains("--force"), "{message}");
+    assert_eq!(table_bytes(&output), before, "nothing was touched");
+
+    rlpt_ok(&[&changed[..], &["--force"]].concat());
+    assert!(
+        read_rows(&output)
+            .iter()
+            .all(|r| get(r, "source") == "wiki")
+    );
+}
+
+#[test]
+fn a_directory_rlpt_did_not_write_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("thesis.tex"), "precious").unwrap();
+    for extra in [&[][..], &["--force"][..]] {
+        let output = rlpt(&[&ingest_args(&sample_input(), work.path())[..], extra].concat());
+        assert_eq!(output.status.code(), Some(1));
+        assert!(
+            stderr(&output).contains("not empty (it has thesis.tex) and was not written by rlpt")
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(work.path().join("thesis.tex")).unwrap(),
+        "precious"
+    );
+}
