@@ -107,12 +107,18 @@ fn stem(file: &InputFile) -> String {
     name[..end].to_string()
 }
 
-/// Expands `--input` and plans the work units. With `--format auto`, a directory or
-/// glob keeps the files whose extension names a format (logging what it skips), and a
-/// single file must have such an extension.
-pub fn plan(input: &str, format: InputFormat, layout: &Layout) -> Result<Vec<WorkUnit>> {
+/// Expands `--input` and plans the work units, leaving out anything under `output`
+/// (rlpt's own shards, when the output directory is inside the input one). With
+/// `--format auto`, a directory or glob keeps the files whose extension names a format
+/// (logging what it skips), and a single file must have such an extension.
+pub fn plan(
+    input: &str,
+    format: InputFormat,
+    layout: &Layout,
+    output: &Path,
+) -> Result<Vec<WorkUnit>> {
     let explicit_file = Path::new(input).is_file();
-    let files = inputs::expand(input, |_| true)?;
+    let files = inputs::expand(input, inputs::outside(output))?;
     let mut kept = Vec::with_capacity(files.len());
     let mut skipped = Vec::new();
     for file in files {
@@ -213,7 +219,7 @@ impl ShardJob for IngestJob {
 impl IngestJob {
     /// Plans `input` into work units and runs this rank's share.
     pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
-        let units = plan(input, self.format, &run.layout)?;
+        let units = plan(input, self.format, &run.layout, &run.output)?;
         run_stage(self, &units, run)
     }
 

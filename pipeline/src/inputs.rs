@@ -77,6 +77,15 @@ pub fn expand(spec: &str, accept: impl Fn(&Path) -> bool) -> Result<Vec<InputFil
     Ok(files)
 }
 
+/// A filter for [`expand`] that keeps files not under `dir` (which need not exist).
+pub fn outside(dir: &Path) -> impl Fn(&Path) -> bool {
+    let dir = dir.canonicalize().ok();
+    move |path: &Path| match (&dir, path.canonicalize()) {
+        (Some(dir), Ok(path)) => !path.starts_with(dir),
+        _ => true,
+    }
+}
+
 fn is_glob(spec: &str) -> bool {
     spec.contains(['*', '?', '['])
 }
@@ -224,6 +233,26 @@ mod tests {
         let jsonl = |p: &Path| p.extension().is_some_and(|e| e == "jsonl");
         let files = expand(dir.path().to_str().unwrap(), jsonl).unwrap();
         assert_eq!(rels(&files), ["a.jsonl", "b/1.jsonl", "b/2.jsonl"]);
+    }
+
+    #[test]
+    fn files_under_an_output_directory_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        for rel in ["a.jsonl", "out/part-00000-0000.parquet"] {
+            touch(dir.path(), rel, 3);
+        }
+        let files = expand(
+            dir.path().to_str().unwrap(),
+            outside(&dir.path().join("out")),
+        )
+        .unwrap();
+        assert_eq!(rels(&files), ["a.jsonl"]);
+        let all = expand(
+            dir.path().to_str().unwrap(),
+            outside(&dir.path().join("missing")),
+        )
+        .unwrap();
+        assert_eq!(all.len(), 2);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Logs on stderr through `tracing`: human text by default, one JSON object per line
 //! under `--log-format json` (progress events included), errors only under `-q`.
 
+use std::io::IsTerminal;
+
 use tracing::Level;
 
 /// Format of logs and progress on stderr (and of summaries on stdout).
@@ -24,7 +26,8 @@ pub fn init(format: LogFormat, quiet: bool, verbose: u8) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.without_time().init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
