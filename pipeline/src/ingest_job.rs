@@ -201,10 +201,10 @@ impl ShardJob for IngestJob {
             match self.format_of(file) {
                 InputFormat::Parquet => reader.parquet()?,
                 InputFormat::Text if self.stage.text_mode == TextMode::Paragraph => {
-                    reader.paragraphs()?
+                    reader.lines(LineRecords::Paragraphs)?
                 }
                 InputFormat::Text => reader.whole_file()?,
-                InputFormat::Jsonl | InputFormat::Auto => reader.jsonl()?,
+                InputFormat::Jsonl | InputFormat::Auto => reader.lines(LineRecords::JsonLines)?,
             }
         }
         let mut counters = counter_map(&tally.counters);
@@ -269,95 +269,49 @@ impl RecordBuffer {
 }
 
 impl FileIngest<'_, '_> {
-    fn jsonl(&mut self) -> Result<()> {
+    /// Reads a line-based file in batches: JSON lines, or blank-line-separated
+    /// paragraphs (joined with `\n`, with their path and first line as `meta`).
+    fn lines(&mut self, kind: LineRecords) -> Result<()> {
         let mut lines = LineReader::open(&self.file.path)?;
         let mut buffer = RecordBuffer::default();
         loop {
-            let mut failure = None;
-            while !buffer.is_full() {
-                let start = buffer.bytes.len();
-                match lines.next_line(&mut buffer.bytes) {
-                    Ok(false) => break,
-                    Ok(true) if is_blank(&buffer.bytes[start..]) => {
-                        buffer.bytes.truncate(start);
-                        self.tally.blank_lines += 1;
-                    }
-                    Ok(true) => buffer.records.push((lines.line, start..buffer.bytes.len())),
-                    Err(err) => {
-                        failure = Some(err);
-                        break;
-                    }
+            let end = match kind {
+                LineRecords::JsonLines => {
+                    fill_json_lines(&mut lines, &mut buffer, &mut self.tally.blank_lines)
                 }
-            }
-            let done = failure.is_some() || !buffer.is_full();
+                LineRecords::Paragraphs => fill_paragraphs(&mut lines, &mut buffer),
+            };
+            let metas: Vec<String> = match kind {
+                LineRecords::JsonLines => Vec::new(),
+                LineRecords::Paragraphs => buffer
+                    .records
+                    .iter()
+                    .map(|(line, _)| {
+                        serde_json::json!({ "path": self.file.rel, "line": line }).to_string()
+                    })
+                    .collect(),
+            };
             let records: Vec<RawRecord> = buffer
                 .records
                 .iter()
-                .map(|(_, range)| RawRecord::JsonLine(&buffer.bytes[range.clone()]))
-                .collect();
-            self.feed(&buffer.line_numbers(), &records, lines.take_consumed())?;
-            buffer.clear();
-            if let Some(err) = failure {
-                return self.unreadable(lines.line + 1, &err);
-            }
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
-    fn paragraphs(&mut self) -> Result<()> {
-        let mut lines = LineReader::open(&self.file.path)?;
-        let mut buffer = RecordBuffer::default();
-        let mut open: Option<(u64, usize)> = None;
-        loop {
-            let mut failure = None;
-            let mut eof = false;
-            loop {
-                let start = buffer.bytes.len();
-                if open.is_some() {
-                    buffer.bytes.push(b'\n');
-                }
-                match lines.next_line(&mut buffer.bytes) {
-                    Ok(true) if !is_blank(&buffer.bytes[start..]) => {
-                        open.get_or_insert((lines.line, start));
-                        continue;
+                .enumerate()
+                .map(|(index, (_, range))| {
+                    let bytes = &buffer.bytes[range.clone()];
+                    match kind {
+                        LineRecords::JsonLines => RawRecord::JsonLine(bytes),
+                        LineRecords::Paragraphs => RawRecord::Text {
+                            bytes,
+                            meta: Some(&metas[index]),
+                        },
                     }
-                    Ok(true) => {}
-                    Ok(false) => eof = true,
-                    Err(err) => failure = Some(err),
-                }
-                buffer.bytes.truncate(start);
-                if let Some((line, first)) = open.take() {
-                    buffer.records.push((line, first..start));
-                }
-                if eof || failure.is_some() || buffer.is_full() {
-                    break;
-                }
-            }
-            let metas: Vec<String> = buffer
-                .records
-                .iter()
-                .map(|(line, _)| {
-                    serde_json::json!({ "path": self.file.rel, "line": line }).to_string()
-                })
-                .collect();
-            let records: Vec<RawRecord> = buffer
-                .records
-                .iter()
-                .zip(&metas)
-                .map(|((_, range), meta)| RawRecord::Text {
-                    bytes: &buffer.bytes[range.clone()],
-                    meta: Some(meta),
                 })
                 .collect();
             self.feed(&buffer.line_numbers(), &records, lines.take_consumed())?;
             buffer.clear();
-            if let Some(err) = failure {
-                return self.unreadable(lines.line + 1, &err);
-            }
-            if eof {
-                return Ok(());
+            match end {
+                BatchEnd::Full => {}
+                BatchEnd::Eof => return Ok(()),
+                BatchEnd::Failed(err) => return self.unreadable(lines.line + 1, &err),
             }
         }
     }
@@ -439,6 +393,76 @@ impl FileIngest<'_, '_> {
             detail: format!("reading stopped here: {err}"),
             raw: None,
         })
+    }
+}
+
+/// How a line-based file's lines become records.
+#[derive(Debug, Clone, Copy)]
+enum LineRecords {
+    /// Each non-blank line is a JSON record.
+    JsonLines,
+    /// Each run of non-blank lines is a text record.
+    Paragraphs,
+}
+
+/// Why a batch stopped filling.
+enum BatchEnd {
+    /// It is full; more input follows.
+    Full,
+    /// The input ended.
+    Eof,
+    /// Reading failed; the batch holds what came before.
+    Failed(io::Error),
+}
+
+/// Fills `buffer` with non-blank lines, counting the blank ones.
+fn fill_json_lines(
+    lines: &mut LineReader,
+    buffer: &mut RecordBuffer,
+    blank_lines: &mut u64,
+) -> BatchEnd {
+    while !buffer.is_full() {
+        let start = buffer.bytes.len();
+        match lines.next_line(&mut buffer.bytes) {
+            Ok(false) => return BatchEnd::Eof,
+            Ok(true) if is_blank(&buffer.bytes[start..]) => {
+                buffer.bytes.truncate(start);
+                *blank_lines += 1;
+            }
+            Ok(true) => buffer.records.push((lines.line, start..buffer.bytes.len())),
+            Err(err) => return BatchEnd::Failed(err),
+        }
+    }
+    BatchEnd::Full
+}
+
+/// Fills `buffer` with whole paragraphs (lines joined with `\n`); a batch only ends
+/// between paragraphs.
+fn fill_paragraphs(lines: &mut LineReader, buffer: &mut RecordBuffer) -> BatchEnd {
+    let mut open: Option<(u64, usize)> = None;
+    loop {
+        let start = buffer.bytes.len();
+        if open.is_some() {
+            buffer.bytes.push(b'\n');
+        }
+        let end = match lines.next_line(&mut buffer.bytes) {
+            Ok(true) if !is_blank(&buffer.bytes[start..]) => {
+                open.get_or_insert((lines.line, start));
+                continue;
+            }
+            Ok(true) => None,
+            Ok(false) => Some(BatchEnd::Eof),
+            Err(err) => Some(BatchEnd::Failed(err)),
+        };
+        buffer.bytes.truncate(start);
+        if let Some((line, first)) = open.take() {
+            buffer.records.push((line, first..start));
+        }
+        match end {
+            Some(end) => return end,
+            None if buffer.is_full() => return BatchEnd::Full,
+            None => {}
+        }
     }
 }
 

@@ -13,16 +13,13 @@ fn corpus(dir: &Path) -> usize {
 
 const UNIT_BYTES: &str = "300KiB";
 
-fn ingest_args<'a>(input: &'a Path, output: &'a Path) -> Vec<&'a str> {
-    vec![
-        "ingest",
-        "--input",
-        arg(input),
-        "--output",
-        arg(output),
-        "--unit-bytes",
-        UNIT_BYTES,
-    ]
+/// `rlpt ingest` planned as several work units.
+fn unit_args(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
+    ingest_args(
+        input,
+        output,
+        &[&["--unit-bytes", UNIT_BYTES], extra].concat(),
+    )
 }
 
 #[test]
@@ -33,9 +30,11 @@ fn one_or_two_threads_write_the_same_bytes() {
     let mut tables = Vec::new();
     for threads in ["1", "2"] {
         let out = work.path().join(format!("out-{threads}"));
-        let mut args = vec!["--threads", threads];
-        args.extend(ingest_args(&input, &out));
-        rlpt_ok(&args);
+        let args = [
+            vec!["--threads".to_string(), threads.to_string()],
+            unit_args(&input, &out, &[]),
+        ];
+        rlpt_ok(&args.concat());
         assert_eq!(read_rows(&out).len(), docs);
         tables.push(table_bytes(&out));
     }
@@ -53,14 +52,14 @@ fn world_size_three_writes_the_same_bytes_as_one_process() {
     let input = work.path().join("in");
     corpus(&input);
     let single = work.path().join("single");
-    rlpt_ok(&ingest_args(&input, &single));
+    rlpt_ok(&unit_args(&input, &single, &[]));
 
     // Three ranks at once into one directory, as a Slurm array runs them; rank 2 learns
     // its rank from Slurm's variables.
     let split = work.path().join("split");
     let spawn = |rank: usize| -> Child {
         let mut command = rlpt_in(&repo_root());
-        command.args(ingest_args(&input, &split));
+        command.args(unit_args(&input, &split, &[]));
         if rank == 2 {
             command
                 .env("SLURM_ARRAY_TASK_ID", "2")
@@ -92,9 +91,11 @@ fn world_size_three_writes_the_same_bytes_as_one_process() {
 fn a_bad_rank_is_a_usage_error() {
     let out = tempfile::tempdir().unwrap();
     let sample = sample_input();
-    let mut args = ingest_args(&sample, out.path());
-    args.extend(["--rank", "3", "--world-size", "3"]);
-    let output = rlpt(&args);
+    let output = rlpt(&unit_args(
+        &sample,
+        out.path(),
+        &["--rank", "3", "--world-size", "3"],
+    ));
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("the rank must be in 0..world-size"));
 }

@@ -2,6 +2,7 @@
 //! (in a chosen directory, with arguments), and reads what it wrote.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -60,20 +61,30 @@ pub fn rlpt_in(cwd: &Path) -> Command {
 }
 
 /// Runs `rlpt ARGS` in the repository root.
-pub fn rlpt(args: &[&str]) -> Output {
+pub fn rlpt<S: AsRef<OsStr>>(args: &[S]) -> Output {
     rlpt_in(&repo_root()).args(args).output().unwrap()
 }
 
 /// Runs `rlpt ARGS` and insists it succeeds.
-pub fn rlpt_ok(args: &[&str]) -> Output {
+pub fn rlpt_ok<S: AsRef<OsStr>>(args: &[S]) -> Output {
     let output = rlpt(args);
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
     assert!(
         output.status.success(),
-        "rlpt {args:?} failed ({}):\n{}",
+        "rlpt {shown:?} failed ({}):\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// The arguments of `rlpt ingest --input INPUT --output OUTPUT EXTRA…`.
+pub fn ingest_args(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["ingest", "--input", arg(input), "--output", arg(output)]
+        .map(String::from)
+        .into();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }
 
 /// Text of a process's stdout and stderr.

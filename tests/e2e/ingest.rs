@@ -14,9 +14,7 @@ fn ingest(
     output: &std::path::Path,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut args = vec!["ingest", "--input", arg(input), "--output", arg(output)];
-    args.extend_from_slice(extra);
-    rlpt_ok(&args)
+    rlpt_ok(&ingest_args(input, output, extra))
 }
 
 #[test]

@@ -14,15 +14,11 @@ use crate::harness::*;
 #[test]
 fn inspect_describes_the_sample_table() {
     let out = tempfile::tempdir().unwrap();
-    rlpt_ok(&[
-        "ingest",
-        "--input",
-        arg(&sample_input()),
-        "--output",
-        arg(out.path()),
-        "--source",
-        "wikipedia",
-    ]);
+    rlpt_ok(&ingest_args(
+        &sample_input(),
+        out.path(),
+        &["--source", "wikipedia"],
+    ));
     let report = stdout(&rlpt_ok(&["inspect", arg(out.path()), "--head", "2"]));
     let has_line = |start: &str| report.lines().any(|l| l.starts_with(start));
     assert!(

@@ -7,15 +7,11 @@ use crate::harness::*;
 #[test]
 fn python_polars_reads_the_documents_table() {
     let out = tempfile::tempdir().unwrap();
-    rlpt_ok(&[
-        "ingest",
-        "--input",
-        arg(&sample_input()),
-        "--output",
-        arg(out.path()),
-        "--unit-bytes",
-        "40KiB",
-    ]);
+    rlpt_ok(&ingest_args(
+        &sample_input(),
+        out.path(),
+        &["--unit-bytes", "40KiB"],
+    ));
     let script = r#"
 import sys, polars as pl
 frame = pl.scan_parquet(sys.argv[1] + "/*.parquet")

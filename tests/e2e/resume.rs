@@ -7,16 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-fn ingest_args<'a>(input: &'a Path, output: &'a Path) -> Vec<&'a str> {
-    vec![
-        "ingest",
-        "--input",
-        arg(input),
-        "--output",
-        arg(output),
-        "--unit-bytes",
-        "300KiB",
-    ]
+/// `rlpt ingest` planned as several work units.
+fn unit_args(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
+    ingest_args(
+        input,
+        output,
+        &[&["--unit-bytes", "300KiB"], extra].concat(),
+    )
 }
 
 fn units_done(output: &Path) -> usize {
@@ -66,14 +63,14 @@ fn a_run_killed_mid_way_resumes_to_the_same_bytes() {
     let input = work.path().join("in");
     replicate_sample(&input, 60, 500);
     let reference = work.path().join("reference");
-    rlpt_ok(&ingest_args(&input, &reference));
+    rlpt_ok(&unit_args(&input, &reference, &[]));
     let total_units = units_done(&reference);
     assert!(total_units > 40, "{total_units} units");
 
     let output = work.path().join("killed");
     let mut child = rlpt_in(&repo_root())
         .args(["--threads", "1"])
-        .args(ingest_args(&input, &output))
+        .args(unit_args(&input, &output, &[]))
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -93,7 +90,7 @@ fn a_run_killed_mid_way_resumes_to_the_same_bytes() {
         "the run was killed before it finished ({done_when_killed} of {total_units} units)"
     );
 
-    let rerun = rlpt_ok(&ingest_args(&input, &output));
+    let rerun = rlpt_ok(&unit_args(&input, &output, &[]));
     let row = summary_row(&rerun);
     let reused: usize = row[2].parse().unwrap();
     assert!(
@@ -113,11 +110,11 @@ fn a_rerun_reuses_done_units_and_redoes_changed_inputs() {
         fs::copy(sample_dir().join(name), input.join(name)).unwrap();
     }
     let output = work.path().join("out");
-    let first = rlpt_ok(&ingest_args(&input, &output));
+    let first = rlpt_ok(&unit_args(&input, &output, &[]));
     assert_eq!(summary_row(&first)[1..3], ["2", "0"]);
     let bytes = table_bytes(&output);
 
-    let again = rlpt_ok(&ingest_args(&input, &output));
+    let again = rlpt_ok(&unit_args(&input, &output, &[]));
     assert_eq!(
         summary_row(&again)[1..4],
         ["2", "2", "460"],
@@ -128,7 +125,7 @@ fn a_rerun_reuses_done_units_and_redoes_changed_inputs() {
     let mut fr = fs::read_to_string(input.join("stem-fr.jsonl")).unwrap();
     fr.push_str("{\"id\":\"new\",\"text\":\"Une nouvelle ligne.\"}\n");
     fs::write(input.join("stem-fr.jsonl"), fr).unwrap();
-    let changed = rlpt_ok(&ingest_args(&input, &output));
+    let changed = rlpt_ok(&unit_args(&input, &output, &[]));
     assert_eq!(
         summary_row(&changed)[1..4],
         ["2", "1", "461"],
@@ -139,7 +136,7 @@ fn a_rerun_reuses_done_units_and_redoes_changed_inputs() {
         Some("new".into())
     );
 
-    let forced = rlpt_ok(&[&ingest_args(&input, &output)[..], &["--force"]].concat());
+    let forced = rlpt_ok(&unit_args(&input, &output, &["--force"]));
     assert_eq!(
         summary_row(&forced)[2],
         "0",
@@ -152,10 +149,10 @@ fn another_config_on_the_same_output_is_refused_unless_forced() {
     let work = tempfile::tempdir().unwrap();
     let output = work.path().join("out");
     let sample = sample_input();
-    rlpt_ok(&ingest_args(&sample, &output));
+    rlpt_ok(&unit_args(&sample, &output, &[]));
     let before = table_bytes(&output);
 
-    let changed = [&ingest_args(&sample, &output)[..], &["--source", "wiki"]].concat();
+    let changed = unit_args(&sample, &output, &["--source", "wiki"]);
     let refused = rlpt(&changed);
     assert_eq!(refused.status.code(), Some(1));
     let message = stderr(&refused);
@@ -170,7 +167,7 @@ fn another_config_on_the_same_output_is_refused_unless_forced() {
     assert!(message.contains("--force"), "{message}");
     assert_eq!(table_bytes(&output), before, "nothing was touched");
 
-    rlpt_ok(&[&changed[..], &["--force"]].concat());
+    rlpt_ok(&[changed.clone(), vec!["--force".to_string()]].concat());
     assert!(
         read_rows(&output)
             .iter()
@@ -183,7 +180,7 @@ fn a_directory_rlpt_did_not_write_is_refused() {
     let work = tempfile::tempdir().unwrap();
     fs::write(work.path().join("thesis.tex"), "precious").unwrap();
     for extra in [&[][..], &["--force"][..]] {
-        let output = rlpt(&[&ingest_args(&sample_input(), work.path())[..], extra].concat());
+        let output = rlpt(&unit_args(&sample_input(), work.path(), extra));
         assert_eq!(output.status.code(), Some(1));
         assert!(
             stderr(&output).contains("not empty (it has thesis.tex) and was not written by rlpt")
