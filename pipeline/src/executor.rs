@@ -32,14 +32,31 @@ pub const RLPT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Rejects are buffered and written in batches of this many.
 const REJECT_BATCH: usize = 1024;
 
+/// A table a stage writes: the main one in the output directory itself, others in a
+/// subdirectory of it.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputTable {
+    /// Subdirectory of the output directory (`""` for the main table).
+    pub dir: &'static str,
+    /// The table.
+    pub spec: &'static TableSpec,
+}
+
+impl OutputTable {
+    /// The main table of a stage, in the output directory itself.
+    pub fn main(spec: &'static TableSpec) -> Self {
+        Self { dir: "", spec }
+    }
+}
+
 /// What a stage does with one work unit. Implementations read the unit's inputs, run
 /// the pure stage transform and write through the sink; everything else is the
 /// executor's.
 pub trait ShardJob: Sync {
     /// The stage's name, as in manifests and file metadata.
     fn stage(&self) -> &'static str;
-    /// The table the stage writes.
-    fn output_table(&self) -> &'static TableSpec;
+    /// The tables the stage writes, the main one first (rejects come on their own).
+    fn output_tables(&self) -> Vec<OutputTable>;
     /// Every setting that shapes the output bytes (hashed into the config hash).
     fn config(&self) -> Value;
     /// Processes one unit.
@@ -117,8 +134,8 @@ pub struct StageRun {
 
 /// Where a job writes a unit's rows and rejects.
 pub struct UnitSink<'a> {
-    output: ShardWriter,
-    rejects: ShardWriter,
+    /// One writer per output table, the main table first and rejects last.
+    writers: Vec<(&'static str, ShardWriter)>,
     pending_rejects: Vec<Reject>,
     reject_reasons: BTreeMap<String, u64>,
     rows_out: u64,
@@ -127,10 +144,23 @@ pub struct UnitSink<'a> {
 }
 
 impl UnitSink<'_> {
-    /// Appends rows to the output table.
+    /// Appends rows to the main output table.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows_out += batch.num_rows() as u64;
-        self.output.write(batch)
+        self.writers[0].1.write(batch)
+    }
+
+    /// Appends rows to another of the stage's output tables, by table name.
+    ///
+    /// # Panics
+    /// If the stage did not declare the table: a bug in the stage, not bad data.
+    pub fn write_table(&mut self, table: &str, batch: &RecordBatch) -> Result<()> {
+        let (_, writer) = self
+            .writers
+            .iter_mut()
+            .find(|(name, _)| *name == table)
+            .unwrap_or_else(|| panic!("the stage writes no `{table}` table"));
+        writer.write(batch)
     }
 
     /// Records a rejected input record (an error under `--strict`).
@@ -163,7 +193,7 @@ impl UnitSink<'_> {
         if !self.pending_rejects.is_empty() {
             let batch = rejects::to_batch(&self.pending_rejects);
             self.pending_rejects.clear();
-            self.rejects.write(&batch)?;
+            self.write_table(rejects::spec().name, &batch)?;
         }
         Ok(())
     }
@@ -180,9 +210,10 @@ pub fn config_hash(stage: &str, config: &Value) -> String {
 pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Result<StageSummary> {
     let started = Instant::now();
     let config = json!({ "stage": job.config(), "layout": run.layout });
+    let tables = all_tables(job);
     let record = StageRecord {
         stage: job.stage().to_string(),
-        table: job.output_table().name.to_string(),
+        table: tables[0].spec.name.to_string(),
         config_hash: config_hash(job.stage(), &config),
         config,
         units: units.len(),
@@ -190,7 +221,7 @@ pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Resu
     };
     fs::create_dir_all(&run.output).at(&run.output)?;
     let manifest = Manifest::of(&run.output);
-    let mut existing = existing_shards(&run.output)?;
+    let mut existing = existing_shards(&run.output, &tables)?;
     prepare_output(&manifest, run, &record, &mut existing)?;
 
     let mut summary = StageSummary {
@@ -214,7 +245,7 @@ pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Resu
     for unit in todo {
         manifest.remove_unit(unit.index)?;
         remove_files(existing.remove(&unit.index).unwrap_or_default())?;
-        let done = run_unit(job, unit, run, &record.config_hash, &progress)?;
+        let done = run_unit(job, &tables, unit, run, &record.config_hash, &progress)?;
         manifest.write_unit(&done)?;
         summary.add(&done, false);
     }
@@ -223,8 +254,19 @@ pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Resu
     Ok(summary)
 }
 
+/// The job's tables and, last, the rejects table.
+fn all_tables(job: &dyn ShardJob) -> Vec<OutputTable> {
+    let mut tables = job.output_tables();
+    tables.push(OutputTable {
+        dir: REJECTS_DIR,
+        spec: rejects::spec(),
+    });
+    tables
+}
+
 fn run_unit(
     job: &dyn ShardJob,
+    tables: &[OutputTable],
     unit: &WorkUnit,
     run: &StageRun,
     config_hash: &str,
@@ -235,17 +277,16 @@ fn run_unit(
         max_rows: run.layout.max_shard_rows,
         max_bytes: run.layout.max_shard_bytes,
     };
-    let output_meta = FileMetadata::new(job.output_table(), job.stage(), config_hash, RLPT_VERSION);
-    let rejects_meta = FileMetadata::new(rejects::spec(), job.stage(), config_hash, RLPT_VERSION);
+    let writers = tables
+        .iter()
+        .map(|table| {
+            let metadata = FileMetadata::new(table.spec, job.stage(), config_hash, RLPT_VERSION);
+            let writer = ShardWriter::new(&run.output, table.dir, unit.index, metadata, limits);
+            (table.spec.name, writer)
+        })
+        .collect();
     let mut sink = UnitSink {
-        output: ShardWriter::new(&run.output, "", unit.index, output_meta, limits),
-        rejects: ShardWriter::new(
-            &run.output.join(REJECTS_DIR),
-            &format!("{REJECTS_DIR}/"),
-            unit.index,
-            rejects_meta,
-            limits,
-        ),
+        writers,
         pending_rejects: Vec::new(),
         reject_reasons: BTreeMap::new(),
         rows_out: 0,
@@ -254,8 +295,10 @@ fn run_unit(
     };
     let counts = job.run_unit(unit, &mut sink)?;
     sink.flush_rejects()?;
-    let outputs = sink.output.finish()?;
-    let rejects = sink.rejects.finish()?;
+    let mut outputs = Vec::new();
+    for (_, writer) in sink.writers {
+        outputs.extend(writer.finish()?);
+    }
     Ok(UnitRecord {
         unit: unit.index,
         config_hash: config_hash.to_string(),
@@ -263,7 +306,6 @@ fn run_unit(
         inputs: unit.files.iter().map(|f| f.rel.clone()).collect(),
         input_bytes: unit.bytes(),
         outputs,
-        rejects,
         rows_in: counts.rows_in,
         rows_out: sink.rows_out,
         reject_reasons: sink.reject_reasons,
@@ -289,7 +331,6 @@ fn reusable(
     let files_intact = record
         .outputs
         .iter()
-        .chain(&record.rejects)
         .all(|shard| shard_intact(&run.output, shard));
     let same = record.config_hash == config_hash && record.input_fingerprint == unit.fingerprint();
     if same && !files_intact {
@@ -366,12 +407,21 @@ fn prepare_output(
     Ok(())
 }
 
-/// Entries of `dir` that rlpt would not have written.
+/// Entries of `dir` that rlpt would not have written: anything but `_`-prefixed
+/// entries (rlpt's manifest and work files) and directories with a manifest of their
+/// own (the output of another step, such as `dedup_clusters/` beside deduplicated
+/// documents).
 fn foreign_entries(dir: &Path) -> Result<Vec<String>> {
     let mut foreign = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
-        let name = entry.at(dir)?.file_name().to_string_lossy().into_owned();
-        if name != MANIFEST_DIR {
+        let path = entry.at(dir)?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let nested_output = path.join(MANIFEST_DIR).is_dir();
+        if !name.starts_with('_') && !nested_output {
             foreign.push(name);
         }
     }
@@ -433,10 +483,10 @@ fn flatten(value: &Value) -> HashMap<String, Value> {
     out
 }
 
-/// Shard files (finished or `.tmp`) in the output and rejects directories, by unit.
-fn existing_shards(output: &Path) -> Result<BTreeMap<usize, Vec<PathBuf>>> {
+/// Shard files (finished or `.tmp`) in the directories of the stage's tables, by unit.
+fn existing_shards(output: &Path, tables: &[OutputTable]) -> Result<BTreeMap<usize, Vec<PathBuf>>> {
     let mut by_unit: BTreeMap<usize, Vec<PathBuf>> = BTreeMap::new();
-    for dir in [output.to_path_buf(), output.join(REJECTS_DIR)] {
+    for dir in tables.iter().map(|table| output.join(table.dir)) {
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
@@ -505,6 +555,21 @@ mod tests {
                 "stage.text_field was \"text\", is now \"body\""
             ]
         );
+    }
+
+    #[test]
+    fn rlpt_internals_and_nested_outputs_are_not_foreign() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in [
+            "_manifest",
+            "_dedup/signatures",
+            "dedup_clusters/_manifest",
+            "notes",
+        ] {
+            fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        fs::write(dir.path().join("draft.txt"), "mine").unwrap();
+        assert_eq!(foreign_entries(dir.path()).unwrap(), ["draft.txt", "notes"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema};
-use rlpt_schemas::{Reject, TableSpec, documents};
+use rlpt_schemas::{Reject, documents};
 use rlpt_stages::ingest::{
     IngestConfig, IngestCounters, RawRecord, RejectReason, TextCell, TextMode, ingest_batch,
 };
@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, IoContext, Result};
-use crate::executor::{ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage};
+use crate::executor::{
+    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
+};
 use crate::inputs::{self, InputFile, WorkUnit};
 use crate::layout::Layout;
 use crate::shard_reader::ParquetBatches;
@@ -180,8 +182,8 @@ impl ShardJob for IngestJob {
         "ingest"
     }
 
-    fn output_table(&self) -> &'static TableSpec {
-        documents::spec()
+    fn output_tables(&self) -> Vec<OutputTable> {
+        vec![OutputTable::main(documents::spec())]
     }
 
     fn config(&self) -> Value {

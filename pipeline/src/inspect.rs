@@ -55,7 +55,10 @@ fn table_paths(dir: &Path, manifest: Option<&Progress>) -> Result<Vec<PathBuf>> 
         Some(view) => Ok(view
             .done
             .iter()
-            .flat_map(|unit| unit.outputs.iter().map(|shard| dir.join(&shard.file)))
+            .flat_map(|unit| {
+                unit.shards_of(&view.stage.table)
+                    .map(|shard| dir.join(&shard.file))
+            })
             .collect()),
         None => crate::shard_reader::table_files(&dir.display().to_string()),
     }

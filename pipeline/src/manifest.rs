@@ -55,10 +55,8 @@ pub struct UnitRecord {
     pub inputs: Vec<String>,
     /// Input bytes.
     pub input_bytes: u64,
-    /// Output shards, in order.
+    /// Shards of every table the unit wrote (rejects included), in order.
     pub outputs: Vec<ShardRecord>,
-    /// Reject shards, in order.
-    pub rejects: Vec<ShardRecord>,
     /// Records read.
     pub rows_in: u64,
     /// Rows written to the output table.
@@ -75,6 +73,13 @@ impl UnitRecord {
     /// Records rejected, all reasons.
     pub fn rejected(&self) -> u64 {
         self.reject_reasons.values().sum()
+    }
+
+    /// The unit's shards of `table`, in order.
+    pub fn shards_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a ShardRecord> {
+        self.outputs
+            .iter()
+            .filter(move |shard| shard.table == table)
     }
 }
 
@@ -250,7 +255,6 @@ mod tests {
             inputs: vec!["a.jsonl".into()],
             input_bytes: 10,
             outputs: vec![],
-            rejects: vec![],
             rows_in: 3,
             rows_out: 2,
             reject_reasons: BTreeMap::from([("malformed_json".into(), 1)]),

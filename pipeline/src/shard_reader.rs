@@ -27,10 +27,13 @@ pub const READ_BATCH_ROWS: usize = 4096;
 pub fn table_files(input: &str) -> Result<Vec<PathBuf>> {
     let dir = Path::new(input);
     if dir.is_dir() {
-        if let Some((_, units)) = Manifest::of(dir).read_complete(dir)? {
+        if let Some((stage, units)) = Manifest::of(dir).read_complete(dir)? {
             return Ok(units
                 .iter()
-                .flat_map(|unit| unit.outputs.iter().map(|shard| dir.join(&shard.file)))
+                .flat_map(|unit| {
+                    unit.shards_of(&stage.table)
+                        .map(|shard| dir.join(&shard.file))
+                })
                 .collect());
         }
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -49,6 +49,8 @@ pub fn unit_of(file_name: &str) -> Option<usize> {
 /// A finished shard, as recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardRecord {
+    /// The table it belongs to.
+    pub table: String,
     /// Path relative to the output directory.
     pub file: String,
     /// Rows in the shard.
@@ -66,11 +68,12 @@ pub struct ShardLimits {
     pub max_bytes: u64,
 }
 
-/// Writes one unit's rows into rotating shards in `dir`.
+/// Writes one unit's rows of one table into rotating shards.
 pub struct ShardWriter {
-    dir: PathBuf,
-    /// Prefix of recorded file names (`""` or `"rejects/"`).
-    record_prefix: String,
+    /// The output directory the manifest's file names are relative to.
+    output: PathBuf,
+    /// The table's subdirectory of `output` (`""` for the main table).
+    subdir: String,
     unit: usize,
     metadata: FileMetadata,
     limits: ShardLimits,
@@ -87,17 +90,17 @@ struct OpenShard {
 }
 
 impl ShardWriter {
-    /// A writer for `unit` into `dir`; files are recorded as `record_prefix + name`.
+    /// A writer for `unit` into `output/subdir`.
     pub fn new(
-        dir: &Path,
-        record_prefix: &str,
+        output: &Path,
+        subdir: &str,
         unit: usize,
         metadata: FileMetadata,
         limits: ShardLimits,
     ) -> Self {
         Self {
-            dir: dir.to_path_buf(),
-            record_prefix: record_prefix.to_string(),
+            output: output.to_path_buf(),
+            subdir: subdir.to_string(),
             unit,
             metadata,
             limits,
@@ -136,10 +139,10 @@ impl ShardWriter {
 
     fn open_shard(&mut self, schema: SchemaRef) -> Result<&mut OpenShard> {
         if self.open.is_none() {
-            let name = shard_name(self.unit, self.finished.len());
-            let path = self.dir.join(&name);
+            let dir = self.output.join(&self.subdir);
+            let path = dir.join(shard_name(self.unit, self.finished.len()));
             let tmp = atomic::tmp_path(&path);
-            std::fs::create_dir_all(&self.dir).at(&self.dir)?;
+            std::fs::create_dir_all(&dir).at(&dir)?;
             let file = File::create(&tmp).at(&tmp)?;
             let props = writer_properties(&schema, &self.metadata);
             let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| {
@@ -169,13 +172,13 @@ impl ShardWriter {
         })?;
         atomic::commit(file, &shard.tmp, &shard.path)?;
         let bytes = std::fs::metadata(&shard.path).at(&shard.path)?.len();
-        let name = shard
+        let file = shard
             .path
-            .file_name()
-            .expect("shard has a name")
-            .to_string_lossy();
+            .strip_prefix(&self.output)
+            .expect("shards are under the output directory");
         self.finished.push(ShardRecord {
-            file: format!("{}{name}", self.record_prefix),
+            table: self.metadata.schema.clone(),
+            file: file.to_string_lossy().into_owned(),
             rows: shard.rows,
             bytes,
         });
