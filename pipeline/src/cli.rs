@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::ingest::IngestConfig;
 
 use crate::error::{Error, Result};
 use crate::executor::Sharding;
 use crate::ingest_job::InputFormat;
-use crate::layout::Layout;
+use crate::layout::{Layout, parse_bytes};
 use crate::logging::LogFormat;
 
 /// The default pipeline config of `rlpt run`.
@@ -45,6 +46,9 @@ pub struct Cli {
 pub enum Command {
     /// Turn raw text (JSONL, plain text, Parquet; .gz/.zst) into `documents` shards.
     Ingest(IngestCommand),
+    /// Remove exact and near duplicates (MinHash LSH), keeping the smallest id of each
+    /// cluster; every step also runs on its own, split across ranks.
+    Dedup(DedupCommand),
     /// Describe a table directory: schema, rows, nulls, lengths, values, counters.
     Inspect(InspectCommand),
     /// Run the stages of a pipeline config in order, each resuming where it stopped.
@@ -60,6 +64,14 @@ pub struct StageIo {
     /// Output directory (created if needed).
     #[arg(long, value_name = "DIR")]
     pub output: PathBuf,
+    /// This process's share of the work.
+    #[command(flatten)]
+    pub share: ShareArgs,
+}
+
+/// Which share of a stage's work units this process takes, and whether to redo them.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
     /// This process's rank [default: $SLURM_ARRAY_TASK_ID, else 0].
     #[arg(long, value_name = "R")]
     pub rank: Option<usize>,
@@ -69,12 +81,9 @@ pub struct StageIo {
     /// Recompute units already done, and replace output written with another config.
     #[arg(long)]
     pub force: bool,
-    /// Stop at the first rejected record instead of writing it to `rejects/`.
-    #[arg(long)]
-    pub strict: bool,
 }
 
-impl StageIo {
+impl ShareArgs {
     /// The rank and world size from the flags, else from Slurm's array variables.
     pub fn sharding(&self) -> Result<Sharding> {
         let world_size = match self.world_size {
@@ -113,6 +122,9 @@ pub struct IngestCommand {
     /// Input, output, sharding.
     #[command(flatten)]
     pub io: StageIo,
+    /// Stop at the first rejected record instead of writing it to `rejects/`.
+    #[arg(long)]
+    pub strict: bool,
     /// Input format.
     #[arg(long, value_enum, default_value_t)]
     pub format: InputFormat,
@@ -122,6 +134,87 @@ pub struct IngestCommand {
     /// Unit and shard sizes.
     #[command(flatten)]
     pub layout: Layout,
+}
+
+/// `rlpt dedup`: every step in one process, or one step.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct DedupCommand {
+    /// Run one step only.
+    #[command(subcommand)]
+    pub step: Option<DedupStep>,
+    /// Input documents and output directory (all steps).
+    #[command(flatten)]
+    pub all: DedupAll,
+}
+
+/// The dedup steps, in the order they run.
+#[derive(Debug, Subcommand)]
+pub enum DedupStep {
+    /// 1: signatures and LSH band hashes of each input unit (per unit, any rank).
+    Signatures(DedupInputStep),
+    /// 2: candidate pairs of each band, sorted within --sort-memory (per band, any rank).
+    Buckets(DedupOutputStep),
+    /// 3: verify candidates, cluster, choose what to keep (one task).
+    Clusters(DedupOutputStep),
+    /// 4: drop the removed documents from each input unit (per unit, any rank).
+    Filter(DedupInputStep),
+}
+
+/// `rlpt dedup --input DOCS --output DIR` (both required unless a step is named).
+#[derive(Debug, Args)]
+pub struct DedupAll {
+    /// Input documents table (a directory rlpt wrote, or Parquet files).
+    #[arg(long, value_name = "PATH", required = true)]
+    pub input: Option<String>,
+    /// Output directory: documents, plus dedup_clusters/ and the steps' _dedup/.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub output: Option<PathBuf>,
+    /// Recompute finished work, and replace output written with another config.
+    #[arg(long)]
+    pub force: bool,
+    /// The dedup settings.
+    #[command(flatten)]
+    pub settings: DedupSettings,
+}
+
+/// A step that reads the input documents.
+#[derive(Debug, Args)]
+pub struct DedupInputStep {
+    /// Input, output, sharding.
+    #[command(flatten)]
+    pub io: StageIo,
+    /// The dedup settings.
+    #[command(flatten)]
+    pub settings: DedupSettings,
+}
+
+/// A step that reads only earlier steps' output.
+#[derive(Debug, Args)]
+pub struct DedupOutputStep {
+    /// Output directory of the dedup (as given to the other steps).
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// This process's share of the work (the clusters step is one task).
+    #[command(flatten)]
+    pub share: ShareArgs,
+    /// The dedup settings.
+    #[command(flatten)]
+    pub settings: DedupSettings,
+}
+
+/// Settings every dedup step takes (give each step the same ones).
+#[derive(Debug, Args)]
+pub struct DedupSettings {
+    /// The algorithm.
+    #[command(flatten)]
+    pub config: DedupConfig,
+    /// Unit and shard sizes.
+    #[command(flatten)]
+    pub layout: Layout,
+    /// Memory for sorting one band before spilling sorted runs to disk (e.g. 1GiB).
+    #[arg(long, value_parser = parse_bytes, default_value = "1GiB")]
+    pub sort_memory: u64,
 }
 
 /// `rlpt inspect`.

@@ -1,10 +1,11 @@
 //! Carrying out a parsed command line: runs stages, prints summaries (a table, or JSON
 //! lines under `--log-format json`) on stdout unless `-q`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, IngestCommand, RunCommand};
+use crate::cli::{Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, RunCommand};
 use crate::config::{PipelineConfig, StageEntry};
+use crate::dedup::{DedupDirs, DedupRun};
 use crate::error::{Error, Result};
 use crate::executor::{Sharding, StageRun};
 use crate::ingest_job::IngestJob;
@@ -25,6 +26,10 @@ pub fn execute(cli: &Cli) -> Result<()> {
             let summary = ingest(command, progress)?;
             print_summaries(cli, &[summary]);
         }
+        Command::Dedup(command) => {
+            let summaries = dedup(command, progress)?;
+            print_summaries(cli, &summaries);
+        }
         Command::Inspect(command) => {
             print!("{}", inspect(&command.dir, command.head)?);
         }
@@ -44,12 +49,66 @@ fn ingest(command: &IngestCommand, progress: ProgressMode) -> Result<StageSummar
     let run = StageRun {
         output: command.io.output.clone(),
         layout: command.layout,
-        sharding: command.io.sharding()?,
-        force: command.io.force,
-        strict: command.io.strict,
+        sharding: command.io.share.sharding()?,
+        force: command.io.share.force,
+        strict: command.strict,
         progress,
     };
     job.run(&command.io.input, &run)
+}
+
+fn dedup(command: &DedupCommand, progress: ProgressMode) -> Result<Vec<StageSummary>> {
+    let run = |settings: &DedupSettings, sharding, force| DedupRun {
+        config: settings.config.clone(),
+        layout: settings.layout,
+        sort_memory: settings.sort_memory,
+        sharding,
+        force,
+        progress,
+    };
+    let summary = match &command.step {
+        Some(DedupStep::Signatures(step)) => {
+            let run = run(
+                &step.settings,
+                step.io.share.sharding()?,
+                step.io.share.force,
+            );
+            run.signatures(&step.io.input, &DedupDirs::new(&step.io.output))?
+        }
+        Some(DedupStep::Buckets(step)) => {
+            let run = run(&step.settings, step.share.sharding()?, step.share.force);
+            run.buckets(&DedupDirs::new(&step.output))?
+        }
+        Some(DedupStep::Clusters(step)) => {
+            let sharding = step.share.sharding()?;
+            if sharding.rank != 0 {
+                tracing::info!(
+                    "the clusters step is one task; rank {} has nothing to do",
+                    sharding.rank
+                );
+                return Ok(Vec::new());
+            }
+            run(&step.settings, Sharding::SINGLE, step.share.force)
+                .clusters(&DedupDirs::new(&step.output))?
+        }
+        Some(DedupStep::Filter(step)) => {
+            let run = run(
+                &step.settings,
+                step.io.share.sharding()?,
+                step.io.share.force,
+            );
+            run.filter(&step.io.input, &DedupDirs::new(&step.io.output))?
+        }
+        None => {
+            let all = &command.all;
+            let (Some(input), Some(output)) = (&all.input, &all.output) else {
+                unreachable!("clap requires --input and --output without a step");
+            };
+            let run = run(&all.settings, Sharding::SINGLE, all.force);
+            return run.all(input, &DedupDirs::new(output));
+        }
+    };
+    Ok(vec![summary])
 }
 
 /// Runs every stage of the config in order.
@@ -64,28 +123,64 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
     let base = command.config.parent().unwrap_or(Path::new("."));
     let out_dir = command.out_dir.clone().unwrap_or(config.out_dir);
     let mut summaries = Vec::new();
-    for stage in &config.stages {
-        let summary = match stage {
+    let mut previous_output: Option<PathBuf> = None;
+    for (index, stage) in config.stages.iter().enumerate() {
+        let input = |given: Option<&String>| -> Result<String> {
+            match (given, &previous_output) {
+                (Some(input), _) => Ok(base.join(input).to_string_lossy().into_owned()),
+                (None, Some(previous)) => Ok(previous.to_string_lossy().into_owned()),
+                (None, None) => Err(Error::Config {
+                    path: command.config.clone(),
+                    problem: format!(
+                        "stage {} ({}) has no `input` and no stage before it",
+                        index + 1,
+                        stage.name()
+                    ),
+                }),
+            }
+        };
+        let (stage_summaries, output) = match stage {
             StageEntry::Ingest(entry) => {
+                let output = out_dir.join(&entry.output);
                 let run = StageRun {
-                    output: out_dir.join(&entry.output),
+                    output: output.clone(),
                     layout: entry.layout,
                     sharding: Sharding::SINGLE,
                     force: command.force,
                     strict: entry.strict,
                     progress,
                 };
-                let input = base.join(&entry.input);
-                entry.job().run(&input.to_string_lossy(), &run)?
+                (
+                    vec![entry.job().run(&input(Some(&entry.input))?, &run)?],
+                    output,
+                )
+            }
+            StageEntry::Dedup(entry) => {
+                let output = out_dir.join(&entry.output);
+                let run = DedupRun {
+                    config: entry.config.clone(),
+                    layout: entry.layout,
+                    sort_memory: entry.sort_memory,
+                    sharding: Sharding::SINGLE,
+                    force: command.force,
+                    progress,
+                };
+                (
+                    run.all(&input(entry.input.as_ref())?, &DedupDirs::new(&output))?,
+                    output,
+                )
             }
         };
-        tracing::info!(
-            stage = %summary.stage,
-            rows_out = summary.rows_out,
-            reused = summary.units_reused,
-            "stage done"
-        );
-        summaries.push(summary);
+        for summary in &stage_summaries {
+            tracing::info!(
+                stage = %summary.stage,
+                rows_out = summary.rows_out,
+                reused = summary.units_reused,
+                "stage done"
+            );
+        }
+        summaries.extend(stage_summaries);
+        previous_output = Some(output);
     }
     Ok(summaries)
 }

@@ -16,12 +16,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::ingest::IngestConfig;
 use serde::Deserialize;
 
+use crate::dedup::DEFAULT_SORT_MEMORY;
 use crate::error::{Error, IoContext, Result};
 use crate::ingest_job::{IngestJob, InputFormat};
-use crate::layout::Layout;
+use crate::layout::{Layout, deserialize_bytes};
 
 /// Where stage outputs go when the config does not say.
 pub const DEFAULT_OUT_DIR: &str = "rlpt-out";
@@ -48,6 +50,48 @@ fn default_out_dir() -> PathBuf {
 pub enum StageEntry {
     /// `rlpt ingest`.
     Ingest(IngestEntry),
+    /// `rlpt dedup` (all four steps).
+    Dedup(DedupEntry),
+}
+
+/// The settings of a `dedup` stage.
+#[derive(Debug, Deserialize)]
+pub struct DedupEntry {
+    /// Input documents, relative to the config file [default: the previous stage's
+    /// output].
+    pub input: Option<String>,
+    /// Output directory, relative to `out_dir`.
+    pub output: String,
+    /// Memory for one band's sort before it spills to disk.
+    #[serde(
+        default = "default_sort_memory",
+        deserialize_with = "deserialize_bytes"
+    )]
+    pub sort_memory: u64,
+    /// The algorithm's settings.
+    #[serde(flatten)]
+    pub config: DedupConfig,
+    /// Unit and shard sizes.
+    #[serde(flatten)]
+    pub layout: Layout,
+    /// Keys no setting takes (reported as an error).
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+fn default_sort_memory() -> u64 {
+    DEFAULT_SORT_MEMORY
+}
+
+impl DedupEntry {
+    fn known_keys() -> Vec<String> {
+        let mut keys: Vec<String> = ["stage", "input", "output", "sort_memory"]
+            .map(String::from)
+            .into();
+        keys.extend(object_keys(&DedupConfig::default()));
+        keys.extend(object_keys(&Layout::default()));
+        keys
+    }
 }
 
 /// The settings of an `ingest` stage.
@@ -84,10 +128,9 @@ impl IngestEntry {
     }
 
     fn known_keys() -> Vec<String> {
-        let mut keys = vec!["stage", "input", "output", "format", "strict"]
-            .into_iter()
+        let mut keys: Vec<String> = ["stage", "input", "output", "format", "strict"]
             .map(String::from)
-            .collect::<Vec<_>>();
+            .into();
         keys.extend(object_keys(&IngestConfig::default()));
         keys.extend(object_keys(&Layout::default()));
         keys
@@ -99,6 +142,7 @@ impl StageEntry {
     pub fn name(&self) -> &'static str {
         match self {
             StageEntry::Ingest(_) => "ingest",
+            StageEntry::Dedup(_) => "dedup",
         }
     }
 
@@ -107,6 +151,7 @@ impl StageEntry {
             StageEntry::Ingest(entry) => {
                 (entry.unknown.keys().collect(), IngestEntry::known_keys())
             }
+            StageEntry::Dedup(entry) => (entry.unknown.keys().collect(), DedupEntry::known_keys()),
         }
     }
 }
@@ -175,13 +220,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.out_dir, PathBuf::from("out"));
-        let StageEntry::Ingest(entry) = &config.stages[0];
+        let StageEntry::Ingest(entry) = &config.stages[0] else {
+            panic!("an ingest stage")
+        };
         assert_eq!(entry.config.source.as_deref(), Some("wikipedia"));
         assert_eq!(entry.config.text_field, "text");
         assert_eq!(entry.layout.unit_bytes, 1 << 20);
         assert_eq!(
             entry.layout.max_shard_rows,
             Layout::default().max_shard_rows
+        );
+    }
+
+    #[test]
+    fn a_dedup_stage_takes_the_algorithm_settings_and_an_optional_input() {
+        let config = load(
+            "[[stage]]\nstage = \"dedup\"\noutput = \"d\"\nthreshold = 0.7\nbands = 20\nsort_memory = \"64MiB\"\n",
+        )
+        .unwrap();
+        let StageEntry::Dedup(entry) = &config.stages[0] else {
+            panic!("a dedup stage")
+        };
+        assert_eq!(entry.input, None);
+        assert_eq!(
+            (entry.config.threshold, entry.config.bands),
+            (0.7, Some(20))
+        );
+        assert_eq!(entry.sort_memory, 64 << 20);
+        let err = load("[[stage]]\nstage = \"dedup\"\noutput = \"d\"\nthreshhold = 0.7\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key `threshhold`") && err.contains("num_perm"),
+            "{err}"
         );
     }
 

@@ -44,6 +44,16 @@ pub enum Error {
         /// The schema problem (names the column, and the row where there is one).
         source: SchemaError,
     },
+    /// A Parquet file lacks a column a step needs.
+    #[error("{}: no column `{column}` (it has {})", path.display(), found.join(", "))]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// The columns it has.
+        found: Vec<String>,
+    },
     /// A JSON file rlpt wrote (manifest) or reads (config) is malformed.
     #[error("{}: {source}", path.display())]
     Json {

@@ -30,6 +30,7 @@ use crate::executor::{
 };
 use crate::inputs::{self, InputFile, WorkUnit};
 use crate::layout::Layout;
+use crate::progress::RowsToBytes;
 use crate::shard_reader::ParquetBatches;
 use crate::summary::StageSummary;
 
@@ -336,9 +337,8 @@ impl FileIngest<'_, '_> {
     fn parquet(&mut self) -> Result<()> {
         let batches = ParquetBatches::open(&self.file.path, PARQUET_BATCH_ROWS)?;
         let columns = ParquetColumns::locate(self.config, &self.file.path, batches.schema())?;
-        let total_rows = batches.total_rows().max(1);
+        let mut progress = RowsToBytes::new(self.file.bytes, batches.total_rows());
         let mut rows_done = 0u64;
-        let mut bytes_reported = 0u64;
         for batch in batches {
             let batch = batch?;
             let ids = columns.ids(&batch, &self.file.path)?;
@@ -357,9 +357,11 @@ impl FileIngest<'_, '_> {
                 .map(|row| rows_done + row)
                 .collect();
             rows_done += batch.num_rows() as u64;
-            let bytes = self.file.bytes * rows_done / total_rows;
-            self.feed(&lines, &records, bytes - bytes_reported)?;
-            bytes_reported = bytes;
+            self.feed(
+                &lines,
+                &records,
+                progress.rows_done(batch.num_rows() as u64),
+            )?;
         }
         Ok(())
     }

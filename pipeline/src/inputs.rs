@@ -155,6 +155,9 @@ pub struct WorkUnit {
     pub index: usize,
     /// Its input files, in order.
     pub files: Vec<InputFile>,
+    /// Other files its output depends on (another step's output): a change to them
+    /// changes the fingerprint, so the unit is recomputed.
+    pub deps: Vec<InputFile>,
 }
 
 impl WorkUnit {
@@ -163,18 +166,27 @@ impl WorkUnit {
         self.files.iter().map(|f| f.bytes).sum()
     }
 
-    /// Identifies the unit's inputs (names, sizes, modification times): when it
-    /// changes, a finished unit is recomputed.
+    /// Identifies the unit's inputs and dependencies (names, sizes, modification
+    /// times): when it changes, a finished unit is recomputed.
     pub fn fingerprint(&self) -> String {
-        let mut hasher = Xxh3::new();
-        for file in &self.files {
-            hasher.update(file.rel.as_bytes());
-            hasher.update(&[0]);
-            hasher.update(&file.bytes.to_le_bytes());
-            hasher.update(&file.mtime_ns.to_le_bytes());
-        }
-        format!("{:016x}", hasher.digest())
+        fingerprint(self.files.iter().chain(&self.deps))
     }
+
+    /// Identifies the unit's inputs alone.
+    pub fn files_fingerprint(&self) -> String {
+        fingerprint(self.files.iter())
+    }
+}
+
+fn fingerprint<'a>(files: impl Iterator<Item = &'a InputFile>) -> String {
+    let mut hasher = Xxh3::new();
+    for file in files {
+        hasher.update(file.rel.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(&file.bytes.to_le_bytes());
+        hasher.update(&file.mtime_ns.to_le_bytes());
+    }
+    format!("{:016x}", hasher.digest())
 }
 
 /// Groups files, in order, into units of about `unit_bytes`: a unit is closed when the
@@ -188,6 +200,7 @@ pub fn plan_units(files: Vec<InputFile>, unit_bytes: u64) -> Vec<WorkUnit> {
             units.push(WorkUnit {
                 index: units.len(),
                 files: std::mem::take(&mut current),
+                deps: Vec::new(),
             });
             current_bytes = 0;
         }
@@ -198,9 +211,43 @@ pub fn plan_units(files: Vec<InputFile>, unit_bytes: u64) -> Vec<WorkUnit> {
         units.push(WorkUnit {
             index: units.len(),
             files: current,
+            deps: Vec::new(),
         });
     }
     units
+}
+
+/// The shards of the table `input` names (see [`table_files`]) as input files, in
+/// the table's order.
+///
+/// [`table_files`]: crate::shard_reader::table_files
+pub fn table_inputs(input: &str) -> Result<Vec<InputFile>> {
+    let root = if Path::new(input).is_dir() {
+        PathBuf::from(input)
+    } else {
+        glob_root(input)
+    };
+    stat_paths(&crate::shard_reader::table_files(input)?, &root)
+}
+
+/// Input files for listed paths, named relative to `root`.
+pub fn stat_paths(paths: &[PathBuf], root: &Path) -> Result<Vec<InputFile>> {
+    paths
+        .iter()
+        .map(|path| InputFile::stat(path.clone(), relative(root, path)))
+        .collect()
+}
+
+/// Work units over the shards of the table `input` names.
+pub fn plan_table(input: &str, unit_bytes: u64) -> Result<Vec<WorkUnit>> {
+    let files = table_inputs(input)?;
+    if files.is_empty() {
+        return Err(Error::Input {
+            spec: input.to_string(),
+            problem: "the table has no shards".into(),
+        });
+    }
+    Ok(plan_units(files, unit_bytes))
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //! - [`manifest`]: `DIR/_manifest/` — which stage and config wrote a directory, and a
 //!   record per finished unit (the resume state).
 //! - [`ingest_job`]: the IO side of `rlpt ingest` (JSONL, text, Parquet; .gz/.zst).
+//! - [`dedup`]: `rlpt dedup`'s four steps (signatures, buckets, clusters, filter),
+//!   with [`external_sort`] for bands larger than memory.
 //! - [`inspect`]: `rlpt inspect`, with polars.
 //! - [`cli`], [`config`], [`commands`]: flags, `pipeline.toml`, and running them.
 //!
@@ -24,8 +26,10 @@ pub mod atomic;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dedup;
 mod error;
 pub mod executor;
+pub mod external_sort;
 pub mod ingest_job;
 pub mod inputs;
 pub mod inspect;

@@ -21,6 +21,37 @@ pub enum ProgressMode {
 
 const JSON_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Progress through a file read by rows: turns rows read into the bytes of the file
+/// they stand for (rows read / rows in the file × file size).
+#[derive(Debug, Clone)]
+pub struct RowsToBytes {
+    file_bytes: u64,
+    total_rows: u64,
+    rows: u64,
+    reported: u64,
+}
+
+impl RowsToBytes {
+    /// A file of `file_bytes` bytes holding `total_rows` rows.
+    pub fn new(file_bytes: u64, total_rows: u64) -> Self {
+        Self {
+            file_bytes,
+            total_rows: total_rows.max(1),
+            rows: 0,
+            reported: 0,
+        }
+    }
+
+    /// Records `rows` more rows read; returns the bytes they stand for.
+    pub fn rows_done(&mut self, rows: u64) -> u64 {
+        self.rows += rows;
+        let bytes = self.file_bytes * self.rows.min(self.total_rows) / self.total_rows;
+        let delta = bytes - self.reported;
+        self.reported = bytes;
+        delta
+    }
+}
+
 /// Progress of one stage run.
 pub struct Progress {
     mode: ProgressMode,

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_array::RecordBatchReader;
 use arrow_schema::{Field, Schema, SchemaRef};
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use rlpt_schemas::{FileMetadata, TableSpec};
+use rlpt_schemas::{FileMetadata, SchemaError, TableSpec};
 
 use crate::error::{Error, IoContext, Result};
 use crate::inputs;
@@ -66,6 +68,12 @@ pub struct ParquetBatches {
 impl ParquetBatches {
     /// Opens `path`, reading `batch_rows` rows at a time.
     pub fn open(path: &Path, batch_rows: usize) -> Result<Self> {
+        Self::open_columns(path, batch_rows, None)
+    }
+
+    /// Opens `path` reading only the named top-level columns (all when `None`); a
+    /// missing column is an error naming it.
+    pub fn open_columns(path: &Path, batch_rows: usize, columns: Option<&[&str]>) -> Result<Self> {
         let parquet_error = |source| Error::Parquet {
             path: path.to_path_buf(),
             source,
@@ -80,11 +88,30 @@ impl ParquetBatches {
             .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
             .collect();
         let total_rows = file_metadata.num_rows().max(0) as u64;
-        let schema = builder.schema().clone();
-        let reader = builder
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(parquet_error)?;
+        let mut builder = builder.with_batch_size(batch_rows);
+        if let Some(columns) = columns {
+            let file_schema = builder.schema().clone();
+            let indices = columns
+                .iter()
+                .map(|name| {
+                    file_schema
+                        .index_of(name)
+                        .map_err(|_| Error::MissingColumn {
+                            path: path.to_path_buf(),
+                            column: name.to_string(),
+                            found: file_schema
+                                .fields()
+                                .iter()
+                                .map(|f| f.name().clone())
+                                .collect(),
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+            builder = builder.with_projection(mask);
+        }
+        let reader = builder.build().map_err(parquet_error)?;
+        let schema = reader.schema();
         Ok(Self {
             path: path.to_path_buf(),
             reader,
@@ -127,17 +154,20 @@ impl Iterator for ParquetBatches {
 }
 
 /// Streams a table's file after checking it against the table spec; batches come out
-/// with the spec's column types (other columns kept as they are).
+/// with the spec's column types (other columns kept as they are), and a null where the
+/// spec forbids one is an error naming the file, row and column.
 pub struct TableReader {
     batches: ParquetBatches,
+    table: &'static TableSpec,
     schema: SchemaRef,
     metadata: Option<FileMetadata>,
+    rows_read: usize,
 }
 
 impl TableReader {
     /// Opens `path` as a file of `table`; a wrong table, an unknown major version or a
     /// missing column is an error naming the file and the column.
-    pub fn open(path: &Path, table: &TableSpec) -> Result<Self> {
+    pub fn open(path: &Path, table: &'static TableSpec) -> Result<Self> {
         let batches = ParquetBatches::open(path, READ_BATCH_ROWS)?;
         let metadata = batches.rlpt_metadata()?;
         table
@@ -163,9 +193,16 @@ impl TableReader {
         ));
         Ok(Self {
             batches,
+            table,
             schema,
             metadata,
+            rows_read: 0,
         })
+    }
+
+    /// Rows in the file.
+    pub fn total_rows(&self) -> u64 {
+        self.batches.total_rows()
     }
 
     /// The rlpt metadata of the file, if it has any.
@@ -176,6 +213,30 @@ impl TableReader {
     /// The schema of the batches this reader yields.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    fn check(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let batch = self.cast(batch)?;
+        let offset = self.rows_read;
+        self.rows_read += batch.num_rows();
+        self.table
+            .check_nulls(&batch)
+            .map_err(|source| Error::Schema {
+                path: self.batches.path.clone(),
+                source: match source {
+                    SchemaError::BadRow {
+                        row,
+                        column,
+                        problem,
+                    } => SchemaError::BadRow {
+                        row: row + offset,
+                        column,
+                        problem,
+                    },
+                    other => other,
+                },
+            })?;
+        Ok(batch)
     }
 
     fn cast(&self, batch: RecordBatch) -> Result<RecordBatch> {
@@ -202,7 +263,7 @@ impl Iterator for TableReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         let batch = self.batches.next()?;
-        Some(batch.and_then(|batch| self.cast(batch)))
+        Some(batch.and_then(|batch| self.check(batch)))
     }
 }
 

@@ -97,18 +97,7 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Document>, SchemaError> {
 
 /// Checks the row invariants: no nulls where the table forbids them, no empty id.
 pub fn validate(batch: &RecordBatch) -> Result<(), SchemaError> {
-    for spec_column in spec().columns.iter().filter(|c| !c.nullable) {
-        let array = batch
-            .column_by_name(spec_column.name)
-            .ok_or_else(|| missing(batch, spec_column))?;
-        if let Some(row) = (0..array.len()).find(|&row| array.is_null(row)) {
-            return Err(SchemaError::BadRow {
-                row,
-                column: spec_column.name,
-                problem: "null value in a column that does not allow nulls",
-            });
-        }
-    }
+    spec().check_nulls(batch)?;
     let id = column::<StringArray>(batch, "id")?;
     if let Some(row) = (0..id.len()).find(|&row| id.value(row).is_empty()) {
         return Err(SchemaError::BadRow {

@@ -8,6 +8,8 @@
 //!   version, producing stage, config hash, rlpt version) and the check a reader runs
 //!   before trusting a file ([`TableSpec::check`]).
 //! - [`documents`]: the `documents` table and its row type [`Document`].
+//! - [`dedup`]: the tables of near-duplicate removal (`dedup_signatures`,
+//!   `dedup_pairs`, `dedup_clusters`, `dedup_removed`).
 //! - [`rejects`]: the `rejects` table of input a stage could not use, with file, line
 //!   and reason ([`Reject`]).
 //!
@@ -30,6 +32,7 @@
 
 #![deny(missing_docs)]
 
+pub mod dedup;
 pub mod documents;
 mod error;
 pub mod rejects;
@@ -42,7 +45,14 @@ pub use table::{FileMetadata, SchemaVersion, TableSpec};
 
 /// The spec of the table called `name`, if this rlpt knows it.
 pub fn table_spec(name: &str) -> Option<&'static TableSpec> {
-    [documents::spec(), rejects::spec()]
-        .into_iter()
-        .find(|spec| spec.name == name)
+    [
+        documents::spec(),
+        rejects::spec(),
+        dedup::signatures(),
+        dedup::pairs(),
+        dedup::clusters(),
+        dedup::removed(),
+    ]
+    .into_iter()
+    .find(|spec| spec.name == name)
 }

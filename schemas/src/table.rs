@@ -170,6 +170,27 @@ impl TableSpec {
     }
 }
 
+impl TableSpec {
+    /// Checks that no required non-nullable column holds a null; the error names the
+    /// first offending row of the batch.
+    pub fn check_nulls(&self, batch: &arrow_array::RecordBatch) -> Result<(), SchemaError> {
+        use arrow_array::Array;
+        for column in self.columns.iter().filter(|c| !c.nullable) {
+            let Some(array) = batch.column_by_name(column.name) else {
+                continue;
+            };
+            if let Some(row) = (0..array.len()).find(|&row| array.is_null(row)) {
+                return Err(SchemaError::BadRow {
+                    row,
+                    column: column.name,
+                    problem: "null value in a column that does not allow nulls",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The key-value metadata every rlpt Parquet file carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileMetadata {

@@ -4,6 +4,8 @@
 //! counters. No stage opens a file; `rlpt-pipeline` owns every byte of IO, so resume,
 //! sharding, atomic writes and progress live in one place and every stage gets them.
 //!
+//! - [`dedup`]: exact and MinHash-LSH near-duplicate detection — normalisation,
+//!   shingles, signatures, candidate pairs, verified clusters keeping the smallest id.
 //! - [`ingest`]: raw records (JSONL lines, text files or paragraphs, columnar rows) →
 //!   `documents` rows with stable ids and NFC text, or rejects with a reason
 //!   ([`ingest::ingest_batch`]).
@@ -14,4 +16,5 @@
 
 #![deny(missing_docs)]
 
+pub mod dedup;
 pub mod ingest;

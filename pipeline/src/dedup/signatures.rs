@@ -1,0 +1,134 @@
+//! Dedup step 1, per input unit: each document's sketch (exact hash, band hashes,
+//! compact signature) into `dedup_signatures`, keyed by unit and row. No text is kept.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BinaryArray, LargeStringArray, RecordBatch, StringArray, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use rlpt_schemas::{dedup, documents};
+use rlpt_stages::dedup::{DedupConfig, Sketch, SketchCounters, Sketcher, doc_key};
+use serde_json::Value;
+
+use super::{DedupDirs, DedupRun};
+use crate::error::{Error, Result};
+use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
+use crate::inputs::{WorkUnit, plan_table};
+use crate::progress::RowsToBytes;
+use crate::shard_reader::TableReader;
+use crate::summary::StageSummary;
+
+pub(super) fn run(run: &DedupRun, input: &str, dirs: &DedupDirs) -> Result<StageSummary> {
+    let job = SignaturesJob::new(&run.config)?;
+    let units = plan_table(input, run.layout.unit_bytes)?;
+    run_stage(&job, &units, &run.stage_run(dirs.signatures()))
+}
+
+struct SignaturesJob {
+    config: DedupConfig,
+    sketcher: Sketcher,
+}
+
+impl SignaturesJob {
+    fn new(config: &DedupConfig) -> Result<Self> {
+        Ok(Self {
+            config: config.clone(),
+            sketcher: Sketcher::new(config).map_err(Error::Usage)?,
+        })
+    }
+
+    fn batch(
+        &self,
+        unit: usize,
+        first_row: usize,
+        ids: &StringArray,
+        sketches: &[Sketch],
+    ) -> RecordBatch {
+        let bands = self.sketcher.banding().bands;
+        let keys: UInt64Array = (0..sketches.len())
+            .map(|i| doc_key(unit, first_row + i))
+            .collect();
+        let exact: UInt64Array = sketches.iter().map(|s| s.exact).collect();
+        let signatures: BinaryArray = sketches
+            .iter()
+            .map(|s| {
+                Some(
+                    s.signature
+                        .iter()
+                        .flat_map(|r| r.to_le_bytes())
+                        .collect::<Vec<u8>>(),
+                )
+            })
+            .collect();
+        let mut fields: Vec<Field> = dedup::signatures()
+            .columns
+            .iter()
+            .map(|c| Field::new(c.name, c.data_type.clone(), c.nullable))
+            .collect();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(keys),
+            Arc::new(ids.clone()),
+            Arc::new(exact),
+            Arc::new(signatures),
+        ];
+        for band in 0..bands {
+            fields.push(Field::new(dedup::band_column(band), DataType::UInt64, true));
+            let hashes: UInt64Array = sketches
+                .iter()
+                .map(|s| s.bands.get(band).copied())
+                .collect();
+            columns.push(Arc::new(hashes));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .expect("columns are built to match the signatures schema")
+    }
+}
+
+impl ShardJob for SignaturesJob {
+    fn stage(&self) -> &'static str {
+        "dedup-signatures"
+    }
+
+    fn output_tables(&self) -> Vec<OutputTable> {
+        vec![OutputTable::main(dedup::signatures())]
+    }
+
+    fn config(&self) -> Value {
+        serde_json::to_value(&self.config).expect("dedup config serialises")
+    }
+
+    fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
+        let mut counters = SketchCounters::default();
+        let mut row = 0usize;
+        for file in &unit.files {
+            let reader = TableReader::open(&file.path, documents::spec())?;
+            let mut progress = RowsToBytes::new(file.bytes, reader.total_rows());
+            for batch in reader {
+                let batch = batch?;
+                let ids = documents::column::<StringArray>(&batch, "id").map_err(|source| {
+                    Error::Schema {
+                        path: file.path.clone(),
+                        source,
+                    }
+                })?;
+                let texts =
+                    documents::column::<LargeStringArray>(&batch, "text").map_err(|source| {
+                        Error::Schema {
+                            path: file.path.clone(),
+                            source,
+                        }
+                    })?;
+                let texts: Vec<&str> = texts.iter().map(Option::unwrap_or_default).collect();
+                let sketches = self.sketcher.sketch_batch(&texts);
+                counters += SketchCounters::count(&sketches);
+                sink.write(&self.batch(unit.index, row, ids, &sketches))?;
+                row += sketches.len();
+                let rows = sketches.len() as u64;
+                sink.advance(progress.rows_done(rows), rows);
+            }
+        }
+        Ok(UnitCounts {
+            rows_in: counters.documents,
+            counters: counter_map(&counters),
+        })
+    }
+}
