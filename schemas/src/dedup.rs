@@ -2,14 +2,15 @@
 //!
 //! - `dedup_signatures` (internal, one row per input document, no text): `key` (u64,
 //!   `unit << 32 | row`), `id`, `exact` (u64 hash of the normalised text, null when it
-//!   is empty), `signature` (binary: the compact MinHash, u32 little-endian per
-//!   permutation), and one nullable u64 column per LSH band, `band_00`, `band_01`, … —
+//!   is empty), `sketch` (binary: the bottom-k sketch, sorted u32 little-endian), and
+//!   one nullable u64 column per LSH band, `band_00`, `band_01`, … —
 //!   so a band is read alone, without the others (the table is partitioned by band
 //!   column by column).
 //! - `dedup_pairs` (internal): candidate pairs `a < b` of keys sharing a band hash.
 //! - `dedup_clusters` (for people): every member of every duplicate cluster — `id`,
-//!   `cluster_id` (the id of the copy kept), `kept`, `similarity` (estimated Jaccard
-//!   similarity to the kept copy) — sorted by cluster, then id.
+//!   `cluster_id` (the id of the copy kept), `kept`, `similarity` (Jaccard similarity
+//!   to the kept copy: exact for documents of at most `sketch_size` distinct shingles,
+//!   estimated beyond) — sorted by cluster, then id.
 //! - `dedup_removed` (internal): keys of the removed documents, sorted, so each unit's
 //!   filter reads only the row groups that hold its keys.
 
@@ -47,7 +48,7 @@ static SIGNATURES: LazyLock<TableSpec> = LazyLock::new(|| TableSpec {
         string("id"),
         exact("exact", DataType::UInt64, true),
         ColumnSpec {
-            name: "signature",
+            name: "sketch",
             data_type: DataType::Binary,
             nullable: false,
             family: TypeFamily::Binary,

@@ -154,6 +154,12 @@ fn cell(column: &dyn Array, row: usize) -> Option<String> {
         Some(String::from_utf8_lossy(bytes.value(row)).into_owned())
     } else if let Some(numbers) = column.as_primitive_opt::<arrow_array::types::UInt64Type>() {
         Some(numbers.value(row).to_string())
+    } else if let Some(numbers) = column.as_primitive_opt::<arrow_array::types::Float32Type>() {
+        Some(numbers.value(row).to_string())
+    } else if let Some(flags) = column.as_boolean_opt() {
+        Some(flags.value(row).to_string())
+    } else if let Some(bytes) = column.as_binary_opt::<i32>() {
+        Some(format!("{} bytes", bytes.value(row).len()))
     } else {
         panic!("the harness does not render {}", column.data_type())
     }

@@ -1,8 +1,8 @@
-//! Dedup step 3, one task: read every candidate pair, load the id and signature of
-//! each document in a pair (only those), verify, cluster, and write `dedup_clusters`
-//! (for people) and `dedup_removed` (the keys the filter drops).
+//! Dedup step 3, one task: read every candidate pair, load the id and bottom-k sketch
+//! of each document in a pair (only those), verify, cluster, and write
+//! `dedup_clusters` (for people) and `dedup_removed` (the keys the filter drops).
 //!
-//! Memory: the distinct pairs and the members' signatures — proportional to the number
+//! Memory: the distinct pairs and the members' sketches — proportional to the number
 //! of duplicate candidates, not to the corpus.
 
 use std::collections::HashMap;
@@ -39,6 +39,7 @@ pub(super) fn run(run: &DedupRun, dirs: &DedupDirs) -> Result<StageSummary> {
         clustering: Clustering {
             threshold: run.config.threshold,
             verify: !run.config.no_verify,
+            sketch_size: run.config.sketch_size,
         },
     };
     let stage_run = crate::executor::StageRun {
@@ -114,7 +115,7 @@ fn read_pairs(files: &[InputFile], sink: &UnitSink<'_>) -> Result<Vec<(u64, u64)
     Ok(pairs)
 }
 
-/// The id and signature of every document among `keys` (sorted).
+/// The id and sketch of every document among `keys` (sorted).
 fn read_members(
     files: &[InputFile],
     keys: &[u64],
@@ -122,28 +123,24 @@ fn read_members(
 ) -> Result<HashMap<u64, Member>> {
     let mut members = HashMap::with_capacity(keys.len());
     for file in files {
-        let batches = ParquetBatches::open_columns(
-            &file.path,
-            BATCH_ROWS,
-            Some(&["key", "id", "signature"]),
-        )?;
+        let batches =
+            ParquetBatches::open_columns(&file.path, BATCH_ROWS, Some(&["key", "id", "sketch"]))?;
         let mut progress = RowsToBytes::new(file.bytes, batches.total_rows());
         for batch in batches {
             let batch = batch?;
             let key = batch.column(0).as_primitive::<UInt64Type>();
             let id = batch.column(1).as_string::<i32>();
-            let signature = batch.column(2).as_binary::<i32>();
+            let sketch = batch.column(2).as_binary::<i32>();
             for row in
                 (0..batch.num_rows()).filter(|&row| keys.binary_search(&key.value(row)).is_ok())
             {
-                let signature = signature
-                    .value(row)
-                    .chunks_exact(4)
-                    .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-                    .collect();
                 let member = Member {
                     id: id.value(row).to_string(),
-                    signature,
+                    sketch: sketch
+                        .value(row)
+                        .chunks_exact(4)
+                        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+                        .collect(),
                 };
                 members.insert(key.value(row), member);
             }

@@ -1,5 +1,5 @@
-//! Dedup step 1, per input unit: each document's sketch (exact hash, band hashes,
-//! compact signature) into `dedup_signatures`, keyed by unit and row. No text is kept.
+//! Dedup step 1, per input unit: each document's sketch (exact hash, LSH band hashes,
+//! bottom-k sketch) into `dedup_signatures`, keyed by unit and row. No text is kept.
 
 use std::sync::Arc;
 
@@ -48,13 +48,13 @@ impl SignaturesJob {
             .map(|i| doc_key(unit, first_row + i))
             .collect();
         let exact: UInt64Array = sketches.iter().map(|s| s.exact).collect();
-        let signatures: BinaryArray = sketches
+        let bottom_k: BinaryArray = sketches
             .iter()
             .map(|s| {
                 Some(
-                    s.signature
+                    s.sketch
                         .iter()
-                        .flat_map(|r| r.to_le_bytes())
+                        .flat_map(|v| v.to_le_bytes())
                         .collect::<Vec<u8>>(),
                 )
             })
@@ -68,7 +68,7 @@ impl SignaturesJob {
             Arc::new(keys),
             Arc::new(ids.clone()),
             Arc::new(exact),
-            Arc::new(signatures),
+            Arc::new(bottom_k),
         ];
         for band in 0..bands {
             fields.push(Field::new(dedup::band_column(band), DataType::UInt64, true));

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::minhash::estimate_jaccard;
+use super::bottom_k::estimate_jaccard;
 
 /// Turns a band's `(band hash, key)` entries, fed in ascending order, into candidate
 /// pairs: within each run of equal hashes, every key is paired with the run's first
@@ -36,8 +36,8 @@ impl BucketPairs {
 pub struct Member {
     /// Its id.
     pub id: String,
-    /// Its compact signature.
-    pub signature: Vec<u32>,
+    /// Its bottom-k sketch.
+    pub sketch: Vec<u32>,
 }
 
 /// One row of the `dedup_clusters` table.
@@ -49,7 +49,8 @@ pub struct ClusterRow {
     pub cluster_id: String,
     /// Whether this is the kept copy.
     pub kept: bool,
-    /// Estimated Jaccard similarity to the kept copy.
+    /// Jaccard similarity to the kept copy (exact for documents of at most
+    /// `sketch_size` shingles, else estimated).
     pub similarity: f32,
     /// The document's key (unit and row) while dedup runs.
     pub key: u64,
@@ -86,6 +87,8 @@ pub struct Clustering {
     pub threshold: f64,
     /// Whether to verify candidates at all.
     pub verify: bool,
+    /// The `k` of the members' bottom-k sketches.
+    pub sketch_size: usize,
 }
 
 impl Clustering {
@@ -102,10 +105,7 @@ impl Clustering {
         let threshold = self.threshold as f32;
         let accepted: Vec<bool> = pairs
             .par_iter()
-            .map(|(a, b)| {
-                !self.verify
-                    || estimate_jaccard(&member(a).signature, &member(b).signature) >= threshold
-            })
+            .map(|(a, b)| !self.verify || self.similarity(member(a), member(b)) >= threshold)
             .collect();
         let mut keys: Vec<u64> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
         keys.sort_unstable();
@@ -132,7 +132,7 @@ impl Clustering {
                     id: this.id.clone(),
                     cluster_id: kept_member.id.clone(),
                     kept: key == kept,
-                    similarity: estimate_jaccard(&this.signature, &kept_member.signature),
+                    similarity: self.similarity(this, kept_member),
                     key,
                 });
                 if key != kept {
@@ -149,6 +149,12 @@ impl Clustering {
         clusters.counters.rejected_pairs = accepted.iter().filter(|ok| !**ok).count() as u64;
         clusters.counters.removed = clusters.removed.len() as u64;
         clusters
+    }
+}
+
+impl Clustering {
+    fn similarity(&self, a: &Member, b: &Member) -> f32 {
+        estimate_jaccard(&a.sketch, &b.sketch, self.sketch_size)
     }
 }
 
@@ -191,10 +197,18 @@ impl UnionFind {
 mod tests {
     use super::*;
 
-    fn member(id: &str, signature: &[u32]) -> Member {
+    fn member(id: &str, sketch: &[u32]) -> Member {
         Member {
             id: id.into(),
-            signature: signature.to_vec(),
+            sketch: sketch.to_vec(),
+        }
+    }
+
+    fn clustering(threshold: f64, verify: bool) -> Clustering {
+        Clustering {
+            threshold,
+            verify,
+            sketch_size: 256,
         }
     }
 
@@ -216,10 +230,8 @@ mod tests {
             (3, member("doc-b", &[1, 2, 3, 9])),
             (4, member("other", &[5, 6, 7, 8])),
         ]);
-        let clustering = Clustering {
-            threshold: 0.7,
-            verify: true,
-        };
+        // doc-b shares 3 of 5 distinct shingles with the others: J = 0.6.
+        let clustering = clustering(0.55, true);
         let clusters = clustering.run(&[(1, 2), (1, 3), (1, 4)], &members);
         let rows: Vec<(&str, &str, bool, f32)> = clusters
             .rows
@@ -230,7 +242,7 @@ mod tests {
             rows,
             [
                 ("doc-a", "doc-a", true, 1.0),
-                ("doc-b", "doc-a", false, 0.75),
+                ("doc-b", "doc-a", false, 0.6),
                 ("doc-c", "doc-a", false, 1.0)
             ]
         );
@@ -249,22 +261,14 @@ mod tests {
     #[test]
     fn without_verification_every_candidate_joins() {
         let members = HashMap::from([(1, member("a", &[1])), (2, member("b", &[2]))]);
-        let clusters = Clustering {
-            threshold: 0.9,
-            verify: false,
-        }
-        .run(&[(1, 2)], &members);
+        let clusters = clustering(0.9, false).run(&[(1, 2)], &members);
         assert_eq!(clusters.removed, [2]);
     }
 
     #[test]
     fn equal_ids_keep_the_smaller_key() {
         let members = HashMap::from([(9, member("same", &[1])), (4, member("same", &[1]))]);
-        let clusters = Clustering {
-            threshold: 0.8,
-            verify: true,
-        }
-        .run(&[(4, 9)], &members);
+        let clusters = clustering(0.8, true).run(&[(4, 9)], &members);
         assert_eq!(clusters.removed, [9]);
         assert!(clusters.rows[0].kept && clusters.rows[0].key == 4);
     }

@@ -1,5 +1,5 @@
-//! MinHash signatures over shingle hashes, their LSH band hashes, and Jaccard
-//! estimates between signatures.
+//! MinHash signatures over shingle hashes, and their LSH band hashes (two documents
+//! share a register with probability equal to their Jaccard similarity).
 //!
 //! Permutation `i` maps a shingle hash `x` to `a_i·x + b_i mod 2⁶⁴` (`a_i` odd, so a
 //! bijection); `a_i`, `b_i` come from splitmix64 seeded with a fixed constant, so
@@ -77,18 +77,6 @@ pub fn band_hash(signature: &[u64], band: usize, rows: usize) -> u64 {
     hasher.digest()
 }
 
-/// The compact signature kept for verification: the high 32 bits of each register
-/// (two registers agree on them by chance with probability 2⁻³²).
-pub fn compact(signature: &[u64]) -> Vec<u32> {
-    signature.iter().map(|&r| (r >> 32) as u32).collect()
-}
-
-/// The Jaccard estimate of two compact signatures: the fraction of agreeing registers.
-pub fn estimate_jaccard(a: &[u32], b: &[u32]) -> f32 {
-    let agree = a.iter().zip(b).filter(|(x, y)| x == y).count();
-    agree as f32 / a.len().max(1) as f32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,7 +101,8 @@ mod tests {
                 let (mut sa, mut sb) = (vec![0; 112], vec![0; 112]);
                 hasher.signature_into(&a, &mut sa);
                 hasher.signature_into(&b, &mut sb);
-                errors.push(f64::from(estimate_jaccard(&compact(&sa), &compact(&sb))) - truth);
+                let agree = sa.iter().zip(&sb).filter(|(x, y)| x == y).count();
+                errors.push(agree as f64 / 112.0 - truth);
             }
             let mean = errors.iter().sum::<f64>() / errors.len() as f64;
             let sd = (errors.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / errors.len() as f64)
@@ -134,7 +123,6 @@ mod tests {
         hasher.signature_into(&[1, 2, 3], &mut a);
         hasher.signature_into(&[3, 2, 1, 1], &mut b);
         assert_eq!(a, b);
-        assert_eq!(estimate_jaccard(&compact(&a), &compact(&b)), 1.0);
         hasher.signature_into(&[], &mut a);
         assert!(a.iter().all(|&r| r == u64::MAX));
     }

@@ -2,8 +2,8 @@
 //! duplicates (MinHash LSH over shingles), decided by stable ids.
 //!
 //! The pure parts of the four dedup steps:
-//! - [`Sketcher`]: a document's text → [`Sketch`] (exact hash, LSH band hashes, compact
-//!   signature) — the `signatures` step;
+//! - [`Sketcher`]: a document's text → [`Sketch`] (exact hash, LSH band hashes from a
+//!   MinHash signature, bottom-k sketch for verification) — the `signatures` step;
 //! - [`cluster::BucketPairs`]: a band's sorted (band hash, key) stream → candidate
 //!   pairs — the `buckets` step;
 //! - [`cluster::Clustering`]: verified pairs → clusters, keeping the smallest id of
@@ -12,6 +12,7 @@
 //! Documents are named by a `key`, `unit << 32 | row`, while the steps run; decisions
 //! (which copy is kept) depend only on ids and similarities, never on keys.
 
+pub mod bottom_k;
 pub mod cluster;
 pub mod lsh;
 pub mod minhash;
@@ -51,8 +52,13 @@ pub struct DedupConfig {
     /// Registers per band [default: chosen from the threshold, 8 at 0.8].
     #[arg(long)]
     pub rows: Option<usize>,
-    /// Keep every LSH candidate pair instead of checking its signature similarity
-    /// against the threshold.
+    /// Shingle hashes kept per document to verify candidates: the exact Jaccard
+    /// similarity for documents with at most this many distinct shingles, a bottom-k
+    /// estimate beyond.
+    #[arg(long, default_value_t = 256)]
+    pub sketch_size: usize,
+    /// Keep every LSH candidate pair instead of checking its similarity against the
+    /// threshold.
     #[arg(long)]
     pub no_verify: bool,
 }
@@ -66,6 +72,7 @@ impl Default for DedupConfig {
             num_perm: 112,
             bands: None,
             rows: None,
+            sketch_size: 256,
             no_verify: false,
         }
     }
@@ -82,6 +89,9 @@ impl DedupConfig {
         }
         if self.num_perm == 0 || self.num_perm > 4096 {
             return Err(format!("--num-perm {} must be in 1..=4096", self.num_perm));
+        }
+        if self.sketch_size == 0 {
+            return Err("--sketch-size must be at least 1".into());
         }
         let weight = if self.no_verify {
             UNVERIFIED_FALSE_NEGATIVE_WEIGHT
@@ -120,8 +130,8 @@ pub struct Sketch {
     pub exact: Option<u64>,
     /// One hash per LSH band; empty when the document has no shingles.
     pub bands: Vec<u64>,
-    /// The compact signature used to verify candidates.
-    pub signature: Vec<u32>,
+    /// The bottom-k sketch used to verify candidates.
+    pub sketch: Vec<u32>,
     /// How the document was shingled.
     pub kind: ShingleKind,
 }
@@ -175,7 +185,7 @@ impl Sketcher {
             exact: (!normalized.text.is_empty())
                 .then(|| xxh3_64_with_seed(normalized.text.as_bytes(), EXACT_SEED)),
             bands,
-            signature: minhash::compact(&signature),
+            sketch: bottom_k::bottom_k(&shingles, self.config.sketch_size),
             kind,
         }
     }
