@@ -26,14 +26,28 @@ const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)];
 pub fn inspect(dir: &Path, head: usize) -> Result<String> {
     let manifest = Manifest::of(dir).read_progress()?;
     let files = table_paths(dir, manifest.as_ref())?;
-    if files.is_empty() {
-        return Err(Error::Input {
-            spec: dir.display().to_string(),
-            problem: "holds no Parquet shards".into(),
-        });
-    }
     let mut out = String::new();
-    describe_files(&mut out, dir, &files, manifest.as_ref())?;
+    match (&manifest, files.is_empty()) {
+        (None, true) => {
+            return Err(Error::Input {
+                spec: dir.display().to_string(),
+                problem: "holds no Parquet shards and no rlpt manifest".into(),
+            });
+        }
+        (Some(progress), true) => {
+            line(
+                &mut out,
+                "table",
+                format!(
+                    "{}, written by `{}`: empty (0 rows)",
+                    progress.stage.table, progress.stage.stage
+                ),
+            );
+            describe_units(&mut out, progress);
+            return Ok(out);
+        }
+        _ => describe_files(&mut out, dir, &files, manifest.as_ref())?,
+    }
     let polars_error = |source| Error::Polars {
         path: dir.to_path_buf(),
         source,
@@ -87,17 +101,8 @@ fn describe_files(
         ),
     }
     line(out, "directory", dir.display().to_string());
-    if let Some(view) = manifest {
-        let state = if view.missing.is_empty() {
-            "complete"
-        } else {
-            "INCOMPLETE: rerun the stage to finish"
-        };
-        line(
-            out,
-            "units",
-            format!("{} of {} done ({state})", view.done.len(), view.stage.units),
-        );
+    if let Some(progress) = manifest {
+        describe_units(out, progress);
     }
     let mut rows = 0u64;
     let mut bytes = 0u64;
@@ -117,6 +122,20 @@ fn describe_files(
         ),
     );
     Ok(())
+}
+
+fn describe_units(out: &mut String, progress: &Progress) {
+    let state = if progress.missing.is_empty() {
+        "complete"
+    } else {
+        "INCOMPLETE: rerun the stage to finish"
+    };
+    let done = progress.done.len();
+    line(
+        out,
+        "units",
+        format!("{done} of {} done ({state})", progress.stage.units),
+    );
 }
 
 /// Refuses a file that claims to be an rlpt table but does not fit its spec (an

@@ -487,7 +487,7 @@ fn shuffled_input_shards_keep_the_same_documents_and_clusters() {
 }
 
 #[test]
-fn steps_refuse_an_earlier_step_left_unfinished() {
+fn no_duplicates_make_an_empty_cluster_table_and_steps_refuse_unfinished_ones() {
     let work = tempfile::tempdir().unwrap();
     let documents = write_docs(
         work.path(),
@@ -497,6 +497,24 @@ fn steps_refuse_an_earlier_step_left_unfinished() {
         ],
     );
     let output = work.path().join("deduped");
+    let distinct = rlpt_ok(&[
+        "dedup",
+        "--input",
+        arg(&documents),
+        "--output",
+        arg(&work.path().join("distinct")),
+    ]);
+    assert!(stdout(&distinct).contains("dedup-filter"));
+    let report = stdout(&rlpt_ok(&[
+        "inspect",
+        arg(&work.path().join("distinct/dedup_clusters")),
+    ]));
+    assert!(
+        report
+            .starts_with("table      dedup_clusters, written by `dedup-clusters`: empty (0 rows)"),
+        "{report}"
+    );
+
     let early = rlpt(&["dedup", "buckets", "--output", arg(&output)]);
     assert_eq!(early.status.code(), Some(1));
     assert!(
