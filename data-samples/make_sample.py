@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Rebuild the embedded sample (data-samples/wiki-stem/) from the fetched Wikipedia corpus.
+"""Rebuild the committed samples from the fetched assets.
 
-The sample is a deterministic selection of STEM lead paragraphs: the first N articles by
-title of the mathematics and physical-science topics in English, French and Spanish.
-Run `python3 data-samples/fetch.py wiki` first. The output is committed to the repository;
-this script exists so anyone can see, and redo, how it was made.
+- wiki-stem/: a deterministic selection of STEM lead paragraphs — the first N articles by
+  title of the mathematics and physical-science topics in English, French and Spanish.
+- benchmarks/: HumanEval (as shipped) and CHAMP (as JSONL), the decontamination
+  benchmarks of the default pipeline, with their MIT licenses.
+
+Run `python3 data-samples/fetch.py wiki humaneval champ` first. The output is committed
+to the repository; this script exists so anyone can see, and redo, how it was made.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 from fetch import CACHE
@@ -20,7 +24,16 @@ SELECTION = {
 }
 
 
+def copy_benchmarks() -> None:
+    out_dir = HERE / "benchmarks"
+    out_dir.mkdir(exist_ok=True)
+    for name in ("HumanEval.jsonl.gz", "champ.jsonl"):
+        shutil.copyfile(CACHE / "benchmarks" / name, out_dir / name)
+        print(f"benchmarks/{name}: {(out_dir / name).stat().st_size} bytes")
+
+
 def main() -> None:
+    copy_benchmarks()
     out_dir = HERE / "wiki-stem"
     out_dir.mkdir(exist_ok=True)
     for lang, topics in SELECTION.items():
