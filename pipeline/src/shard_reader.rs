@@ -9,16 +9,18 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use arrow_array::RecordBatchReader;
+use arrow_array::{LargeStringArray, RecordBatch, StringArray};
 use arrow_schema::{Field, Schema, SchemaRef};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use rlpt_schemas::{FileMetadata, SchemaError, TableSpec};
+use rlpt_schemas::{FileMetadata, SchemaError, TableSpec, documents};
 
 use crate::error::{Error, IoContext, Result};
-use crate::inputs;
+use crate::executor::UnitSink;
+use crate::inputs::{self, InputFile, WorkUnit};
 use crate::manifest::Manifest;
+use crate::progress::RowsToBytes;
 
 /// Rows per record batch when reading tables.
 pub const READ_BATCH_ROWS: usize = 4096;
@@ -151,6 +153,53 @@ impl Iterator for ParquetBatches {
             })
         })
     }
+}
+
+/// Streams every batch of a unit's files of `table` (each checked against the spec)
+/// into `visit`, reporting the input consumed to the sink's progress.
+pub fn for_each_batch(
+    unit: &WorkUnit,
+    table: &'static TableSpec,
+    sink: &mut UnitSink<'_>,
+    mut visit: impl FnMut(&mut UnitSink<'_>, &InputFile, RecordBatch) -> Result<()>,
+) -> Result<()> {
+    for file in &unit.files {
+        let reader = TableReader::open(&file.path, table)?;
+        let mut progress = RowsToBytes::new(file.bytes, reader.total_rows());
+        for batch in reader {
+            let batch = batch?;
+            let rows = batch.num_rows() as u64;
+            visit(sink, file, batch)?;
+            sink.advance(progress.rows_done(rows), rows);
+        }
+    }
+    Ok(())
+}
+
+/// The rows of `batch` (read from `file`) where `keep` is true.
+pub fn filter_rows(
+    batch: &RecordBatch,
+    keep: &arrow_array::BooleanArray,
+    file: &InputFile,
+) -> Result<RecordBatch> {
+    arrow_select::filter::filter_record_batch(batch, keep).map_err(|source| Error::Arrow {
+        path: file.path.clone(),
+        source,
+    })
+}
+
+/// The id and text columns of a `documents` batch read from `file`.
+pub fn ids_and_texts<'a>(
+    batch: &'a RecordBatch,
+    file: &InputFile,
+) -> Result<(&'a StringArray, Vec<&'a str>)> {
+    let schema_error = |source| Error::Schema {
+        path: file.path.clone(),
+        source,
+    };
+    let ids = documents::column::<StringArray>(batch, "id").map_err(schema_error)?;
+    let texts = documents::column::<LargeStringArray>(batch, "text").map_err(schema_error)?;
+    Ok((ids, texts.iter().map(Option::unwrap_or_default).collect()))
 }
 
 /// Streams a table's file after checking it against the table spec; batches come out

@@ -6,6 +6,10 @@
 //!
 //! - [`dedup`]: exact and MinHash-LSH near-duplicate detection — normalisation,
 //!   shingles, signatures, candidate pairs, verified clusters keeping the smallest id.
+//! - [`pii`]: personal information and secrets replaced by typed placeholders, with
+//!   counts per kind.
+//! - [`decontam`]: benchmark text removed from documents by word 13-gram matching
+//!   (the GPT-3 recipe), with every hit reported.
 //! - [`ingest`]: raw records (JSONL lines, text files or paragraphs, columnar rows) →
 //!   `documents` rows with stable ids and NFC text, or rejects with a reason
 //!   ([`ingest::ingest_batch`]).
@@ -16,5 +20,8 @@
 
 #![deny(missing_docs)]
 
+pub mod decontam;
 pub mod dedup;
+pub mod hashing;
 pub mod ingest;
+pub mod pii;

@@ -24,8 +24,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
 use crate::inputs::{InputFile, WorkUnit, plan_table};
 use crate::manifest::Manifest;
-use crate::progress::RowsToBytes;
-use crate::shard_reader::TableReader;
+use crate::shard_reader::{filter_rows, for_each_batch};
 use crate::summary::StageSummary;
 
 pub(super) fn run(run: &DedupRun, input: &str, dirs: &DedupDirs) -> Result<StageSummary> {
@@ -110,32 +109,21 @@ impl ShardJob for FilterJob {
         let removed = removed_rows(&unit.deps, unit.index)?;
         let mut counters = FilterCounters::default();
         let mut row = 0usize;
-        for file in &unit.files {
-            let reader = TableReader::open(&file.path, documents::spec())?;
-            let mut progress = RowsToBytes::new(file.bytes, reader.total_rows());
-            for batch in reader {
-                let batch = batch?;
-                let rows = batch.num_rows();
-                let keep: BooleanArray = (row..row + rows)
-                    .map(|r| Some(!removed.contains(&r)))
-                    .collect();
-                row += rows;
-                let kept =
-                    arrow_select::filter::filter_record_batch(&batch, &keep).map_err(|source| {
-                        Error::Arrow {
-                            path: file.path.clone(),
-                            source,
-                        }
-                    })?;
-                counters.documents += rows as u64;
-                counters.kept += kept.num_rows() as u64;
-                counters.removed += (rows - kept.num_rows()) as u64;
-                if kept.num_rows() > 0 {
-                    sink.write(&kept)?;
-                }
-                sink.advance(progress.rows_done(rows as u64), rows as u64);
+        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+            let rows = batch.num_rows();
+            let keep: BooleanArray = (row..row + rows)
+                .map(|r| Some(!removed.contains(&r)))
+                .collect();
+            row += rows;
+            let kept = filter_rows(&batch, &keep, file)?;
+            counters.documents += rows as u64;
+            counters.kept += kept.num_rows() as u64;
+            counters.removed += (rows - kept.num_rows()) as u64;
+            if kept.num_rows() > 0 {
+                sink.write(&kept)?;
             }
-        }
+            Ok(())
+        })?;
         Ok(UnitCounts {
             rows_in: counters.documents,
             counters: counter_map(&counters),

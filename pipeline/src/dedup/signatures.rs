@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, LargeStringArray, RecordBatch, StringArray, UInt64Array};
+use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use rlpt_schemas::{dedup, documents};
 use rlpt_stages::dedup::{DedupConfig, Sketch, SketchCounters, Sketcher, doc_key};
@@ -13,8 +13,7 @@ use super::{DedupDirs, DedupRun};
 use crate::error::{Error, Result};
 use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
 use crate::inputs::{WorkUnit, plan_table};
-use crate::progress::RowsToBytes;
-use crate::shard_reader::TableReader;
+use crate::shard_reader::{for_each_batch, ids_and_texts};
 use crate::summary::StageSummary;
 
 pub(super) fn run(run: &DedupRun, input: &str, dirs: &DedupDirs) -> Result<StageSummary> {
@@ -99,33 +98,14 @@ impl ShardJob for SignaturesJob {
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
         let mut counters = SketchCounters::default();
         let mut row = 0usize;
-        for file in &unit.files {
-            let reader = TableReader::open(&file.path, documents::spec())?;
-            let mut progress = RowsToBytes::new(file.bytes, reader.total_rows());
-            for batch in reader {
-                let batch = batch?;
-                let ids = documents::column::<StringArray>(&batch, "id").map_err(|source| {
-                    Error::Schema {
-                        path: file.path.clone(),
-                        source,
-                    }
-                })?;
-                let texts =
-                    documents::column::<LargeStringArray>(&batch, "text").map_err(|source| {
-                        Error::Schema {
-                            path: file.path.clone(),
-                            source,
-                        }
-                    })?;
-                let texts: Vec<&str> = texts.iter().map(Option::unwrap_or_default).collect();
-                let sketches = self.sketcher.sketch_batch(&texts);
-                counters += SketchCounters::count(&sketches);
-                sink.write(&self.batch(unit.index, row, ids, &sketches))?;
-                row += sketches.len();
-                let rows = sketches.len() as u64;
-                sink.advance(progress.rows_done(rows), rows);
-            }
-        }
+        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+            let (ids, texts) = ids_and_texts(&batch, file)?;
+            let sketches = self.sketcher.sketch_batch(&texts);
+            counters += SketchCounters::count(&sketches);
+            sink.write(&self.batch(unit.index, row, ids, &sketches))?;
+            row += sketches.len();
+            Ok(())
+        })?;
         Ok(UnitCounts {
             rows_in: counters.documents,
             counters: counter_map(&counters),

@@ -9,12 +9,12 @@ use unicode_segmentation::UnicodeSegmentation;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::normalize::Normalized;
+use crate::hashing::{combine, word_hash};
 
 /// Bumped whenever shingle hashes change; recorded in the signature files.
 pub const SHINGLE_HASH_VERSION: u32 = 1;
 const WORD_SEED: u64 = 0x726c_7074_776f_7264; // "rlptword"
 const CHAR_SEED: u64 = 0x726c_7074_6368_6172; // "rlptchar"
-const COMBINE: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// How a document was shingled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,25 +46,10 @@ pub fn shingle_hashes(
 fn word_shingles(text: &str, n: usize, out: &mut Vec<u64>) {
     let words: Vec<u64> = text
         .unicode_words()
-        .map(|word| xxh3_64_with_seed(word.as_bytes(), WORD_SEED))
+        .map(|word| word_hash(word, WORD_SEED))
         .collect();
     let n = n.clamp(1, words.len().max(1));
     out.extend(words.windows(n).map(combine));
-}
-
-/// One hash for a window of word hashes (a polynomial in them, then mixed).
-fn combine(window: &[u64]) -> u64 {
-    let folded = window.iter().fold(0u64, |acc, &word| {
-        acc.wrapping_mul(COMBINE).wrapping_add(word)
-    });
-    mix(folded ^ window.len() as u64)
-}
-
-/// splitmix64's finaliser.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn char_shingles(text: &str, n: usize, out: &mut Vec<u64>) {
