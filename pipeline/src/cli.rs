@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::ingest::IngestConfig;
+use rlpt_stages::pii::PiiConfig;
 
 use crate::error::{Error, Result};
 use crate::executor::Sharding;
@@ -49,6 +51,12 @@ pub enum Command {
     /// Remove exact and near duplicates (MinHash LSH), keeping the smallest id of each
     /// cluster; every step also runs on its own, split across ranks.
     Dedup(DedupCommand),
+    /// Replace emails, IPs, phones, cards, SSNs, secrets and IBANs with placeholders,
+    /// adding a count column per kind.
+    Pii(TableCommand<PiiConfig>),
+    /// Remove benchmark text (word 13-grams ± 200 characters, the GPT-3 recipe), with a
+    /// report of every hit.
+    Decontam(TableCommand<DecontamConfig>),
     /// Describe a table directory: schema, rows, nulls, lengths, values, counters.
     Inspect(InspectCommand),
     /// Run the stages of a pipeline config in order, each resuming where it stopped.
@@ -131,6 +139,21 @@ pub struct IngestCommand {
     /// The stage's settings.
     #[command(flatten)]
     pub config: IngestConfig,
+    /// Unit and shard sizes.
+    #[command(flatten)]
+    pub layout: Layout,
+}
+
+/// A stage that reads a `documents` table and writes one: input, output, sharding,
+/// the stage's settings and the layout.
+#[derive(Debug, Args)]
+pub struct TableCommand<C: Args> {
+    /// Input, output, sharding.
+    #[command(flatten)]
+    pub io: StageIo,
+    /// The stage's settings.
+    #[command(flatten)]
+    pub config: C,
     /// Unit and shard sizes.
     #[command(flatten)]
     pub layout: Layout,

@@ -3,16 +3,22 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, RunCommand};
+use crate::cli::{
+    Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, RunCommand, TableCommand,
+};
 use crate::config::{PipelineConfig, StageEntry};
+use crate::decontam_job::DecontamJob;
 use crate::dedup::{DedupDirs, DedupRun};
 use crate::error::{Error, Result};
 use crate::executor::{Sharding, StageRun};
 use crate::ingest_job::IngestJob;
 use crate::inspect::inspect;
+use crate::layout::Layout;
 use crate::logging::LogFormat;
+use crate::pii_job::PiiJob;
 use crate::progress::ProgressMode;
 use crate::summary::{StageSummary, render_table};
+use rlpt_stages::decontam::BenchmarkSpec;
 
 /// Runs `cli`'s command.
 pub fn execute(cli: &Cli) -> Result<()> {
@@ -24,6 +30,16 @@ pub fn execute(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Ingest(command) => {
             let summary = ingest(command, progress)?;
+            print_summaries(cli, &[summary]);
+        }
+        Command::Pii(command) => {
+            let summary = PiiJob::new(&command.config)?
+                .run(&command.io.input, &table_run(command, progress)?)?;
+            print_summaries(cli, &[summary]);
+        }
+        Command::Decontam(command) => {
+            let job = DecontamJob::new(&command.config)?;
+            let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
             print_summaries(cli, &[summary]);
         }
         Command::Dedup(command) => {
@@ -39,6 +55,17 @@ pub fn execute(cli: &Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn table_run<C: clap::Args>(command: &TableCommand<C>, progress: ProgressMode) -> Result<StageRun> {
+    Ok(StageRun {
+        output: command.io.output.clone(),
+        layout: command.layout,
+        sharding: command.io.share.sharding()?,
+        force: command.io.share.force,
+        strict: false,
+        progress,
+    })
 }
 
 fn ingest(command: &IngestCommand, progress: ProgressMode) -> Result<StageSummary> {
@@ -155,6 +182,32 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
                     output,
                 )
             }
+            StageEntry::Pii(entry) => {
+                let run = entry_run(
+                    &out_dir,
+                    &entry.output,
+                    entry.layout,
+                    command.force,
+                    progress,
+                );
+                let summary =
+                    PiiJob::new(&entry.config)?.run(&input(entry.input.as_ref())?, &run)?;
+                (vec![summary], run.output)
+            }
+            StageEntry::Decontam(entry) => {
+                let mut config = entry.config.clone();
+                config.benchmarks = relative_benchmarks(&config.benchmarks, base)?;
+                let run = entry_run(
+                    &out_dir,
+                    &entry.output,
+                    entry.layout,
+                    command.force,
+                    progress,
+                );
+                let summary =
+                    DecontamJob::new(&config)?.run(&input(entry.input.as_ref())?, &run)?;
+                (vec![summary], run.output)
+            }
             StageEntry::Dedup(entry) => {
                 let output = out_dir.join(&entry.output);
                 let run = DedupRun {
@@ -183,6 +236,41 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
         previous_output = Some(output);
     }
     Ok(summaries)
+}
+
+/// How a config stage runs: into `out_dir/output`, one process.
+fn entry_run(
+    out_dir: &Path,
+    output: &str,
+    layout: Layout,
+    force: bool,
+    progress: ProgressMode,
+) -> StageRun {
+    StageRun {
+        output: out_dir.join(output),
+        layout,
+        sharding: Sharding::SINGLE,
+        force,
+        strict: false,
+        progress,
+    }
+}
+
+/// Benchmark specs with their paths made relative to the config file's directory.
+fn relative_benchmarks(specs: &[String], base: &Path) -> Result<Vec<String>> {
+    specs
+        .iter()
+        .map(|text| {
+            let spec = BenchmarkSpec::parse(text).map_err(Error::Usage)?;
+            let path = base.join(&spec.path);
+            let fields = if spec.fields.is_empty() {
+                String::new()
+            } else {
+                format!(":{}", spec.fields.join(","))
+            };
+            Ok(format!("{}={}{fields}", spec.name, path.display()))
+        })
+        .collect()
 }
 
 fn print_summaries(cli: &Cli, summaries: &[StageSummary]) {

@@ -16,8 +16,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::ingest::IngestConfig;
+use rlpt_stages::pii::PiiConfig;
 use serde::Deserialize;
 
 use crate::dedup::DEFAULT_SORT_MEMORY;
@@ -52,6 +54,39 @@ pub enum StageEntry {
     Ingest(IngestEntry),
     /// `rlpt dedup` (all four steps).
     Dedup(DedupEntry),
+    /// `rlpt pii`.
+    Pii(TableEntry<PiiConfig>),
+    /// `rlpt decontam` (benchmark paths are relative to the config file).
+    Decontam(TableEntry<DecontamConfig>),
+}
+
+/// The settings of a stage that reads a `documents` table and writes one.
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "C: Deserialize<'de> + Default"))]
+pub struct TableEntry<C> {
+    /// Input documents, relative to the config file [default: the previous stage's
+    /// output].
+    pub input: Option<String>,
+    /// Output directory, relative to `out_dir`.
+    pub output: String,
+    /// The stage's settings.
+    #[serde(flatten)]
+    pub config: C,
+    /// Unit and shard sizes.
+    #[serde(flatten)]
+    pub layout: Layout,
+    /// Keys no setting takes (reported as an error).
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+impl<C: serde::Serialize + Default> TableEntry<C> {
+    fn known_keys() -> Vec<String> {
+        let mut keys: Vec<String> = ["stage", "input", "output"].map(String::from).into();
+        keys.extend(object_keys(&C::default()));
+        keys.extend(object_keys(&Layout::default()));
+        keys
+    }
 }
 
 /// The settings of a `dedup` stage.
@@ -143,6 +178,8 @@ impl StageEntry {
         match self {
             StageEntry::Ingest(_) => "ingest",
             StageEntry::Dedup(_) => "dedup",
+            StageEntry::Pii(_) => "pii",
+            StageEntry::Decontam(_) => "decontam",
         }
     }
 
@@ -152,6 +189,14 @@ impl StageEntry {
                 (entry.unknown.keys().collect(), IngestEntry::known_keys())
             }
             StageEntry::Dedup(entry) => (entry.unknown.keys().collect(), DedupEntry::known_keys()),
+            StageEntry::Pii(entry) => (
+                entry.unknown.keys().collect(),
+                TableEntry::<PiiConfig>::known_keys(),
+            ),
+            StageEntry::Decontam(entry) => (
+                entry.unknown.keys().collect(),
+                TableEntry::<DecontamConfig>::known_keys(),
+            ),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`manifest`]: `DIR/_manifest/` — which stage and config wrote a directory, and a
 //!   record per finished unit (the resume state).
 //! - [`ingest_job`]: the IO side of `rlpt ingest` (JSONL, text, Parquet; .gz/.zst).
+//! - [`pii_job`], [`decontam_job`]: the IO sides of `rlpt pii` and `rlpt decontam`.
 //! - [`dedup`]: `rlpt dedup`'s four steps (signatures, buckets, clusters, filter),
 //!   with [`external_sort`] for bands larger than memory.
 //! - [`inspect`]: `rlpt inspect`, with polars.
@@ -26,6 +27,7 @@ pub mod atomic;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod decontam_job;
 pub mod dedup;
 mod error;
 pub mod executor;
@@ -36,6 +38,7 @@ pub mod inspect;
 pub mod layout;
 pub mod logging;
 pub mod manifest;
+pub mod pii_job;
 pub mod progress;
 pub mod shard_reader;
 pub mod shard_writer;

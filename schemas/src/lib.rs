@@ -8,6 +8,7 @@
 //!   version, producing stage, config hash, rlpt version) and the check a reader runs
 //!   before trusting a file ([`TableSpec::check`]).
 //! - [`documents`]: the `documents` table and its row type [`Document`].
+//! - [`contamination`]: the report of benchmark text found by `decontam`.
 //! - [`dedup`]: the tables of near-duplicate removal (`dedup_signatures`,
 //!   `dedup_pairs`, `dedup_clusters`, `dedup_removed`).
 //! - [`rejects`]: the `rejects` table of input a stage could not use, with file, line
@@ -32,6 +33,7 @@
 
 #![deny(missing_docs)]
 
+pub mod contamination;
 pub mod dedup;
 pub mod documents;
 mod error;
@@ -48,6 +50,7 @@ pub fn table_spec(name: &str) -> Option<&'static TableSpec> {
     [
         documents::spec(),
         rejects::spec(),
+        contamination::spec(),
         dedup::signatures(),
         dedup::pairs(),
         dedup::clusters(),

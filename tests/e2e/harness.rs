@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// The repository root.
@@ -143,6 +144,8 @@ pub fn read_rows(dir: &Path) -> Vec<Row> {
     rows
 }
 
+/// A cell as text: strings as they are, binaries as UTF-8 (lossy), anything else as
+/// Arrow displays it.
 fn cell(column: &dyn Array, row: usize) -> Option<String> {
     if column.is_null(row) {
         None
@@ -152,16 +155,11 @@ fn cell(column: &dyn Array, row: usize) -> Option<String> {
         Some(strings.value(row).to_string())
     } else if let Some(bytes) = column.as_binary_opt::<i64>() {
         Some(String::from_utf8_lossy(bytes.value(row)).into_owned())
-    } else if let Some(numbers) = column.as_primitive_opt::<arrow_array::types::UInt64Type>() {
-        Some(numbers.value(row).to_string())
-    } else if let Some(numbers) = column.as_primitive_opt::<arrow_array::types::Float32Type>() {
-        Some(numbers.value(row).to_string())
-    } else if let Some(flags) = column.as_boolean_opt() {
-        Some(flags.value(row).to_string())
     } else if let Some(bytes) = column.as_binary_opt::<i32>() {
         Some(format!("{} bytes", bytes.value(row).len()))
     } else {
-        panic!("the harness does not render {}", column.data_type())
+        let formatter = ArrayFormatter::try_new(column, &FormatOptions::default()).unwrap();
+        Some(formatter.value(row).to_string())
     }
 }
 

@@ -1,11 +1,13 @@
 //! End-to-end tests: each runs the `rlpt` binary on real data in temp directories, the
 //! way a user would, and checks what it wrote byte for byte where it matters.
 
+mod decontam;
 mod dedup;
 mod determinism;
 mod harness;
 mod ingest;
 mod inspect;
+mod pii;
 mod python;
 mod resume;
 mod run;

@@ -1,0 +1,136 @@
+//! The IO side of `rlpt pii`: each unit's documents through the [`Scrubber`], written
+//! back with the text replaced and a count column per kind (`pii_count`, `pii_email`,
+//! …, replacing those of an earlier run); documents over `--drop-above` are left out.
+//! Every other column is kept as it is.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, LargeStringArray, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use rlpt_schemas::documents;
+use rlpt_stages::pii::{PiiConfig, PiiCounters, PiiKind, Scrubbed, Scrubber};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::executor::{
+    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
+};
+use crate::inputs::{InputFile, WorkUnit, plan_table};
+use crate::shard_reader::{filter_rows, for_each_batch, ids_and_texts};
+use crate::summary::StageSummary;
+
+/// Prefix of the count columns.
+const COUNT_PREFIX: &str = "pii_";
+
+/// The pii stage as the executor runs it.
+pub struct PiiJob {
+    config: PiiConfig,
+    scrubber: Scrubber,
+}
+
+impl PiiJob {
+    /// A job for `config` (checked).
+    pub fn new(config: &PiiConfig) -> Result<Self> {
+        Ok(Self {
+            config: config.clone(),
+            scrubber: Scrubber::new(config).map_err(Error::Usage)?,
+        })
+    }
+
+    /// Runs this rank's share of the documents table `input`.
+    pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
+        let units = plan_table(input, run.layout.unit_bytes)?;
+        run_stage(self, &units, run)
+    }
+}
+
+impl ShardJob for PiiJob {
+    fn stage(&self) -> &'static str {
+        "pii"
+    }
+
+    fn output_tables(&self) -> Vec<OutputTable> {
+        vec![OutputTable::main(documents::spec())]
+    }
+
+    fn config(&self) -> Value {
+        serde_json::to_value(&self.config).expect("pii config serialises")
+    }
+
+    fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
+        let mut counters = PiiCounters::default();
+        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+            let (_, texts) = ids_and_texts(&batch, file)?;
+            let scrubbed = self.scrubber.scrub_batch(&texts);
+            counters += PiiCounters::count(&scrubbed);
+            let out = scrubbed_batch(&batch, &texts, &scrubbed, file)?;
+            if out.num_rows() > 0 {
+                sink.write(&out)?;
+            }
+            Ok(())
+        })?;
+        Ok(UnitCounts {
+            rows_in: counters.documents,
+            counters: counter_map(&counters),
+        })
+    }
+}
+
+/// `batch` with the scrubbed text, fresh count columns, and the dropped rows left out.
+fn scrubbed_batch(
+    batch: &RecordBatch,
+    texts: &[&str],
+    scrubbed: &[Scrubbed],
+    file: &InputFile,
+) -> Result<RecordBatch> {
+    let new_text: LargeStringArray = texts
+        .iter()
+        .zip(scrubbed)
+        .map(|(text, doc)| Some(doc.text.as_deref().unwrap_or(text)))
+        .collect();
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.name().starts_with(COUNT_PREFIX) {
+            continue;
+        }
+        fields.push(field.as_ref().clone());
+        columns.push(if field.name() == "text" {
+            Arc::new(new_text.clone())
+        } else {
+            Arc::clone(column)
+        });
+    }
+    fields.push(Field::new(
+        format!("{COUNT_PREFIX}count"),
+        DataType::UInt32,
+        false,
+    ));
+    columns.push(Arc::new(
+        scrubbed
+            .iter()
+            .map(|d| d.counts.total())
+            .collect::<UInt32Array>(),
+    ));
+    for kind in PiiKind::ALL {
+        fields.push(Field::new(
+            format!("{COUNT_PREFIX}{kind}"),
+            DataType::UInt32,
+            false,
+        ));
+        columns.push(Arc::new(
+            scrubbed
+                .iter()
+                .map(|d| d.counts.get(kind))
+                .collect::<UInt32Array>(),
+        ));
+    }
+    let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|source| {
+        Error::Arrow {
+            path: file.path.clone(),
+            source,
+        }
+    })?;
+    let keep: BooleanArray = scrubbed.iter().map(|d| Some(!d.dropped)).collect();
+    filter_rows(&out, &keep, file)
+}
