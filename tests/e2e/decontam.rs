@@ -157,29 +157,17 @@ fn planted_items_are_cut_out_however_formatted_and_clean_documents_are_byte_iden
     }
 
     let report = read_rows(&output.join("contamination"));
-    let hits: Vec<(String, String, String, String)> = report
+    let hits: Vec<[String; 4]> = report
         .iter()
-        .map(|r| {
-            ["doc_id", "benchmark", "item_id", "action"]
-                .map(|c| get(r, c).to_string())
-                .into()
-        })
-        .map(|[a, b, c, d]: [String; 4]| (a, b, c, d))
+        .map(|r| ["doc_id", "benchmark", "item_id", "action"].map(|c| get(r, c).to_string()))
         .collect();
-    let expect = |doc: &str, benchmark: &str, item: &str, action: &str| {
-        (
-            doc.to_string(),
-            benchmark.to_string(),
-            item.to_string(),
-            action.to_string(),
-        )
-    };
     for hit in [
-        expect("verbatim", "humaneval", "HumanEval/0", "removed"),
-        expect("mangled", "champ", "P_Combinatorics_1", "removed"),
-        expect("split", "champ", "P_Combinatorics_1", "removed"),
-        expect("short", "champ", "P_Combinatorics_1", "dropped"),
+        ["verbatim", "humaneval", "HumanEval/0", "removed"],
+        ["mangled", "champ", "P_Combinatorics_1", "removed"],
+        ["split", "champ", "P_Combinatorics_1", "removed"],
+        ["short", "champ", "P_Combinatorics_1", "dropped"],
     ] {
+        let hit = hit.map(String::from);
         assert!(hits.contains(&hit), "{hit:?} not in {hits:?}");
     }
     let verbatim_hit = report
