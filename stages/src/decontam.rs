@@ -14,7 +14,7 @@ use std::ops::{AddAssign, Range};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::hashing::{combine, word_hash};
+use crate::hashing::{window_hashes, word_hash};
 
 const WORD_SEED: u64 = 0x726c_7074_6465_636f; // "rlptdeco"
 
@@ -118,30 +118,51 @@ struct Word {
     hash: u64,
 }
 
-/// Words: maximal runs of letters and digits, lowercased.
+/// Words: maximal runs of letters and digits, lowercased (ASCII on a fast path,
+/// lowercased into one reused buffer).
 fn words(text: &str) -> Vec<Word> {
+    let bytes = text.as_bytes();
     let mut words = Vec::new();
-    let mut current: Option<(usize, String)> = None;
-    for (at, c) in text.char_indices() {
-        if c.is_alphanumeric() {
-            let (_, word) = current.get_or_insert_with(|| (at, String::new()));
-            word.extend(c.to_lowercase());
-        } else if let Some((start, word)) = current.take() {
-            words.push(Word {
-                start,
-                end: at,
-                hash: word_hash(&word, WORD_SEED),
-            });
+    let mut lower = String::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let (c, width) = next_char(text, at);
+        if !c.is_alphanumeric() {
+            at += width;
+            continue;
         }
-    }
-    if let Some((start, word)) = current {
+        let start = at;
+        lower.clear();
+        while at < bytes.len() {
+            let (c, width) = next_char(text, at);
+            if !c.is_alphanumeric() {
+                break;
+            }
+            if c.is_ascii() {
+                lower.push(c.to_ascii_lowercase());
+            } else {
+                lower.extend(c.to_lowercase());
+            }
+            at += width;
+        }
         words.push(Word {
             start,
-            end: text.len(),
-            hash: word_hash(&word, WORD_SEED),
+            end: at,
+            hash: word_hash(&lower, WORD_SEED),
         });
     }
     words
+}
+
+/// The character at byte `at` and its width.
+fn next_char(text: &str, at: usize) -> (char, usize) {
+    let byte = text.as_bytes()[at];
+    if byte.is_ascii() {
+        (char::from(byte), 1)
+    } else {
+        let c = text[at..].chars().next().expect("a char boundary");
+        (c, c.len_utf8())
+    }
 }
 
 /// The n-grams of every benchmark item, for lookup.
@@ -165,10 +186,8 @@ impl ContaminationIndex {
             }
             let length = n.min(hashes.len());
             lengths.insert(length);
-            for window in hashes.windows(length) {
-                grams
-                    .entry((length, combine(window)))
-                    .or_insert(index as u32);
+            for hash in window_hashes(&hashes, length) {
+                grams.entry((length, hash)).or_insert(index as u32);
             }
         }
         Self {
@@ -337,8 +356,8 @@ impl Decontaminator {
         let mut spans: Vec<Range<usize>> = Vec::new();
         let mut hits: BTreeMap<u32, (usize, ItemHit)> = BTreeMap::new();
         for &length in &self.index.lengths {
-            for (first, window) in hashes.windows(length).enumerate() {
-                let Some(&item) = self.index.grams.get(&(length, combine(window))) else {
+            for (first, hash) in window_hashes(&hashes, length).enumerate() {
+                let Some(&item) = self.index.grams.get(&(length, hash)) else {
                     continue;
                 };
                 spans.push(first..first + length);

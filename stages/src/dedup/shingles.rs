@@ -9,7 +9,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::normalize::Normalized;
-use crate::hashing::{combine, word_hash};
+use crate::hashing::{window_hashes, word_hash};
 
 /// Bumped whenever shingle hashes change; recorded in the signature files.
 pub const SHINGLE_HASH_VERSION: u32 = 1;
@@ -49,7 +49,7 @@ fn word_shingles(text: &str, n: usize, out: &mut Vec<u64>) {
         .map(|word| word_hash(word, WORD_SEED))
         .collect();
     let n = n.clamp(1, words.len().max(1));
-    out.extend(words.windows(n).map(combine));
+    out.extend(window_hashes(&words, n));
 }
 
 fn char_shingles(text: &str, n: usize, out: &mut Vec<u64>) {

@@ -2,10 +2,14 @@
 //! typed placeholder (`<EMAIL>`, `<IP>`, `<PHONE>`, `<CREDIT_CARD>`, `<US_SSN>`,
 //! `<SECRET>`, `<IBAN>`), counting hits per type.
 //!
-//! One pass of a [`RegexSet`] over the text says which patterns occur at all (most
-//! documents: none, and the pass is a lazy DFA); only those patterns are then run to find
-//! their matches, each checked by a validator ([`validate`]: checksums, ranges, context).
-//! Overlapping hits keep the one that starts first, then the longest.
+//! Each pattern has a cheap trigger that decides whether, or where, to run it: numeric
+//! patterns only on text with enough digits, IPv6 only with a `:`, international
+//! phones only with a `+`, and email only in a window around each `@`; vendor tokens
+//! rely on the regex engine's own literal prefilter. (A `RegexSet` over all patterns,
+//! the obvious prefilter, measured 5.6 MB/s on Wikipedia text — slower than running
+//! every pattern alone.) Every match is checked by a validator ([`validate`]:
+//! checksums, ranges, context). Overlapping hits keep the one that starts first, then
+//! the longest.
 
 pub mod validate;
 
@@ -15,7 +19,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::AddAssign;
 
 use rayon::prelude::*;
-use regex::{Captures, Regex, RegexSet};
+use regex::{Captures, Regex};
 use serde::{Deserialize, Serialize};
 
 /// The kinds of PII.
@@ -137,17 +141,106 @@ struct Hit {
     kind: PiiKind,
 }
 
-/// One pattern: its regex, which capture group is the PII, and the check it must pass.
+/// When and where a pattern runs.
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    /// Always, over the whole text (patterns with a literal the engine finds fast).
+    Always,
+    /// When the text has at least this many ASCII digits.
+    Digits(usize),
+    /// When the text contains this byte.
+    Byte(u8),
+    /// In a window of (before, after) bytes around each occurrence of this byte.
+    Around(u8, usize, usize),
+}
+
+/// One pattern: its regex, which capture group is the PII, when to run it, and the
+/// check a match must pass.
 struct Detector {
     kind: PiiKind,
     regex: Regex,
     group: usize,
+    trigger: Trigger,
     check: fn(&Captures<'_>, &str, &Scrubber) -> bool,
+}
+
+impl Detector {
+    /// The byte ranges of `text` to search, if any.
+    fn windows(&self, text: &str, digits: usize) -> Vec<(usize, usize)> {
+        let whole = vec![(0, text.len())];
+        match self.trigger {
+            Trigger::Always => whole,
+            Trigger::Digits(n) if digits >= n => whole,
+            Trigger::Byte(byte) if memchr::memchr(byte, text.as_bytes()).is_some() => whole,
+            Trigger::Around(byte, before, after) => {
+                let mut windows: Vec<(usize, usize)> = Vec::new();
+                for at in memchr::memchr_iter(byte, text.as_bytes()) {
+                    let start = floor_char_boundary(text, at.saturating_sub(before));
+                    let end = ceil_char_boundary(text, (at + after).min(text.len()));
+                    match windows.last_mut() {
+                        Some(last) if start <= last.1 => last.1 = end,
+                        _ => windows.push((start, end)),
+                    }
+                }
+                windows
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Detector {
+    /// Validated matches starting in `text[start..end]` (the text around is context
+    /// for word boundaries and validators).
+    fn find_in(
+        &self,
+        text: &str,
+        start: usize,
+        end: usize,
+        scrubber: &Scrubber,
+        hits: &mut Vec<Hit>,
+    ) {
+        let mut at = start;
+        while at <= end {
+            let Some(captures) = self.regex.captures_at(&text[..end], at) else {
+                break;
+            };
+            let whole = captures.get(0).expect("whole match");
+            let part = captures
+                .get(self.group)
+                .expect("the PII group takes part in every match");
+            if (self.check)(&captures, text, scrubber) {
+                hits.push(Hit {
+                    start: part.start(),
+                    end: part.end(),
+                    kind: self.kind,
+                });
+            }
+            at = if whole.is_empty() {
+                whole.end() + 1
+            } else {
+                whole.end()
+            };
+        }
+    }
+}
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn ceil_char_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    at
 }
 
 /// Finds and replaces PII with one config.
 pub struct Scrubber {
-    set: RegexSet,
     detectors: Vec<Detector>,
     placeholders: [String; 7],
     replace_private_ips: bool,
@@ -245,10 +338,7 @@ impl Scrubber {
             .into_iter()
             .filter(|d| !config.skip.contains(&d.kind))
             .collect();
-        let set = RegexSet::new(detectors.iter().map(|d| d.regex.as_str()))
-            .expect("PII patterns compile");
         Ok(Self {
-            set,
             detectors,
             placeholders,
             replace_private_ips: config.replace_private_ips,
@@ -258,22 +348,15 @@ impl Scrubber {
 
     /// Scrubs one document.
     pub fn scrub(&self, text: &str) -> Scrubbed {
+        let digits = text.bytes().filter(u8::is_ascii_digit).count();
         let mut hits = Vec::new();
-        for index in self.set.matches(text).iter() {
-            let detector = &self.detectors[index];
-            for captures in detector.regex.captures_iter(text) {
-                let part = captures
-                    .get(detector.group)
-                    .expect("the PII group takes part in every match");
-                if (detector.check)(&captures, text, self) {
-                    hits.push(Hit {
-                        start: part.start(),
-                        end: part.end(),
-                        kind: detector.kind,
-                    });
-                }
+        for detector in &self.detectors {
+            for (start, end) in detector.windows(text, digits) {
+                detector.find_in(text, start, end, self, &mut hits);
             }
         }
+        hits.sort_by_key(|hit| (hit.start, hit.end, hit.kind));
+        hits.dedup();
         let hits = resolve_overlaps(hits);
         let mut counts = KindCounts::default();
         hits.iter().for_each(|hit| counts.0[hit.kind.index()] += 1);
@@ -317,28 +400,50 @@ fn resolve_overlaps(mut hits: Vec<Hit>) -> Vec<Hit> {
 
 /// Every pattern, with its check.
 fn detectors() -> Vec<Detector> {
-    let detector = |kind, pattern: &str, group, check| Detector {
+    use Trigger::{Always, Around, Byte, Digits};
+    let detector = |kind, pattern: &str, group, trigger, check| Detector {
         kind,
         regex: Regex::new(pattern).unwrap_or_else(|err| panic!("PII pattern {pattern}: {err}")),
         group,
+        trigger,
         check,
     };
     vec![
-        detector(PiiKind::Secret, SECRET_BLOCK, 0, |_, _, _| true),
-        detector(PiiKind::Secret, SECRET_TOKEN, 0, |_, _, _| true),
-        detector(PiiKind::Secret, SECRET_ASSIGNMENT, 1, check_assigned_secret),
-        detector(PiiKind::Email, EMAIL, 0, check_email),
-        detector(PiiKind::Iban, IBAN, 0, check_iban),
-        detector(PiiKind::CreditCard, CARD, 0, check_card),
-        detector(PiiKind::UsSsn, SSN, 0, check_ssn),
-        detector(PiiKind::Phone, PHONE_INTERNATIONAL, 0, |c, text, _| {
-            check_phone(c, text, 8..=15)
-        }),
-        detector(PiiKind::Phone, PHONE_NATIONAL, 0, |c, text, _| {
-            check_phone(c, text, 10..=12)
-        }),
-        detector(PiiKind::Ip, IPV4, 0, check_ipv4),
-        detector(PiiKind::Ip, IPV6, 0, check_ipv6),
+        detector(PiiKind::Secret, SECRET_BLOCK, 0, Byte(b'-'), |_, _, _| true),
+        detector(PiiKind::Secret, SECRET_TOKEN, 0, Always, |_, _, _| true),
+        detector(
+            PiiKind::Secret,
+            SECRET_ASSIGNMENT,
+            1,
+            Always,
+            check_assigned_secret,
+        ),
+        detector(
+            PiiKind::Email,
+            EMAIL,
+            0,
+            Around(b'@', 128, 320),
+            check_email,
+        ),
+        detector(PiiKind::Iban, IBAN, 0, Digits(6), check_iban),
+        detector(PiiKind::CreditCard, CARD, 0, Digits(12), check_card),
+        detector(PiiKind::UsSsn, SSN, 0, Digits(9), check_ssn),
+        detector(
+            PiiKind::Phone,
+            PHONE_INTERNATIONAL,
+            0,
+            Byte(b'+'),
+            |c, text, _| check_phone(c, text, 8..=15),
+        ),
+        detector(
+            PiiKind::Phone,
+            PHONE_NATIONAL,
+            0,
+            Digits(10),
+            |c, text, _| check_phone(c, text, 10..=12),
+        ),
+        detector(PiiKind::Ip, IPV4, 0, Digits(4), check_ipv4),
+        detector(PiiKind::Ip, IPV6, 0, Byte(b':'), check_ipv6),
     ]
 }
 
