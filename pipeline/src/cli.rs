@@ -59,6 +59,9 @@ pub enum Command {
     Decontam(TableCommand<DecontamConfig>),
     /// Describe a table directory: schema, rows, nulls, lengths, values, counters.
     Inspect(InspectCommand),
+    /// Tokenize text, or export a tokenizer (from GGUF or tokenizer.json) as tokenizer.json.
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
     /// Run the stages of a pipeline config in order, each resuming where it stopped.
     Run(RunCommand),
 }
@@ -248,6 +251,34 @@ pub struct InspectCommand {
     /// Also show the first N rows.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub head: usize,
+}
+
+/// `rlpt tokenizer`.
+#[derive(Debug, Subcommand)]
+pub enum TokenizerCommand {
+    /// Print the token ids of texts, one JSON array per line.
+    Encode {
+        /// The tokenizer: a .gguf file or a tokenizer.json (.json, .json.gz).
+        #[arg(long, value_name = "PATH")]
+        tokenizer: PathBuf,
+        /// Read texts from this JSONL file's `--field` instead of the arguments.
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// The JSONL field holding the text.
+        #[arg(long, default_value = "text")]
+        field: String,
+        /// Texts to tokenize.
+        texts: Vec<String>,
+    },
+    /// Write the tokenizer as tokenizer.json (gzipped when the name ends in .gz).
+    Export {
+        /// The tokenizer: a .gguf file or a tokenizer.json (.json, .json.gz).
+        #[arg(long, value_name = "PATH")]
+        tokenizer: PathBuf,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 /// `rlpt run`.

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{
     Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, RunCommand, TableCommand,
+    TokenizerCommand,
 };
 use crate::config::{PipelineConfig, StageEntry};
 use crate::decontam_job::DecontamJob;
 use crate::dedup::{DedupDirs, DedupRun};
+use crate::error::IoContext;
 use crate::error::{Error, Result};
 use crate::executor::{Sharding, StageRun};
 use crate::ingest_job::IngestJob;
@@ -18,6 +20,7 @@ use crate::logging::LogFormat;
 use crate::pii_job::PiiJob;
 use crate::progress::ProgressMode;
 use crate::summary::{StageSummary, render_table};
+use rlpt_lm::Tokenizer;
 use rlpt_stages::decontam::BenchmarkSpec;
 
 /// Runs `cli`'s command.
@@ -46,6 +49,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
             let summaries = dedup(command, progress)?;
             print_summaries(cli, &summaries);
         }
+        Command::Tokenizer(command) => tokenizer(command)?,
         Command::Inspect(command) => {
             print!("{}", inspect(&command.dir, command.head)?);
         }
@@ -55,6 +59,64 @@ pub fn execute(cli: &Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn tokenizer(command: &TokenizerCommand) -> Result<()> {
+    match command {
+        TokenizerCommand::Encode {
+            tokenizer,
+            input,
+            field,
+            texts,
+        } => {
+            let tokenizer = Tokenizer::from_file(tokenizer)?;
+            let texts = match input {
+                Some(path) => jsonl_field(path, field)?,
+                None => texts.clone(),
+            };
+            for text in &texts {
+                println!(
+                    "{}",
+                    serde_json::to_string(&tokenizer.encode(text)?).expect("ids serialise")
+                );
+            }
+        }
+        TokenizerCommand::Export { tokenizer, output } => {
+            let json = Tokenizer::from_file(tokenizer)?.to_json()?;
+            let bytes = if output.to_string_lossy().ends_with(".gz") {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                std::io::Write::write_all(&mut encoder, json.as_bytes()).at(output)?;
+                encoder.finish().at(output)?
+            } else {
+                json.into_bytes()
+            };
+            crate::atomic::write_file(output, &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// The string `field` of every line of a JSONL file.
+fn jsonl_field(path: &Path, field: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| {
+            let record: serde_json::Value =
+                serde_json::from_str(line).map_err(|source| Error::Json {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            record[field].as_str().map(str::to_string).ok_or_else(|| {
+                Error::Usage(format!(
+                    "{}, line {}: no string field `{field}`",
+                    path.display(),
+                    index + 1
+                ))
+            })
+        })
+        .collect()
 }
 
 fn table_run<C: clap::Args>(command: &TableCommand<C>, progress: ProgressMode) -> Result<StageRun> {

@@ -99,6 +99,9 @@ pub enum Error {
         /// What was found.
         detail: String,
     },
+    /// A tokenizer or model could not be loaded or used.
+    #[error(transparent)]
+    Lm(#[from] rlpt_lm::Error),
     /// A flag is invalid.
     #[error("{0}")]
     Usage(String),

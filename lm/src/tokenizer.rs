@@ -1,0 +1,400 @@
+//! The tokenizer every stage and the trainer share: a Hugging Face `tokenizer.json`
+//! (optionally `.gz`), or one built from a GGUF file's `tokenizer.ggml.*` metadata —
+//! byte-level BPE vocabulary and merges, token types (control tokens become special
+//! tokens), bos/eos/pad ids, and the pre-tokenizer llama.cpp associates with
+//! `tokenizer.ggml.pre`.
+//!
+//! For SmolLM2 (`pre = "smollm"`) that pre-tokenizer isolates every digit before the
+//! GPT-2 byte-level split, as llama.cpp does; Hugging Face transformers' GGUF converter
+//! keeps only the byte-level split, so the two disagree on multi-digit numbers
+//! (`lm/tests/` measures both against llama.cpp).
+
+use std::io::Read;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, SplitDelimiterBehavior};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::{Error, Result};
+
+/// GGUF token types (llama.cpp's `llama_token_type`).
+const TOKEN_TYPE_CONTROL: i32 = 3;
+const TOKEN_TYPE_USER_DEFINED: i32 = 4;
+
+/// The pre-tokenizer regex of Llama 3 style BPE vocabularies.
+const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// The pre-tokenizer regex of Qwen2 vocabularies.
+const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A tokenizer, with where it came from.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    name: String,
+    fingerprint: String,
+    bos: Option<u32>,
+    eos: Option<u32>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("name", &self.name)
+            .field("fingerprint", &self.fingerprint)
+            .field("vocab", &self.vocab_size())
+            .finish()
+    }
+}
+
+impl Tokenizer {
+    /// Loads `path`: a GGUF file (`.gguf`), or a `tokenizer.json` (`.json`, `.json.gz`).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let fingerprint = format!("{:016x}", xxh3_64(&bytes));
+        let lower = name.to_ascii_lowercase();
+        let (inner, bos, eos) = if lower.ends_with(".gguf") {
+            from_gguf(path, &bytes)?
+        } else if lower.ends_with(".json") || lower.ends_with(".json.gz") {
+            (from_json(path, &bytes, lower.ends_with(".gz"))?, None, None)
+        } else {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: "this file type".into(),
+                hint: "; give a .gguf file or a tokenizer.json (.json or .json.gz)".into(),
+            });
+        };
+        Ok(Self {
+            inner,
+            name,
+            fingerprint,
+            bos,
+            eos,
+        })
+    }
+
+    /// The file name it was loaded from.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// xxh3-64 of the file it was loaded from, in hex: its identity in configs.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The beginning-of-sequence token, when the GGUF names one.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// The end-of-sequence token, when the GGUF names one.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Vocabulary size, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The token ids of `text` (no bos/eos added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|source| Error::Tokenizer {
+                context: format!("encoding with {}", self.name),
+                source,
+            })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The number of tokens of `text`.
+    pub fn count(&self, text: &str) -> Result<usize> {
+        Ok(self.encode(text)?.len())
+    }
+
+    /// The text of `ids` (special tokens included).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|source| Error::Tokenizer {
+                context: format!("decoding with {}", self.name),
+                source,
+            })
+    }
+
+    /// The tokenizer as `tokenizer.json` text.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner
+            .to_string(false)
+            .map_err(|source| Error::Tokenizer {
+                context: format!("serialising {}", self.name),
+                source,
+            })
+    }
+}
+
+fn tokenizer_error(path: &Path, source: tokenizers::Error) -> Error {
+    Error::Tokenizer {
+        context: path.display().to_string(),
+        source,
+    }
+}
+
+fn from_json(path: &Path, bytes: &[u8], gzipped: bool) -> Result<tokenizers::Tokenizer> {
+    let mut json = Vec::new();
+    let bytes = if gzipped {
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut json)
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        &json[..]
+    } else {
+        bytes
+    };
+    tokenizers::Tokenizer::from_bytes(bytes).map_err(|source| tokenizer_error(path, source))
+}
+
+/// Reads a GGUF file's metadata (not its tensors).
+pub fn gguf_metadata(path: &Path, bytes: &[u8]) -> Result<Content> {
+    Content::read(&mut std::io::Cursor::new(bytes)).map_err(|source| Error::Gguf {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Typed access to GGUF metadata with errors naming the file and key.
+struct Metadata<'a> {
+    path: &'a Path,
+    content: &'a Content,
+}
+
+impl Metadata<'_> {
+    fn value(&self, key: &str) -> Result<&Value> {
+        self.content
+            .metadata
+            .get(key)
+            .ok_or_else(|| self.problem(key, "is missing"))
+    }
+
+    fn problem(&self, key: &str, problem: &str) -> Error {
+        Error::Metadata {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            problem: problem.to_string(),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<String> {
+        self.value(key)?
+            .to_string()
+            .cloned()
+            .map_err(|_| self.problem(key, "is not a string"))
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<String>> {
+        let values = self
+            .value(key)?
+            .to_vec()
+            .map_err(|_| self.problem(key, "is not an array"))?;
+        values
+            .iter()
+            .map(|v| {
+                v.to_string()
+                    .cloned()
+                    .map_err(|_| self.problem(key, "holds a non-string"))
+            })
+            .collect()
+    }
+
+    fn ints(&self, key: &str) -> Result<Vec<i32>> {
+        let values = self
+            .value(key)?
+            .to_vec()
+            .map_err(|_| self.problem(key, "is not an array"))?;
+        values
+            .iter()
+            .map(|v| {
+                v.to_i32()
+                    .map_err(|_| self.problem(key, "holds a non-integer"))
+            })
+            .collect()
+    }
+
+    fn optional_u32(&self, key: &str) -> Result<Option<u32>> {
+        match self.content.metadata.get(key) {
+            None => Ok(None),
+            Some(value) => value
+                .to_u32()
+                .map(Some)
+                .map_err(|_| self.problem(key, "is not a u32")),
+        }
+    }
+
+    fn optional_bool(&self, key: &str) -> Result<bool> {
+        match self.content.metadata.get(key) {
+            None => Ok(false),
+            Some(value) => value
+                .to_bool()
+                .map_err(|_| self.problem(key, "is not a bool")),
+        }
+    }
+}
+
+type Built = (tokenizers::Tokenizer, Option<u32>, Option<u32>);
+
+fn from_gguf(path: &Path, bytes: &[u8]) -> Result<Built> {
+    let content = gguf_metadata(path, bytes)?;
+    let meta = Metadata {
+        path,
+        content: &content,
+    };
+    let model = meta.string("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            what: format!("tokenizer model `{model}`"),
+            hint: "; byte-level BPE (`gpt2`) vocabularies are".into(),
+        });
+    }
+    let tokens = meta.strings("tokenizer.ggml.tokens")?;
+    let merges = meta
+        .strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|merge| {
+            merge
+                .split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| {
+                    meta.problem(
+                        "tokenizer.ggml.merges",
+                        &format!("holds {merge:?}, not `A B`"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let types = meta.ints("tokenizer.ggml.token_type")?;
+    if types.len() != tokens.len() {
+        return Err(meta.problem(
+            "tokenizer.ggml.token_type",
+            "does not have one entry per token",
+        ));
+    }
+    let pre = meta
+        .string("tokenizer.ggml.pre")
+        .unwrap_or_else(|_| "default".into());
+    let (pre_tokenizer, ignore_merges) = pre_tokenizer(path, &pre)?;
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, token)| (token.clone(), id as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(ignore_merges)
+        .build()
+        .map_err(|source| tokenizer_error(path, source))?;
+    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
+    tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+    let special: Vec<AddedToken> = added(&tokens, &types, TOKEN_TYPE_CONTROL, true);
+    let user: Vec<AddedToken> = added(&tokens, &types, TOKEN_TYPE_USER_DEFINED, false);
+    tokenizer
+        .add_special_tokens(special)
+        .map_err(|source| tokenizer_error(path, source))?;
+    tokenizer
+        .add_tokens(user)
+        .map_err(|source| tokenizer_error(path, source))?;
+    let bos = meta.optional_u32("tokenizer.ggml.bos_token_id")?;
+    let eos = meta.optional_u32("tokenizer.ggml.eos_token_id")?;
+    if meta.optional_bool("tokenizer.ggml.add_bos_token")? {
+        let bos_id = bos.ok_or_else(|| {
+            meta.problem(
+                "tokenizer.ggml.bos_token_id",
+                "is missing but add_bos_token is set",
+            )
+        })?;
+        let bos_token = tokens.get(bos_id as usize).cloned().unwrap_or_default();
+        let template = TemplateProcessing::builder()
+            .try_single(format!("{bos_token} $A"))
+            .and_then(|b| {
+                b.special_tokens(vec![(bos_token.clone(), bos_id)])
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|err| meta.problem("tokenizer.ggml.add_bos_token", &err.to_string()))?;
+        tokenizer.with_post_processor(Some(template));
+    }
+    Ok((tokenizer, bos, eos))
+}
+
+fn added(tokens: &[String], types: &[i32], wanted: i32, special: bool) -> Vec<AddedToken> {
+    tokens
+        .iter()
+        .zip(types)
+        .filter(|(_, kind)| **kind == wanted)
+        .map(|(token, _)| AddedToken::from(token.clone(), special))
+        .collect()
+}
+
+/// The pre-tokenizer llama.cpp uses for a `tokenizer.ggml.pre` name, and whether the
+/// vocabulary ignores merges for whole-token matches (Llama 3 style).
+fn pre_tokenizer(path: &Path, pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
+    let byte_level =
+        |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, use_regex));
+    let split = |pattern: &str| -> Result<PreTokenizerWrapper> {
+        Split::new(
+            SplitPattern::Regex(pattern.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map(PreTokenizerWrapper::Split)
+        .map_err(|source| tokenizer_error(path, source))
+    };
+    Ok(match pre {
+        "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" => (byte_level(true), false),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => (
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![split(r"\p{N}")?, byte_level(true)])),
+            false,
+        ),
+        "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" => (
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                split(LLAMA3_PATTERN)?,
+                byte_level(false),
+            ])),
+            true,
+        ),
+        "qwen2" => (
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                split(QWEN2_PATTERN)?,
+                byte_level(false),
+            ])),
+            false,
+        ),
+        other => {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("pre-tokenizer `{other}`"),
+                hint: "; supported: gpt2, smollm, starcoder, llama3, qwen2 (and their aliases)"
+                    .into(),
+            });
+        }
+    })
+}

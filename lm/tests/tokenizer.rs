@@ -1,0 +1,151 @@
+//! The SmolLM2 tokenizer against llama.cpp, and round trips over the sample corpus.
+//!
+//! `lm/tests/fixtures/smollm2-llamacpp.jsonl` holds llama.cpp's token ids (PyPI
+//! llama-cpp-python 0.3.36) for hard cases and sample documents, written by
+//! `lm/scripts/llamacpp_reference.py`; `data-samples/tokenizers/smollm2-135m.json.gz` is
+//! rlpt's tokenizer built from the GGUF, exported with `rlpt tokenizer export`.
+
+use std::path::{Path, PathBuf};
+
+use rlpt_lm::{Error, Tokenizer};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn committed() -> Tokenizer {
+    Tokenizer::from_file(&repo().join("data-samples/tokenizers/smollm2-135m.json.gz")).unwrap()
+}
+
+/// A fetched asset; tests that need one are skipped without it, unless
+/// RLPT_REQUIRE_ASSETS=1 (as in CI) makes its absence a failure.
+fn asset(relative: &str) -> Option<PathBuf> {
+    let path = repo().join("data-samples/cache").join(relative);
+    if path.exists() {
+        return Some(path);
+    }
+    let message = format!(
+        "{} is missing: run python3 data-samples/fetch.py",
+        path.display()
+    );
+    assert!(
+        std::env::var("RLPT_REQUIRE_ASSETS").as_deref() != Ok("1"),
+        "{message}"
+    );
+    eprintln!("skipped: {message}");
+    None
+}
+
+fn fixture() -> Vec<(String, Vec<u32>)> {
+    let text =
+        std::fs::read_to_string(repo().join("lm/tests/fixtures/smollm2-llamacpp.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let ids = record["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            (record["text"].as_str().unwrap().to_string(), ids)
+        })
+        .collect()
+}
+
+fn sample_documents() -> Vec<String> {
+    ["en", "es", "fr"]
+        .iter()
+        .flat_map(|lang| {
+            let text = std::fs::read_to_string(
+                repo().join(format!("data-samples/wiki-stem/stem-{lang}.jsonl")),
+            )
+            .unwrap();
+            text.lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn token_ids_match_llama_cpp() {
+    let tokenizer = committed();
+    let cases = fixture();
+    assert!(cases.len() >= 90, "{} cases", cases.len());
+    for (text, expected) in &cases {
+        assert_eq!(&tokenizer.encode(text).unwrap(), expected, "{text:?}");
+    }
+    assert_eq!(tokenizer.vocab_size(), 49_152);
+}
+
+#[test]
+fn every_sample_document_round_trips_byte_exactly() {
+    let tokenizer = committed();
+    let mut tokens = 0;
+    for text in sample_documents()
+        .iter()
+        .chain(fixture().iter().map(|(t, _)| t))
+    {
+        let ids = tokenizer.encode(text).unwrap();
+        tokens += ids.len();
+        assert_eq!(&tokenizer.decode(&ids).unwrap(), text);
+        assert_eq!(tokenizer.count(text).unwrap(), ids.len());
+    }
+    assert!(tokens > 50_000, "{tokens} tokens");
+}
+
+#[test]
+fn digits_are_single_tokens_and_special_tokens_are_recognised() {
+    let tokenizer = committed();
+    let digits = tokenizer.encode("31415926").unwrap();
+    assert_eq!(digits.len(), 8);
+    assert_eq!(tokenizer.encode("<|im_start|>").unwrap(), [1]);
+}
+
+#[test]
+fn the_gguf_builds_the_committed_tokenizer() {
+    let Some(gguf) = asset("models/SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
+    let from_gguf = Tokenizer::from_file(&gguf).unwrap();
+    assert_eq!((from_gguf.bos(), from_gguf.eos()), (Some(1), Some(2)));
+    let committed = committed();
+    for text in sample_documents() {
+        assert_eq!(
+            from_gguf.encode(&text).unwrap(),
+            committed.encode(&text).unwrap()
+        );
+    }
+    assert_eq!(from_gguf.to_json().unwrap(), committed.to_json().unwrap());
+}
+
+#[test]
+fn unreadable_and_unsupported_files_are_named() {
+    let dir = std::env::temp_dir().join(format!("rlpt-lm-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("model.gguf");
+    std::fs::write(&fake, b"not a gguf").unwrap();
+    let err = Tokenizer::from_file(&fake).unwrap_err();
+    assert!(
+        matches!(err, Error::Gguf { .. }) && err.to_string().contains("model.gguf"),
+        "{err}"
+    );
+    let other = dir.join("vocab.txt");
+    std::fs::write(&other, b"a b").unwrap();
+    assert!(
+        Tokenizer::from_file(&other)
+            .unwrap_err()
+            .to_string()
+            .contains("not supported")
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
