@@ -10,6 +10,8 @@
 //!   counts per kind.
 //! - [`decontam`]: benchmark text removed from documents by word 13-gram matching
 //!   (the GPT-3 recipe), with every hit reported.
+//! - [`segment`]: sentences (UAX #29 corrected by rules), segments, and (context,
+//!   segment, next segment) triples with exact token budgets.
 //! - [`ingest`]: raw records (JSONL lines, text files or paragraphs, columnar rows) →
 //!   `documents` rows with stable ids and NFC text, or rejects with a reason
 //!   ([`ingest::ingest_batch`]).
@@ -25,3 +27,4 @@ pub mod dedup;
 pub mod hashing;
 pub mod ingest;
 pub mod pii;
+pub mod segment;

@@ -1,0 +1,325 @@
+//! Semantic segmentation: a document's text → sentences ([`sentences`]) → segments
+//! (short sentences merged into the next, long ones split at clause boundaries) →
+//! (context, segment, next segment) triples with token counts.
+//!
+//! Segments are byte ranges of the document without leading or trailing whitespace.
+//! The context of segment `i` is the document from the start of segment `j` to the
+//! start of segment `i`, whitespace included, so `context + segment` is exactly
+//! `text[start of j .. end of i]`: nothing is normalised. `j` is the earliest segment
+//! that keeps the context within `max_context_tokens` (counted exactly, by tokenizing
+//! the context); a triple needs at least `min_context_segments` segments before it.
+
+pub mod sentences;
+
+use std::ops::{AddAssign, Range};
+
+use serde::{Deserialize, Serialize};
+
+/// Counts tokens of a text under the configured tokenizer; an error is the
+/// tokenizer's message (the document is then rejected, not the run stopped).
+pub trait TokenCounter: Sync {
+    /// The number of tokens of `text`.
+    fn count(&self, text: &str) -> Result<usize, String>;
+}
+
+impl<F: Fn(&str) -> Result<usize, String> + Sync> TokenCounter for F {
+    fn count(&self, text: &str) -> Result<usize, String> {
+        self(text)
+    }
+}
+
+/// The segment stage's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+pub struct SegmentConfig {
+    /// Sentences shorter than this many characters merge with the next (0: never).
+    #[arg(long, default_value_t = 32)]
+    pub min_segment_chars: usize,
+    /// Sentences of fewer tokens merge with the next (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub min_segment_tokens: usize,
+    /// Sentences of more tokens split at clause boundaries (; : , —), then at spaces.
+    #[arg(long, default_value_t = 256)]
+    pub max_segment_tokens: usize,
+    /// Segments a triple needs before it.
+    #[arg(long, default_value_t = 1)]
+    pub min_context_segments: usize,
+    /// The context is left-truncated, at a segment boundary, to this many tokens.
+    #[arg(long, default_value_t = 2048)]
+    pub max_context_tokens: usize,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        Self {
+            min_segment_chars: 32,
+            min_segment_tokens: 0,
+            max_segment_tokens: 256,
+            min_context_segments: 1,
+            max_context_tokens: 2048,
+        }
+    }
+}
+
+/// One (context, segment, next segment) triple of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Triple {
+    /// Index of the segment in its document.
+    pub index: usize,
+    /// The text before the segment, from a segment boundary.
+    pub context: String,
+    /// The segment.
+    pub segment: String,
+    /// The segment after it, if any.
+    pub next_segment: Option<String>,
+    /// Segments in the context.
+    pub context_segments: usize,
+    /// Tokens of the context.
+    pub context_tokens: usize,
+    /// Tokens of the segment.
+    pub segment_tokens: usize,
+}
+
+/// What segmentation counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SegmentCounters {
+    /// Documents read.
+    pub documents: u64,
+    /// Sentences found.
+    pub sentences: u64,
+    /// Segments made.
+    pub segments: u64,
+    /// Triples written.
+    pub triples: u64,
+    /// Sentences split because they had too many tokens.
+    pub split_sentences: u64,
+    /// Segments without a triple: too few segments before them within the budget.
+    pub segments_without_context: u64,
+}
+
+impl AddAssign for SegmentCounters {
+    fn add_assign(&mut self, other: Self) {
+        self.documents += other.documents;
+        self.sentences += other.sentences;
+        self.segments += other.segments;
+        self.triples += other.triples;
+        self.split_sentences += other.split_sentences;
+        self.segments_without_context += other.segments_without_context;
+    }
+}
+
+/// A document's triples and counts.
+#[derive(Debug, Clone, Default)]
+pub struct Segmented {
+    /// Its triples, in order.
+    pub triples: Vec<Triple>,
+    /// Counts.
+    pub counters: SegmentCounters,
+}
+
+/// Segments documents with one config and token counter.
+pub struct Segmenter<'a> {
+    config: SegmentConfig,
+    counter: &'a dyn TokenCounter,
+}
+
+/// A tokenizer failure while segmenting a document.
+pub type CountError = String;
+
+impl<'a> Segmenter<'a> {
+    /// A segmenter counting tokens with `counter`.
+    pub fn new(config: &SegmentConfig, counter: &'a dyn TokenCounter) -> Self {
+        Self {
+            config: config.clone(),
+            counter,
+        }
+    }
+
+    fn count(&self, text: &str) -> Result<usize, CountError> {
+        self.counter.count(text)
+    }
+
+    /// The segments of `text` (trimmed byte ranges), how many sentences it has, and
+    /// how many of them were split.
+    pub fn segments(&self, text: &str) -> Result<(Vec<Range<usize>>, usize, usize), CountError> {
+        let sentences: Vec<Range<usize>> = sentences::sentences(text)
+            .into_iter()
+            .map(|range| trim(text, range))
+            .filter(|range| !range.is_empty())
+            .collect();
+        let mut split = 0;
+        let mut pieces = Vec::with_capacity(sentences.len());
+        for sentence in &sentences {
+            let parts = self.split_long(text, sentence.clone())?;
+            split += usize::from(parts.len() > 1);
+            pieces.extend(parts);
+        }
+        Ok((self.merge_short(text, pieces)?, sentences.len(), split))
+    }
+
+    fn is_short(&self, piece: &str) -> Result<bool, CountError> {
+        Ok(piece.chars().count() < self.config.min_segment_chars
+            || (self.config.min_segment_tokens > 0
+                && self.count(piece)? < self.config.min_segment_tokens))
+    }
+
+    /// Short pieces join the next one (a short last piece joins the previous).
+    fn merge_short(
+        &self,
+        text: &str,
+        pieces: Vec<Range<usize>>,
+    ) -> Result<Vec<Range<usize>>, CountError> {
+        let mut segments: Vec<Range<usize>> = Vec::with_capacity(pieces.len());
+        let mut pending: Option<Range<usize>> = None;
+        for piece in pieces {
+            let range = pending.take().map_or(piece.start, |p| p.start)..piece.end;
+            if self.is_short(&text[range.clone()])? {
+                pending = Some(range);
+            } else {
+                segments.push(range);
+            }
+        }
+        if let Some(rest) = pending {
+            match segments.last_mut() {
+                Some(last) => last.end = rest.end,
+                None => segments.push(rest),
+            }
+        }
+        Ok(segments)
+    }
+
+    /// A sentence of more than `max_segment_tokens`, split at clause boundaries and,
+    /// for a clause still too long, at spaces.
+    fn split_long(
+        &self,
+        text: &str,
+        sentence: Range<usize>,
+    ) -> Result<Vec<Range<usize>>, CountError> {
+        let max = self.config.max_segment_tokens;
+        if max == 0 || self.count(&text[sentence.clone()])? <= max {
+            return Ok(vec![sentence]);
+        }
+        let clauses = split_after(text, sentence, |c| {
+            matches!(c, ';' | ':' | ',' | '—' | '–' | '；' | '：' | '，')
+        });
+        let mut pieces = Vec::new();
+        for clause in self.pack(text, clauses)? {
+            if self.count(&text[clause.clone()])? <= max {
+                pieces.push(clause);
+            } else {
+                let words = split_after(text, clause, char::is_whitespace);
+                pieces.extend(self.pack(text, words)?);
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// Consecutive ranges joined greedily while they stay within the token budget.
+    fn pack(&self, text: &str, parts: Vec<Range<usize>>) -> Result<Vec<Range<usize>>, CountError> {
+        let mut packed: Vec<Range<usize>> = Vec::new();
+        for part in parts {
+            match packed.last_mut() {
+                Some(last)
+                    if self.count(&text[last.start..part.end])?
+                        <= self.config.max_segment_tokens =>
+                {
+                    last.end = part.end;
+                }
+                _ => packed.push(part),
+            }
+        }
+        Ok(packed)
+    }
+
+    /// The triples of a document.
+    pub fn run(&self, text: &str) -> Result<Segmented, CountError> {
+        let (segments, sentences, split) = self.segments(text)?;
+        let mut counters = SegmentCounters {
+            documents: 1,
+            sentences: sentences as u64,
+            segments: segments.len() as u64,
+            split_sentences: split as u64,
+            ..SegmentCounters::default()
+        };
+        let mut triples = Vec::new();
+        let mut first = 0;
+        for index in 0..segments.len() {
+            match self.context_start(text, &segments, first, index)? {
+                Some((start, context_tokens)) => {
+                    first = start;
+                    triples.push(Triple {
+                        index,
+                        context: text[segments[start].start..segments[index].start].to_string(),
+                        segment: text[segments[index].clone()].to_string(),
+                        next_segment: segments.get(index + 1).map(|s| text[s.clone()].to_string()),
+                        context_segments: index - start,
+                        context_tokens,
+                        segment_tokens: self.count(&text[segments[index].clone()])?,
+                    });
+                }
+                None => counters.segments_without_context += 1,
+            }
+        }
+        counters.triples = triples.len() as u64;
+        Ok(Segmented { triples, counters })
+    }
+
+    /// The earliest segment (from `first` on) whose context up to `index` fits the
+    /// budget, with its token count; `None` when fewer than `min_context_segments` fit.
+    fn context_start(
+        &self,
+        text: &str,
+        segments: &[Range<usize>],
+        first: usize,
+        index: usize,
+    ) -> Result<Option<(usize, usize)>, CountError> {
+        let minimum = self.config.min_context_segments;
+        if index < minimum {
+            return Ok(None);
+        }
+        let end = segments[index].start;
+        let mut start = first.min(index);
+        while index - start >= minimum {
+            let tokens = self.count(&text[segments[start].start..end])?;
+            if tokens <= self.config.max_context_tokens {
+                return Ok(Some((start, tokens)));
+            }
+            if start == index {
+                break;
+            }
+            start += 1;
+        }
+        Ok(None)
+    }
+}
+
+/// `range` without leading and trailing whitespace.
+fn trim(text: &str, range: Range<usize>) -> Range<usize> {
+    let slice = &text[range.clone()];
+    let start = range.start + (slice.len() - slice.trim_start().len());
+    let end = range.start + slice.trim_end().len();
+    start..end.max(start)
+}
+
+/// `range` cut after each character matching `boundary` (pieces trimmed, none empty).
+fn split_after(
+    text: &str,
+    range: Range<usize>,
+    boundary: impl Fn(char) -> bool,
+) -> Vec<Range<usize>> {
+    let mut pieces = Vec::new();
+    let mut start = range.start;
+    for (offset, c) in text[range.clone()].char_indices() {
+        if boundary(c) {
+            let end = range.start + offset + c.len_utf8();
+            pieces.push(trim(text, start..end));
+            start = end;
+        }
+    }
+    pieces.push(trim(text, start..range.end));
+    pieces.retain(|piece| !piece.is_empty());
+    pieces
+}
+
+#[cfg(test)]
+mod tests;
