@@ -185,7 +185,10 @@ def fetch_deb(name: str) -> None:
         sys.exit(f"{name}: needs apt-get and dpkg-deb (Debian) to fetch {package}")
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{name}: downloading Debian package {package}")
-        subprocess.run(["apt-get", "download", package], cwd=tmp, check=True)
+        if subprocess.run(["apt-get", "download", package], cwd=tmp).returncode != 0:
+            print(f"{name}: refreshing the package lists and trying again")
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "download", package], cwd=tmp, check=True)
         debs = list(Path(tmp).glob("*.deb"))
         if len(debs) != 1:
             sys.exit(f"{name}: expected one .deb for {package}, got {debs}")

@@ -9,6 +9,7 @@ use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::ingest::IngestConfig;
 use rlpt_stages::pii::PiiConfig;
+use rlpt_stages::segment::SegmentConfig;
 
 use crate::error::{Error, Result};
 use crate::executor::Sharding;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Remove benchmark text (word 13-grams ± 200 characters, the GPT-3 recipe), with a
     /// report of every hit.
     Decontam(TableCommand<DecontamConfig>),
+    /// Split documents into sentences and segments, and write (context, segment, next
+    /// segment) triples with token counts.
+    Segment(TableCommand<SegmentConfig>),
     /// Describe a table directory: schema, rows, nulls, lengths, values, counters.
     Inspect(InspectCommand),
     /// Tokenize text, or export a tokenizer (from GGUF or tokenizer.json) as tokenizer.json.

@@ -19,6 +19,7 @@ use crate::layout::Layout;
 use crate::logging::LogFormat;
 use crate::pii_job::PiiJob;
 use crate::progress::ProgressMode;
+use crate::segment_job::SegmentJob;
 use crate::summary::{StageSummary, render_table};
 use rlpt_lm::Tokenizer;
 use rlpt_stages::decontam::BenchmarkSpec;
@@ -42,6 +43,11 @@ pub fn execute(cli: &Cli) -> Result<()> {
         }
         Command::Decontam(command) => {
             let job = DecontamJob::new(&command.config)?;
+            let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
+            print_summaries(cli, &[summary]);
+        }
+        Command::Segment(command) => {
+            let job = SegmentJob::new(&command.config)?;
             let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
             print_summaries(cli, &[summary]);
         }
@@ -268,6 +274,19 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
                 );
                 let summary =
                     DecontamJob::new(&config)?.run(&input(entry.input.as_ref())?, &run)?;
+                (vec![summary], run.output)
+            }
+            StageEntry::Segment(entry) => {
+                let mut config = entry.config.clone();
+                config.tokenizer = base.join(&config.tokenizer);
+                let run = entry_run(
+                    &out_dir,
+                    &entry.output,
+                    entry.layout,
+                    command.force,
+                    progress,
+                );
+                let summary = SegmentJob::new(&config)?.run(&input(entry.input.as_ref())?, &run)?;
                 (vec![summary], run.output)
             }
             StageEntry::Dedup(entry) => {

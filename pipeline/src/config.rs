@@ -20,6 +20,7 @@ use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::ingest::IngestConfig;
 use rlpt_stages::pii::PiiConfig;
+use rlpt_stages::segment::SegmentConfig;
 use serde::Deserialize;
 
 use crate::dedup::DEFAULT_SORT_MEMORY;
@@ -58,6 +59,8 @@ pub enum StageEntry {
     Pii(TableEntry<PiiConfig>),
     /// `rlpt decontam` (benchmark paths are relative to the config file).
     Decontam(TableEntry<DecontamConfig>),
+    /// `rlpt segment` (the tokenizer path is relative to the config file).
+    Segment(TableEntry<SegmentConfig>),
 }
 
 /// The settings of a stage that reads a `documents` table and writes one.
@@ -180,6 +183,7 @@ impl StageEntry {
             StageEntry::Dedup(_) => "dedup",
             StageEntry::Pii(_) => "pii",
             StageEntry::Decontam(_) => "decontam",
+            StageEntry::Segment(_) => "segment",
         }
     }
 
@@ -196,6 +200,10 @@ impl StageEntry {
             StageEntry::Decontam(entry) => (
                 entry.unknown.keys().collect(),
                 TableEntry::<DecontamConfig>::known_keys(),
+            ),
+            StageEntry::Segment(entry) => (
+                entry.unknown.keys().collect(),
+                TableEntry::<SegmentConfig>::known_keys(),
             ),
         }
     }

@@ -59,6 +59,10 @@ pub trait ShardJob: Sync {
     fn output_tables(&self) -> Vec<OutputTable>;
     /// Every setting that shapes the output bytes (hashed into the config hash).
     fn config(&self) -> Value;
+    /// Extra `rlpt.*` key-value metadata for every file the stage writes.
+    fn file_metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
     /// Processes one unit.
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts>;
 }
@@ -280,7 +284,9 @@ fn run_unit(
     let writers = tables
         .iter()
         .map(|table| {
-            let metadata = FileMetadata::new(table.spec, job.stage(), config_hash, RLPT_VERSION);
+            let mut metadata =
+                FileMetadata::new(table.spec, job.stage(), config_hash, RLPT_VERSION);
+            metadata.extra = job.file_metadata();
             let writer = ShardWriter::new(&run.output, table.dir, unit.index, metadata, limits);
             (table.spec.name, writer)
         })

@@ -169,11 +169,15 @@ fn scan(files: &[PathBuf]) -> PolarsResult<LazyFrame> {
 
 fn describe_columns(out: &mut String, frame: &LazyFrame) -> PolarsResult<()> {
     let schema = frame.clone().collect_schema()?;
-    let strings: Vec<String> = schema
-        .iter()
-        .filter(|(_, dtype)| dtype.is_string())
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let names_where = |keep: fn(&DataType) -> bool| -> Vec<String> {
+        schema
+            .iter()
+            .filter(|(_, dtype)| keep(dtype))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    };
+    let strings = names_where(DataType::is_string);
+    let numbers = names_where(DataType::is_primitive_numeric);
     let mut exprs: Vec<Expr> = schema
         .iter_names()
         .map(|name| {
@@ -188,18 +192,13 @@ fn describe_columns(out: &mut String, frame: &LazyFrame) -> PolarsResult<()> {
                 .n_unique()
                 .alias(format!("unique:{name}")),
         );
-        let length = col(name.as_str()).str().len_chars();
-        exprs.push(length.clone().min().alias(format!("min:{name}")));
-        for (label, q) in QUANTILES {
-            exprs.push(
-                length
-                    .clone()
-                    .quantile(lit(q), QuantileMethod::Nearest)
-                    .alias(format!("{label}:{name}")),
-            );
-        }
-        exprs.push(length.clone().max().alias(format!("max:{name}")));
-        exprs.push(length.mean().alias(format!("mean:{name}")));
+        exprs.extend(distribution(col(name.as_str()).str().len_chars(), name));
+    }
+    for name in &numbers {
+        exprs.extend(distribution(
+            col(name.as_str()).cast(DataType::Float64),
+            name,
+        ));
     }
     let stats = frame.clone().select(exprs).collect()?;
     let value = |key: String| -> PolarsResult<f64> {
@@ -222,32 +221,62 @@ fn describe_columns(out: &mut String, frame: &LazyFrame) -> PolarsResult<()> {
         )
         .expect("write");
     }
-
     let (low, high): (Vec<&String>, Vec<&String>) = strings.iter().partition(|name| {
         value(format!("unique:{name}")).is_ok_and(|u| u <= f64::from(LOW_CARDINALITY))
     });
-    if !high.is_empty() {
-        writeln!(
-            out,
-            "\n{:<16} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
-            "length (chars)", "min", "p50", "p90", "p99", "max", "mean"
-        )
-        .expect("write");
-        for name in high {
-            let cells: Vec<f64> = ["min", "p50", "p90", "p99", "max", "mean"]
-                .iter()
-                .map(|stat| value(format!("{stat}:{name}")))
-                .collect::<PolarsResult<_>>()?;
-            writeln!(
-                out,
-                "{name:<16} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10.1}",
-                cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
-            )
-            .expect("write");
-        }
-    }
+    distribution_table(out, "length (chars)", &high, &value)?;
+    distribution_table(out, "numbers", &numbers.iter().collect::<Vec<_>>(), &value)?;
     for name in low {
         describe_values(out, frame, name)?;
+    }
+    Ok(())
+}
+
+/// Labels of the distribution statistics, in table order.
+const STATS: [&str; 6] = ["min", "p50", "p90", "p99", "max", "mean"];
+
+/// min, quantiles, max and mean of `values`, aliased `STAT:name`.
+fn distribution(values: Expr, name: &str) -> Vec<Expr> {
+    let mut exprs = vec![values.clone().min().alias(format!("min:{name}"))];
+    for (label, q) in QUANTILES {
+        exprs.push(
+            values
+                .clone()
+                .quantile(lit(q), QuantileMethod::Nearest)
+                .alias(format!("{label}:{name}")),
+        );
+    }
+    exprs.push(values.clone().max().alias(format!("max:{name}")));
+    exprs.push(values.mean().alias(format!("mean:{name}")));
+    exprs
+}
+
+fn distribution_table(
+    out: &mut String,
+    title: &str,
+    names: &[&String],
+    value: &dyn Fn(String) -> PolarsResult<f64>,
+) -> PolarsResult<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\n{title:<16} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        STATS[0], STATS[1], STATS[2], STATS[3], STATS[4], STATS[5]
+    )
+    .expect("write");
+    for name in names {
+        let cells: Vec<f64> = STATS
+            .iter()
+            .map(|stat| value(format!("{stat}:{name}")))
+            .collect::<PolarsResult<_>>()?;
+        writeln!(
+            out,
+            "{name:<16} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10.1}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+        )
+        .expect("write");
     }
     Ok(())
 }

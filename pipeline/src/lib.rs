@@ -12,7 +12,8 @@
 //! - [`manifest`]: `DIR/_manifest/` — which stage and config wrote a directory, and a
 //!   record per finished unit (the resume state).
 //! - [`ingest_job`]: the IO side of `rlpt ingest` (JSONL, text, Parquet; .gz/.zst).
-//! - [`pii_job`], [`decontam_job`]: the IO sides of `rlpt pii` and `rlpt decontam`.
+//! - [`pii_job`], [`decontam_job`], [`segment_job`]: the IO sides of `rlpt pii`,
+//!   `rlpt decontam` and `rlpt segment`.
 //! - [`dedup`]: `rlpt dedup`'s four steps (signatures, buckets, clusters, filter),
 //!   with [`external_sort`] for bands larger than memory.
 //! - [`inspect`]: `rlpt inspect`, with polars.
@@ -40,6 +41,7 @@ pub mod logging;
 pub mod manifest;
 pub mod pii_job;
 pub mod progress;
+pub mod segment_job;
 pub mod shard_reader;
 pub mod shard_writer;
 pub mod summary;

@@ -11,6 +11,7 @@
 //! - [`contamination`]: the report of benchmark text found by `decontam`.
 //! - [`dedup`]: the tables of near-duplicate removal (`dedup_signatures`,
 //!   `dedup_pairs`, `dedup_clusters`, `dedup_removed`).
+//! - [`triples`]: (context, segment, next segment) rows with token counts.
 //! - [`rejects`]: the `rejects` table of input a stage could not use, with file, line
 //!   and reason ([`Reject`]).
 //!
@@ -39,6 +40,7 @@ pub mod documents;
 mod error;
 pub mod rejects;
 pub mod table;
+pub mod triples;
 
 pub use documents::Document;
 pub use error::SchemaError;
@@ -51,6 +53,7 @@ pub fn table_spec(name: &str) -> Option<&'static TableSpec> {
         documents::spec(),
         rejects::spec(),
         contamination::spec(),
+        triples::spec(),
         dedup::signatures(),
         dedup::pairs(),
         dedup::clusters(),

@@ -11,3 +11,4 @@ mod pii;
 mod python;
 mod resume;
 mod run;
+mod segment;

@@ -15,6 +15,30 @@ fn the_default_config_ingests_the_sample_and_resumes() {
     let rows = read_rows(&documents);
     assert_eq!(rows.len(), SAMPLE_DOCS);
     assert!(rows.iter().all(|r| get(r, "source") == "wikipedia"));
+    let stages: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "ingest",
+            "dedup-signatures",
+            "dedup-buckets",
+            "dedup-clusters",
+            "dedup-filter",
+            "pii",
+            "decontam",
+            "segment"
+        ]
+    );
+    let triples = read_rows(&out.path().join("triples"));
+    assert!(
+        triples.len() > 1000,
+        "the pipeline ends with triples: {}",
+        triples.len()
+    );
 
     let second = rlpt_ok(&["--log-format", "json", "run", "--out-dir", arg(out.path())]);
     let summary: serde_json::Value =

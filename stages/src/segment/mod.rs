@@ -32,6 +32,10 @@ impl<F: Fn(&str) -> Result<usize, String> + Sync> TokenCounter for F {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct SegmentConfig {
+    /// Tokenizer for token counts: a .gguf file or a tokenizer.json (.json, .json.gz);
+    /// the pipeline loads it.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub tokenizer: std::path::PathBuf,
     /// Sentences shorter than this many characters merge with the next (0: never).
     #[arg(long, default_value_t = 32)]
     pub min_segment_chars: usize,
@@ -52,6 +56,7 @@ pub struct SegmentConfig {
 impl Default for SegmentConfig {
     fn default() -> Self {
         Self {
+            tokenizer: std::path::PathBuf::new(),
             min_segment_chars: 32,
             min_segment_tokens: 0,
             max_segment_tokens: 256,

@@ -3,7 +3,8 @@
 //! right), corrected where it is wrong:
 //!
 //! - no boundary inside protected regions: TeX math (`$…$`, `$$…$$`, `\(…\)`,
-//!   `\[…\]`, `\begin{…}…\end{…}`) and code (fenced blocks, inline code);
+//!   `\[…\]`, `\begin{…}…\end{…}`) and code (fenced blocks, inline code, `\verb|…|`,
+//!   PARI's `\bprog…@eprog`), whose content is not parsed for math;
 //! - no boundary after a title or reference abbreviation (Mr., Dr., Fig., Eq., e.g.,
 //!   i.e., cf., vs., pp., Sr., Mme, …) nor after one that can end a sentence (etc.,
 //!   et al., Inc., U.S., a.m.) or an initial (J. R. R. Tolkien, M. Dupont) unless the
@@ -197,6 +198,7 @@ fn leading_closing(sentence: &str) -> usize {
 
 /// Byte ranges no sentence boundary may fall inside: TeX math and environments, code.
 pub fn protected_regions(text: &str) -> Vec<Range<usize>> {
+    let tex = looks_like_tex(text);
     let bytes = text.as_bytes();
     let mut regions = Vec::new();
     let mut at = 0;
@@ -213,8 +215,16 @@ pub fn protected_regions(text: &str) -> Vec<Range<usize>> {
             close_after(text, at, 2, "\\)")
         } else if rest.starts_with("\\begin{") {
             environment(text, at)
+        } else if rest.starts_with("\\bprog") {
+            close_after(text, at, "\\bprog".len(), "@eprog")
+        } else if rest.starts_with("\\verb")
+            && rest.len() > 5
+            && !rest.as_bytes()[5].is_ascii_alphabetic()
+        {
+            let delimiter = rest[5..].chars().next().expect("checked above");
+            close_after(text, at, 5 + delimiter.len_utf8(), &delimiter.to_string())
         } else if bytes[at] == b'$' && (at == 0 || bytes[at - 1] != b'\\') {
-            inline_math(text, at)
+            inline_math(text, at, tex)
         } else if bytes[at] == b'`' {
             close_after(text, at, 1, "`").filter(|r| !text[r.clone()].contains('\n'))
         } else {
@@ -247,12 +257,28 @@ fn environment(text: &str, start: usize) -> Option<Range<usize>> {
     close_after(text, start, "\\begin{".len() + name.len() + 1, &closing)
 }
 
-/// `$…$` as TeX writes inline math: a non-space after the opening `$`, a non-space
-/// before the closing one, no digit right after it, no blank line inside (so prices
-/// like `$5 and $10` are not math).
-fn inline_math(text: &str, start: usize) -> Option<Range<usize>> {
+/// Whether a text is TeX source: it begins environments or sections, or uses several
+/// backslash commands.
+fn looks_like_tex(text: &str) -> bool {
+    if text.contains("\\begin{") || text.contains("\\section") || text.contains("\\documentclass") {
+        return true;
+    }
+    let commands = text
+        .as_bytes()
+        .windows(2)
+        .filter(|w| w[0] == b'\\' && w[1].is_ascii_alphabetic())
+        .take(3)
+        .count();
+    commands >= 3
+}
+
+/// `$…$` inline math, without a blank line inside. In TeX every unescaped `$` opens or
+/// closes math; elsewhere only as pandoc reads it — a non-space after the opening `$`,
+/// a non-space before the closing one, no digit right after it — so prices like
+/// `$5 and $10` are not math.
+fn inline_math(text: &str, start: usize, tex: bool) -> Option<Range<usize>> {
     let body_start = start + 1;
-    if text[body_start..].starts_with(char::is_whitespace) {
+    if !tex && text[body_start..].starts_with(char::is_whitespace) {
         return None;
     }
     let mut search = body_start;
@@ -262,9 +288,10 @@ fn inline_math(text: &str, start: usize) -> Option<Range<usize>> {
         if body.contains("\n\n") || close - start > 2000 {
             return None;
         }
-        let before_ok = !body.ends_with(char::is_whitespace) && !body.is_empty();
-        let after_ok = !text[close + 1..].starts_with(|c: char| c.is_ascii_digit());
-        if before_ok && after_ok && !text[..close].ends_with('\\') {
+        let escaped = text[..close].ends_with('\\');
+        let before_ok = tex || (!body.ends_with(char::is_whitespace) && !body.is_empty());
+        let after_ok = tex || !text[close + 1..].starts_with(|c: char| c.is_ascii_digit());
+        if before_ok && after_ok && !escaped {
             return Some(start..close + 1);
         }
         search = close + 1;

@@ -163,6 +163,21 @@ fn latex_math_environments_and_code_are_never_split() {
 }
 
 #[test]
+fn tex_source_pairs_every_dollar_and_skips_verbatim() {
+    let tex = "\\section{Algebras} We use the representation~\\kbd{al1} $ =\n\\Q(i)+j\\Q(i)$. The basis is\n$1,i,j$. \
+               Write \\verb|a.b $ c| now. Done.";
+    assert_eq!(
+        split(tex),
+        [
+            "\\section{Algebras} We use the representation~\\kbd{al1} $ =\n\\Q(i)+j\\Q(i)$.",
+            "The basis is\n$1,i,j$.",
+            "Write \\verb|a.b $ c| now.",
+            "Done."
+        ]
+    );
+}
+
+#[test]
 fn french() {
     assert_eq!(
         split("Il a dit « Bonjour. » M. Dupont est là. Vraiment ? Oui ! Mme Curie aussi."),
@@ -315,4 +330,98 @@ fn a_budget_too_small_for_any_context_leaves_the_segment_without_a_triple() {
         .unwrap();
     assert!(out.triples.is_empty());
     assert_eq!(out.counters.segments_without_context, 3);
+}
+
+/// pari-doc's TeX, when fetched (`python3 data-samples/fetch.py pari-doc`); CI sets
+/// RLPT_REQUIRE_ASSETS=1 so a missing file fails there.
+fn pari_doc() -> Vec<(String, String)> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/cache/pari-doc");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        assert!(
+            std::env::var("RLPT_REQUIRE_ASSETS").as_deref() != Ok("1"),
+            "{} is missing",
+            dir.display()
+        );
+        eprintln!(
+            "skipped: {} is missing (python3 data-samples/fetch.py pari-doc)",
+            dir.display()
+        );
+        return Vec::new();
+    };
+    let mut files: Vec<(String, String)> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tex"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Unescaped `$` signs of a text outside PARI's verbatim blocks, `$$` counted as one
+/// display delimiter.
+fn dollar_delimiters(text: &str) -> (usize, usize) {
+    let mut prose = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("\\bprog") {
+        prose.push_str(&rest[..start]);
+        rest = rest[start..]
+            .find("@eprog")
+            .map_or("", |end| &rest[start + end..]);
+    }
+    prose.push_str(rest);
+    let bytes = prose.as_bytes();
+    let (mut single, mut double, mut at) = (0, 0, 0);
+    while at < bytes.len() {
+        if bytes[at] == b'$' && (at == 0 || bytes[at - 1] != b'\\') {
+            if bytes.get(at + 1) == Some(&b'$') {
+                double += 1;
+                at += 2;
+                continue;
+            }
+            single += 1;
+        }
+        at += 1;
+    }
+    (single, double)
+}
+
+#[test]
+fn pari_doc_tex_is_never_split_inside_math_and_wrapped_lines_are_joined() {
+    let mut checked = 0;
+    for (name, text) in pari_doc() {
+        let ranges = sentences(&text);
+        let mut wrapped = 0;
+        for range in &ranges {
+            let sentence = &text[range.clone()];
+            let (single, double) = dollar_delimiters(sentence);
+            assert!(
+                single % 2 == 0 && double % 2 == 0,
+                "{name}: a sentence cuts math: {sentence:?}"
+            );
+            let line = sentence.trim_end_matches([' ', '\t']);
+            let next = &text[range.end..];
+            if line.ends_with('\n')
+                && !line.ends_with("\n\n")
+                && !line
+                    .trim_end()
+                    .ends_with(['.', '!', '?', ':', ';', '}', '%'])
+                && next.starts_with(|c: char| c.is_lowercase())
+            {
+                wrapped += 1;
+            }
+        }
+        assert!(
+            wrapped * 100 <= ranges.len(),
+            "{name}: {wrapped} of {} sentences end at a line wrap",
+            ranges.len()
+        );
+        checked += ranges.len();
+    }
+    eprintln!("pari-doc: {checked} sentences checked");
 }

@@ -1,0 +1,53 @@
+//! The `triples` table: one row per segment with enough context — the training unit of
+//! next-segment reasoning. Columns: `id` (`doc_id#seg_index`), `doc_id`, `source`,
+//! `seg_index`, `context` (the document from a segment boundary up to the segment,
+//! whitespace kept), `segment`, `next_segment` (null for a document's last segment),
+//! `context_segments`, and token counts `context_tokens`, `segment_tokens` under the
+//! tokenizer named in the file metadata (`rlpt.tokenizer`, `rlpt.tokenizer_fingerprint`).
+//! `context + segment` is always an exact slice of the source document.
+
+use std::sync::LazyLock;
+
+use arrow_schema::DataType;
+
+use crate::table::{ColumnSpec, SchemaVersion, TableSpec, TypeFamily};
+
+/// File-metadata key: the tokenizer the token counts are under.
+pub const KEY_TOKENIZER: &str = "rlpt.tokenizer";
+/// File-metadata key: the tokenizer file's xxh3-64.
+pub const KEY_TOKENIZER_FINGERPRINT: &str = "rlpt.tokenizer_fingerprint";
+
+fn column(name: &'static str, data_type: DataType, nullable: bool) -> ColumnSpec {
+    let family = match data_type {
+        DataType::UInt32 => TypeFamily::Integer,
+        _ => TypeFamily::String,
+    };
+    ColumnSpec {
+        name,
+        data_type,
+        nullable,
+        family,
+    }
+}
+
+static SPEC: LazyLock<TableSpec> = LazyLock::new(|| TableSpec {
+    name: "triples",
+    version: SchemaVersion { major: 1, minor: 0 },
+    columns: vec![
+        column("id", DataType::Utf8, false),
+        column("doc_id", DataType::Utf8, false),
+        column("source", DataType::Utf8, false),
+        column("seg_index", DataType::UInt32, false),
+        column("context", DataType::LargeUtf8, false),
+        column("segment", DataType::Utf8, false),
+        column("next_segment", DataType::Utf8, true),
+        column("context_segments", DataType::UInt32, false),
+        column("context_tokens", DataType::UInt32, false),
+        column("segment_tokens", DataType::UInt32, false),
+    ],
+});
+
+/// The `triples` table spec.
+pub fn spec() -> &'static TableSpec {
+    &SPEC
+}
