@@ -4,7 +4,9 @@
 //!
 //! - [`Tokenizer`]: loads a Hugging Face `tokenizer.json` (optionally gzipped) or builds
 //!   a byte-level BPE tokenizer from a GGUF file's `tokenizer.ggml.*` metadata, with
-//!   llama.cpp's pre-tokenizer for the vocabulary's `tokenizer.ggml.pre`.
+//!   llama.cpp's pre-tokenizer for the vocabulary's `tokenizer.ggml.pre`. Byte-level
+//!   BPE behind GPT-2's pre-tokenizer (SmolLM2's) encodes through a fast exact
+//!   encoder with a per-thread pre-token cache; other tokenizers through `tokenizers`.
 //!
 //! ```no_run
 //! use rlpt_lm::Tokenizer;
@@ -17,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+mod byte_level_bpe;
 mod error;
 pub mod tokenizer;
 

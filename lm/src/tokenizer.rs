@@ -11,6 +11,7 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -23,6 +24,7 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::byte_level_bpe::ByteLevelBpe;
 use crate::error::{Error, Result};
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
@@ -42,6 +44,8 @@ pub struct Tokenizer {
     fingerprint: String,
     bos: Option<u32>,
     eos: Option<u32>,
+    /// The fast encoder, for the tokenizers it reproduces exactly.
+    fast: Option<Arc<ByteLevelBpe>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -66,7 +70,7 @@ impl Tokenizer {
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let fingerprint = format!("{:016x}", xxh3_64(&bytes));
         let lower = name.to_ascii_lowercase();
-        let (inner, bos, eos) = if lower.ends_with(".gguf") {
+        let (mut inner, bos, eos) = if lower.ends_with(".gguf") {
             from_gguf(path, &bytes)?
         } else if lower.ends_with(".json") || lower.ends_with(".json.gz") {
             (from_json(path, &bytes, lower.ends_with(".gz"))?, None, None)
@@ -77,7 +81,14 @@ impl Tokenizer {
                 hint: "; give a .gguf file or a tokenizer.json (.json or .json.gz)".into(),
             });
         };
+        // Counts and ids are of the whole text: a file's truncation or padding would
+        // silently change them.
+        inner
+            .with_truncation(None)
+            .map_err(|source| tokenizer_error(path, source))?;
+        inner.with_padding(None);
         Ok(Self {
+            fast: ByteLevelBpe::from_tokenizer(&inner).map(Arc::new),
             inner,
             name,
             fingerprint,
@@ -113,6 +124,14 @@ impl Tokenizer {
 
     /// The token ids of `text` (no bos/eos added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match &self.fast {
+            Some(fast) => Ok(fast.encode(text)),
+            None => self.encode_with_tokenizers(text),
+        }
+    }
+
+    /// The token ids of `text` from the `tokenizers` crate, whatever the tokenizer.
+    fn encode_with_tokenizers(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .inner
             .encode_fast(text, false)
@@ -125,7 +144,22 @@ impl Tokenizer {
 
     /// The number of tokens of `text`.
     pub fn count(&self, text: &str) -> Result<usize> {
-        Ok(self.encode(text)?.len())
+        match &self.fast {
+            Some(fast) => Ok(fast.count(text)),
+            None => Ok(self.encode_with_tokenizers(text)?.len()),
+        }
+    }
+
+    /// Whether counts add up across a cut between a non-whitespace and a whitespace
+    /// character (`count(a + b) == count(a) + count(b)`), and no text has more tokens
+    /// than bytes: true for the byte-level BPE vocabularies behind GPT-2's
+    /// pre-tokenizer that the fast encoder covers (SmolLM2's among them), since no
+    /// pre-token spans such a cut and no added token holds whitespace. Llama 3 and
+    /// Qwen2 patterns glue punctuation to the newlines after it, so they are not.
+    pub fn additive_at_whitespace(&self) -> bool {
+        self.fast
+            .as_ref()
+            .is_some_and(|fast| fast.added_tokens_hold_no_whitespace())
     }
 
     /// The text of `ids` (special tokens included).

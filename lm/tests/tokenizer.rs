@@ -149,3 +149,81 @@ fn unreadable_and_unsupported_files_are_named() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Byte offsets of `text` where a non-whitespace character is followed by whitespace.
+fn whitespace_cuts(text: &str) -> Vec<usize> {
+    let mut cuts = Vec::new();
+    let mut previous: Option<char> = None;
+    for (at, c) in text.char_indices() {
+        if c.is_whitespace() && previous.is_some_and(|p| !p.is_whitespace()) {
+            cuts.push(at);
+        }
+        previous = Some(c);
+    }
+    cuts
+}
+
+#[test]
+fn smollm2_counts_add_up_across_whitespace_cuts() {
+    let tokenizer = committed();
+    assert!(tokenizer.additive_at_whitespace());
+    let hard = [
+        "end.\n\nNext it's 12 34\tx 's",
+        "<|im_end|> <|im_start|>user\nHi",
+        "数学。 它\u{3000}很 e\u{301} x\u{a0}y 🙂 z",
+        "$x^2$ \\[a\\] \\begin{eq} f(x) \\end{eq}",
+    ];
+    let texts = sample_documents()
+        .into_iter()
+        .chain(hard.iter().map(|t| t.to_string()));
+    let mut checked = 0;
+    for text in texts {
+        let whole = tokenizer.count(&text).unwrap();
+        assert!(whole <= text.len());
+        let cuts = whitespace_cuts(&text);
+        let step = cuts.len() / 8 + 1;
+        for &cut in cuts.iter().step_by(step) {
+            let (a, b) = text.split_at(cut);
+            assert_eq!(
+                tokenizer.count(a).unwrap() + tokenizer.count(b).unwrap(),
+                whole,
+                "cut at {cut} of {text:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 2000, "{checked} cuts");
+}
+
+#[test]
+fn tokenizers_that_glue_across_whitespace_are_not_additive() {
+    let json: serde_json::Value = serde_json::from_str(&committed().to_json().unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("rlpt-lm-additive-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let variants = [
+        (
+            "llama3-pattern.json",
+            "/pre_tokenizer/pretokenizers/0/pattern/Regex",
+            serde_json::json!(r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s+"),
+        ),
+        (
+            "normalized.json",
+            "/normalizer",
+            serde_json::json!({"type": "NFC"}),
+        ),
+        ("dropout.json", "/model/dropout", serde_json::json!(0.1)),
+    ];
+    for (name, pointer, value) in variants {
+        let mut variant = json.clone();
+        *variant.pointer_mut(pointer).unwrap() = value;
+        let path = dir.join(name);
+        std::fs::write(&path, variant.to_string()).unwrap();
+        assert!(
+            !Tokenizer::from_file(&path)
+                .unwrap()
+                .additive_at_whitespace(),
+            "{name}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
