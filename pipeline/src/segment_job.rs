@@ -11,7 +11,7 @@ use arrow_array::{ArrayRef, LargeStringArray, RecordBatch, StringArray, UInt32Ar
 use rayon::prelude::*;
 use rlpt_lm::Tokenizer;
 use rlpt_schemas::{Reject, documents, triples};
-use rlpt_stages::segment::{SegmentConfig, SegmentCounters, Segmented, Segmenter};
+use rlpt_stages::segment::{SegmentConfig, SegmentCounters, Segmented, Segmenter, TokenCounter};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -49,9 +49,15 @@ impl SegmentJob {
         let units = plan_table(input, run.layout.unit_bytes)?;
         run_stage(self, &units, run)
     }
+}
 
+impl TokenCounter for SegmentJob {
     fn count(&self, text: &str) -> std::result::Result<usize, String> {
         self.tokenizer.count(text).map_err(|err| err.to_string())
+    }
+
+    fn additive_at_whitespace(&self) -> bool {
+        self.tokenizer.additive_at_whitespace()
     }
 }
 
@@ -87,8 +93,7 @@ impl ShardJob for SegmentJob {
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
         let mut counters = SegmentCounters::default();
         let mut row = 0u64;
-        let counter = |text: &str| self.count(text);
-        let segmenter = Segmenter::new(&self.config, &counter);
+        let segmenter = Segmenter::new(&self.config, self);
         for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
             let (ids, texts) = ids_and_texts(&batch, file)?;
             let sources = documents::column::<StringArray>(&batch, "source").map_err(|source| {

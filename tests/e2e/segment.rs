@@ -139,6 +139,13 @@ fn contexts_are_cut_at_segment_boundaries_within_the_budget() {
             at, starts[first],
             "the context starts at segment {first}: {row:?}"
         );
+        if first > 0 {
+            let longer = &text[starts[first - 1]..starts[index]];
+            assert!(
+                tokenizer.count(longer).unwrap() > 40,
+                "the context is the longest within the budget: {row:?}"
+            );
+        }
     }
     assert!(truncated > 100, "the budget truncated {truncated} contexts");
 }

@@ -6,8 +6,15 @@
 //! The context of segment `i` is the document from the start of segment `j` to the
 //! start of segment `i`, whitespace included, so `context + segment` is exactly
 //! `text[start of j .. end of i]`: nothing is normalised. `j` is the earliest segment
-//! that keeps the context within `max_context_tokens` (counted exactly, by tokenizing
-//! the context); a triple needs at least `min_context_segments` segments before it.
+//! that keeps the context within `max_context_tokens`; a triple needs at least
+//! `min_context_segments` segments before it.
+//!
+//! Token counts are exact. A counter that is [additive at
+//! whitespace](TokenCounter::additive_at_whitespace) (byte-level BPE behind GPT-2's
+//! pre-tokenizer) lets a context's count be summed from per-segment counts, so each
+//! segment is tokenized twice (alone, and with the whitespace before it) instead of
+//! every context being re-tokenized — linear in the document rather than quadratic up
+//! to the budget. Any other counter tokenizes each candidate context.
 
 pub mod sentences;
 
@@ -20,6 +27,15 @@ use serde::{Deserialize, Serialize};
 pub trait TokenCounter: Sync {
     /// The number of tokens of `text`.
     fn count(&self, text: &str) -> Result<usize, String>;
+
+    /// Whether the counter guarantees, for every `a` ending with a non-whitespace
+    /// character and every `b` starting with a whitespace character, that
+    /// `count(a + b) == count(a) + count(b)`, and that no text has more tokens than
+    /// bytes. Byte-level BPE behind GPT-2's pre-tokenizer does; segmentation then
+    /// counts less. The default claims nothing.
+    fn additive_at_whitespace(&self) -> bool {
+        false
+    }
 }
 
 impl<F: Fn(&str) -> Result<usize, String> + Sync> TokenCounter for F {
@@ -162,6 +178,15 @@ impl<'a> Segmenter<'a> {
         Ok((self.merge_short(text, pieces)?, sentences.len(), split))
     }
 
+    /// Whether `piece` has at most `max` tokens; not tokenized when its byte length
+    /// already bounds its count.
+    fn fits(&self, piece: &str, max: usize) -> Result<bool, CountError> {
+        Ok(
+            (self.counter.additive_at_whitespace() && piece.len() <= max)
+                || self.count(piece)? <= max,
+        )
+    }
+
     fn is_short(&self, piece: &str) -> Result<bool, CountError> {
         Ok(piece.chars().count() < self.config.min_segment_chars
             || (self.config.min_segment_tokens > 0
@@ -201,7 +226,7 @@ impl<'a> Segmenter<'a> {
         sentence: Range<usize>,
     ) -> Result<Vec<Range<usize>>, CountError> {
         let max = self.config.max_segment_tokens;
-        if max == 0 || self.count(&text[sentence.clone()])? <= max {
+        if max == 0 || self.fits(&text[sentence.clone()], max)? {
             return Ok(vec![sentence]);
         }
         let clauses = split_after(text, sentence, |c| {
@@ -246,10 +271,11 @@ impl<'a> Segmenter<'a> {
             split_sentences: split as u64,
             ..SegmentCounters::default()
         };
+        let tokens = SegmentTokens::new(self, text, &segments)?;
         let mut triples = Vec::new();
         let mut first = 0;
         for index in 0..segments.len() {
-            match self.context_start(text, &segments, first, index)? {
+            match self.context_start(&tokens, first, index)? {
                 Some((start, context_tokens)) => {
                     first = start;
                     triples.push(Triple {
@@ -259,7 +285,7 @@ impl<'a> Segmenter<'a> {
                         next_segment: segments.get(index + 1).map(|s| text[s.clone()].to_string()),
                         context_segments: index - start,
                         context_tokens,
-                        segment_tokens: self.count(&text[segments[index].clone()])?,
+                        segment_tokens: tokens.alone[index],
                     });
                 }
                 None => counters.segments_without_context += 1,
@@ -273,8 +299,7 @@ impl<'a> Segmenter<'a> {
     /// budget, with its token count; `None` when fewer than `min_context_segments` fit.
     fn context_start(
         &self,
-        text: &str,
-        segments: &[Range<usize>],
+        tokens: &SegmentTokens<'_>,
         first: usize,
         index: usize,
     ) -> Result<Option<(usize, usize)>, CountError> {
@@ -282,12 +307,11 @@ impl<'a> Segmenter<'a> {
         if index < minimum {
             return Ok(None);
         }
-        let end = segments[index].start;
         let mut start = first.min(index);
         while index - start >= minimum {
-            let tokens = self.count(&text[segments[start].start..end])?;
-            if tokens <= self.config.max_context_tokens {
-                return Ok(Some((start, tokens)));
+            let count = tokens.context(self, start, index)?;
+            if count <= self.config.max_context_tokens {
+                return Ok(Some((start, count)));
             }
             if start == index {
                 break;
@@ -295,6 +319,97 @@ impl<'a> Segmenter<'a> {
             start += 1;
         }
         Ok(None)
+    }
+}
+
+/// Token counts of one document's segments, and of any context made of them.
+struct SegmentTokens<'t> {
+    text: &'t str,
+    starts: Vec<usize>,
+    /// Tokens of each segment alone.
+    alone: Vec<usize>,
+    /// With an additive counter, what sums a context's count.
+    sums: Option<ContextSums>,
+}
+
+/// For a context of segments `j..i`: `alone[j]`, plus `led[k]` (segment `k` with the
+/// whitespace before it) for `j < k < i`, plus `gap_after[i - 1]` (the whitespace
+/// that ends the context) — exact when every segment end from `j` to `i - 1` is
+/// followed by whitespace, the cut an additive counter allows.
+struct ContextSums {
+    /// `led_prefix[k]`: sum of `led[1..=k]` (0 for `k = 0`).
+    led_prefix: Vec<usize>,
+    /// Tokens of the whitespace after each segment (0 after the last).
+    gap_after: Vec<usize>,
+    /// `glued_before[k]`: how many of segments `0..k` end without whitespace after.
+    glued_before: Vec<usize>,
+}
+
+impl<'t> SegmentTokens<'t> {
+    fn new(
+        segmenter: &Segmenter<'_>,
+        text: &'t str,
+        segments: &[Range<usize>],
+    ) -> Result<Self, CountError> {
+        let alone = segments
+            .iter()
+            .map(|s| segmenter.count(&text[s.clone()]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sums = if segmenter.counter.additive_at_whitespace() {
+            Some(ContextSums::new(segmenter, text, segments)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            text,
+            starts: segments.iter().map(|s| s.start).collect(),
+            alone,
+            sums,
+        })
+    }
+
+    /// Tokens of the context of segments `start..index`.
+    fn context(
+        &self,
+        segmenter: &Segmenter<'_>,
+        start: usize,
+        index: usize,
+    ) -> Result<usize, CountError> {
+        match &self.sums {
+            Some(sums) if sums.glued_before[index] == sums.glued_before[start] => Ok(self.alone
+                [start]
+                + sums.led_prefix[index - 1]
+                - sums.led_prefix[start]
+                + sums.gap_after[index - 1]),
+            _ => segmenter.count(&self.text[self.starts[start]..self.starts[index]]),
+        }
+    }
+}
+
+impl ContextSums {
+    fn new(
+        segmenter: &Segmenter<'_>,
+        text: &str,
+        segments: &[Range<usize>],
+    ) -> Result<Self, CountError> {
+        let mut sums = Self {
+            led_prefix: vec![0],
+            gap_after: Vec::with_capacity(segments.len()),
+            glued_before: vec![0],
+        };
+        for (index, segment) in segments.iter().enumerate() {
+            let next_start = segments.get(index + 1).map_or(segment.end, |s| s.start);
+            let gap = &text[segment.end..next_start];
+            sums.gap_after.push(segmenter.count(gap)?);
+            let glued = !gap.starts_with(char::is_whitespace);
+            sums.glued_before
+                .push(sums.glued_before[index] + usize::from(glued));
+            if let Some(next) = segments.get(index + 1) {
+                let led = segmenter.count(&text[segment.end..next.end])?;
+                sums.led_prefix.push(sums.led_prefix[index] + led);
+            }
+        }
+        Ok(sums)
     }
 }
 

@@ -318,6 +318,43 @@ fn triples_reproduce_the_text_and_respect_the_budget() {
     assert_eq!(full.triples[3].next_segment, None);
 }
 
+/// `words`, declaring the additivity it has, so segmentation sums context counts.
+struct AdditiveWords;
+
+impl TokenCounter for AdditiveWords {
+    fn count(&self, text: &str) -> Result<usize, String> {
+        words(text)
+    }
+
+    fn additive_at_whitespace(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn summed_context_counts_equal_counting_every_context() {
+    let texts = [
+        "Alpha beta gamma delta. Epsilon zeta eta theta.\n\nIota kappa lambda mu. Nu xi omicron pi. Rho sigma tau upsilon.",
+        "One, two,three, four,five six, seven,eight nine ten. Then a sentence here. And another one here.",
+        "Solo.",
+        "",
+    ];
+    for text in texts {
+        for (budget, max_segment_tokens) in [(3, 2), (5, 4), (9, 256), (2048, 256)] {
+            let config = SegmentConfig {
+                min_segment_chars: 0,
+                max_context_tokens: budget,
+                max_segment_tokens,
+                ..SegmentConfig::default()
+            };
+            let counted = Segmenter::new(&config, &words).run(text).unwrap();
+            let summed = Segmenter::new(&config, &AdditiveWords).run(text).unwrap();
+            assert_eq!(summed.triples, counted.triples, "{text:?} budget {budget}");
+            assert_eq!(summed.counters, counted.counters);
+        }
+    }
+}
+
 #[test]
 fn a_budget_too_small_for_any_context_leaves_the_segment_without_a_triple() {
     let config = SegmentConfig {
