@@ -1,4 +1,4 @@
-//! Throughput of the per-document stages — ingest, pii, decontam — each with its ratio
+//! Throughput of the per-document stages — ingest, pii, decontam, segment — each with its ratio
 //! to a bare Parquet read+write of the same documents, measured in the same run.
 //!
 //!     cargo bench -p rlpt-pipeline --bench stages
@@ -21,12 +21,14 @@ use rlpt_pipeline::ingest_job::IngestJob;
 use rlpt_pipeline::layout::Layout;
 use rlpt_pipeline::pii_job::PiiJob;
 use rlpt_pipeline::progress::ProgressMode;
+use rlpt_pipeline::segment_job::SegmentJob;
 use rlpt_pipeline::shard_reader::{ParquetBatches, READ_BATCH_ROWS, table_files};
 use rlpt_pipeline::shard_writer::{ShardLimits, ShardWriter};
 use rlpt_pipeline::summary::StageSummary;
 use rlpt_schemas::{FileMetadata, documents};
 use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::pii::PiiConfig;
+use rlpt_stages::segment::SegmentConfig;
 
 const RUNS: usize = 3;
 const PII_SENTENCE: &str = " Corrections: write to editor.desk@example.org or call +44 20 7946 0958; mirror at 81.2.69.142.";
@@ -88,6 +90,15 @@ fn main() {
         decontam.run(documents.to_str().unwrap(), &stage_run(out))
     });
 
+    let segment = SegmentJob::new(&SegmentConfig {
+        tokenizer: root.join("data-samples/tokenizers/smollm2-135m.json.gz"),
+        ..SegmentConfig::default()
+    })
+    .unwrap();
+    let (segment_time, segment_summary) = best_of(work.path(), "segment", |out| {
+        segment.run(documents.to_str().unwrap(), &stage_run(out))
+    });
+
     let mb_in = input_bytes as f64 / 1e6;
     let row = |stage: &str, time: Duration, mb: f64, unit: &str| {
         let seconds = time.as_secs_f64();
@@ -109,10 +120,17 @@ fn main() {
         decontam_summary.counters["contaminated"],
         decontam_summary.counters["dropped"]
     );
+    println!(
+        "segment: {} sentences, {} segments, {} triples",
+        segment_summary.counters["sentences"],
+        segment_summary.counters["segments"],
+        segment_summary.rows_out
+    );
     println!("peak RSS: {:.0} MB", peak_rss_mb());
     row("ingest", ingest_time, mb_in, "JSONL");
     row("pii", pii_time, text_mb, "text");
     row("decontam", decontam_time, text_mb, "text");
+    row("segment", segment_time, text_mb, "text");
 }
 
 fn stage_run(output: &Path) -> StageRun {
