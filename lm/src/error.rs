@@ -52,4 +52,20 @@ pub enum Error {
         /// What tokenizers said.
         source: tokenizers::Error,
     },
+    /// A model file or config is inconsistent or incomplete.
+    #[error("{}: {problem}", path.display())]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A tensor computation failed.
+    #[error("{context}: {source}")]
+    Compute {
+        /// What was being computed.
+        context: String,
+        /// What candle said.
+        source: candle_core::Error,
+    },
 }

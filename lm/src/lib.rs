@@ -7,6 +7,11 @@
 //!   llama.cpp's pre-tokenizer for the vocabulary's `tokenizer.ggml.pre`. Byte-level
 //!   BPE behind GPT-2's pre-tokenizer (SmolLM2's) encodes through a fast exact
 //!   encoder with a per-thread pre-token cache; other tokenizers through `tokenizers`.
+//! - [`Model`]: a Llama-family decoder (SmolLM2/Llama, Qwen2, Qwen3) from GGUF (kept
+//!   quantized, or dequantized to f32/bf16) or safetensors + config.json, with a
+//!   forward pass in fused-kernel ([`Mode::Inference`]) or differentiable form
+//!   ([`Mode::Differentiable`]), left-padded batches, a [`KvCache`], and chunked
+//!   log-probability and top-k entropy heads.
 //!
 //! ```no_run
 //! use rlpt_lm::Tokenizer;
@@ -21,7 +26,10 @@
 
 mod byte_level_bpe;
 mod error;
+mod gguf;
+pub mod model;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+pub use model::{KvCache, Mode, Model, ModelConfig, WeightFormat};
 pub use tokenizer::Tokenizer;

@@ -13,7 +13,6 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -26,6 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::byte_level_bpe::ByteLevelBpe;
 use crate::error::{Error, Result};
+use crate::gguf::{Metadata, gguf_metadata};
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
 const TOKEN_TYPE_CONTROL: i32 = 3;
@@ -204,92 +204,6 @@ fn from_json(path: &Path, bytes: &[u8], gzipped: bool) -> Result<tokenizers::Tok
         bytes
     };
     tokenizers::Tokenizer::from_bytes(bytes).map_err(|source| tokenizer_error(path, source))
-}
-
-/// Reads a GGUF file's metadata (not its tensors).
-pub fn gguf_metadata(path: &Path, bytes: &[u8]) -> Result<Content> {
-    Content::read(&mut std::io::Cursor::new(bytes)).map_err(|source| Error::Gguf {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// Typed access to GGUF metadata with errors naming the file and key.
-struct Metadata<'a> {
-    path: &'a Path,
-    content: &'a Content,
-}
-
-impl Metadata<'_> {
-    fn value(&self, key: &str) -> Result<&Value> {
-        self.content
-            .metadata
-            .get(key)
-            .ok_or_else(|| self.problem(key, "is missing"))
-    }
-
-    fn problem(&self, key: &str, problem: &str) -> Error {
-        Error::Metadata {
-            path: self.path.to_path_buf(),
-            key: key.to_string(),
-            problem: problem.to_string(),
-        }
-    }
-
-    fn string(&self, key: &str) -> Result<String> {
-        self.value(key)?
-            .to_string()
-            .cloned()
-            .map_err(|_| self.problem(key, "is not a string"))
-    }
-
-    fn strings(&self, key: &str) -> Result<Vec<String>> {
-        let values = self
-            .value(key)?
-            .to_vec()
-            .map_err(|_| self.problem(key, "is not an array"))?;
-        values
-            .iter()
-            .map(|v| {
-                v.to_string()
-                    .cloned()
-                    .map_err(|_| self.problem(key, "holds a non-string"))
-            })
-            .collect()
-    }
-
-    fn ints(&self, key: &str) -> Result<Vec<i32>> {
-        let values = self
-            .value(key)?
-            .to_vec()
-            .map_err(|_| self.problem(key, "is not an array"))?;
-        values
-            .iter()
-            .map(|v| {
-                v.to_i32()
-                    .map_err(|_| self.problem(key, "holds a non-integer"))
-            })
-            .collect()
-    }
-
-    fn optional_u32(&self, key: &str) -> Result<Option<u32>> {
-        match self.content.metadata.get(key) {
-            None => Ok(None),
-            Some(value) => value
-                .to_u32()
-                .map(Some)
-                .map_err(|_| self.problem(key, "is not a u32")),
-        }
-    }
-
-    fn optional_bool(&self, key: &str) -> Result<bool> {
-        match self.content.metadata.get(key) {
-            None => Ok(false),
-            Some(value) => value
-                .to_bool()
-                .map_err(|_| self.problem(key, "is not a bool")),
-        }
-    }
 }
 
 type Built = (tokenizers::Tokenizer, Option<u32>, Option<u32>);

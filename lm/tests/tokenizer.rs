@@ -5,38 +5,13 @@
 //! `lm/scripts/llamacpp_reference.py`; `data-samples/tokenizers/smollm2-135m.json.gz` is
 //! rlpt's tokenizer built from the GGUF, exported with `rlpt tokenizer export`.
 
-use std::path::{Path, PathBuf};
-
 use rlpt_lm::{Error, Tokenizer};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::{asset, repo};
 
 fn committed() -> Tokenizer {
     Tokenizer::from_file(&repo().join("data-samples/tokenizers/smollm2-135m.json.gz")).unwrap()
-}
-
-/// A fetched asset; tests that need one are skipped without it, unless
-/// RLPT_REQUIRE_ASSETS=1 (as in CI) makes its absence a failure.
-fn asset(relative: &str) -> Option<PathBuf> {
-    let path = repo().join("data-samples/cache").join(relative);
-    if path.exists() {
-        return Some(path);
-    }
-    let message = format!(
-        "{} is missing: run python3 data-samples/fetch.py",
-        path.display()
-    );
-    assert!(
-        std::env::var("RLPT_REQUIRE_ASSETS").as_deref() != Ok("1"),
-        "{message}"
-    );
-    eprintln!("skipped: {message}");
-    None
 }
 
 fn fixture() -> Vec<(String, Vec<u32>)> {

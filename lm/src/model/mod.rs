@@ -1,0 +1,552 @@
+//! The decoder: Llama-family blocks (SmolLM2, Llama, Qwen2, Qwen3; one block switched
+//! by the config) loaded from GGUF or safetensors, on CPU or CUDA.
+//!
+//! A forward pass takes a left-padded batch of token ids and a [`KvCache`] (which also
+//! records each sequence's left padding, so positions and the attention mask are per
+//! sequence), and returns the final hidden states. Logits come from
+//! [`Model::logits`]; per-target log-probabilities from [`Model::target_log_probs`],
+//! computed in row chunks so `[rows, vocab]` is never held whole.
+
+mod config;
+mod ops;
+mod weights;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{D, DType, Device, IndexOp, Tensor};
+use xxhash_rust::xxh3::Xxh3;
+
+pub use config::{Architecture, ModelConfig};
+pub use ops::Mode;
+pub use weights::WeightFormat;
+use weights::{LayerWeights, Loader, Source, Weights};
+
+use crate::error::{Error, Result};
+use crate::gguf::Metadata;
+
+/// Rows of logits computed at once by the chunked heads.
+pub const LOGIT_CHUNK_ROWS: usize = 256;
+
+/// A loaded decoder.
+pub struct Model {
+    config: ModelConfig,
+    weights: Weights,
+    format: WeightFormat,
+    device: Device,
+    /// RoPE cos/sin for every position, `[max_positions, head_dim / 2]`, f32.
+    cos: Tensor,
+    sin: Tensor,
+    name: String,
+    checksum: String,
+}
+
+/// Attention keys and values of the tokens seen so far, per layer, for a batch.
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Leading padding tokens of each sequence.
+    left_pad: Vec<usize>,
+    /// Tokens (padding included) each sequence holds.
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for a batch whose sequences start with `left_pad` padding tokens.
+    pub fn new(model: &Model, left_pad: Vec<usize>) -> Self {
+        Self {
+            layers: vec![None; model.config.num_layers],
+            left_pad,
+            len: 0,
+        }
+    }
+
+    /// Tokens held per sequence, padding included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been run yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keeps only the sequences at `rows` (in that order), e.g. when others finish.
+    pub fn retain(&mut self, rows: &[usize]) -> Result<()> {
+        let device = self
+            .layers
+            .iter()
+            .flatten()
+            .next()
+            .map(|(k, _)| k.device().clone());
+        if let Some(device) = device {
+            let index = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), &device)
+                .map_err(|e| compute("selecting cached sequences", e))?;
+            for (k, v) in self.layers.iter_mut().flatten() {
+                *k = k
+                    .index_select(&index, 0)
+                    .map_err(|e| compute("selecting cached sequences", e))?;
+                *v = v
+                    .index_select(&index, 0)
+                    .map_err(|e| compute("selecting cached sequences", e))?;
+            }
+        }
+        self.left_pad = rows.iter().map(|&r| self.left_pad[r]).collect();
+        Ok(())
+    }
+}
+
+impl Model {
+    /// Loads a model: a `.gguf` file, or a safetensors checkpoint (a `.safetensors`
+    /// file or a directory of them) with its `config.json` beside it.
+    pub fn load(path: &Path, format: WeightFormat, device: &Device) -> Result<Self> {
+        let is_gguf = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("gguf"));
+        if is_gguf {
+            Self::from_gguf(path, format, device)
+        } else {
+            Self::from_safetensors(path, format, device)
+        }
+    }
+
+    fn from_gguf(path: &Path, format: WeightFormat, device: &Device) -> Result<Self> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let content = Content::read(&mut file).map_err(|source| Error::Gguf {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let meta = Metadata {
+            path,
+            content: &content,
+        };
+        let tied = !content.tensor_infos.contains_key("output.weight");
+        let config = ModelConfig::from_gguf(&meta, tied)?;
+        let name = meta
+            .string("general.name")
+            .unwrap_or_else(|_| file_name(path));
+        let source = Source::Gguf {
+            path: path.to_path_buf(),
+            content,
+            file,
+        };
+        Self::build(config, source, format, device, name, checksum(&[path])?)
+    }
+
+    fn from_safetensors(path: &Path, format: WeightFormat, device: &Device) -> Result<Self> {
+        if format == WeightFormat::Quantized {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: "keeping safetensors weights quantized".into(),
+                hint: "; load them as f32 or bf16, or give a GGUF file".into(),
+            });
+        }
+        let (dir, files) = safetensors_files(path)?;
+        let config = ModelConfig::from_config_json(&dir.join("config.json"))?;
+        // SAFETY: the files are mapped read-only for the model's lifetime; rlpt never
+        // writes them, and a checkpoint is not expected to change under a reader.
+        let tensors =
+            unsafe { MmapedSafetensors::multi(&files) }.map_err(|source| Error::Compute {
+                context: format!("{}: reading safetensors", path.display()),
+                source,
+            })?;
+        let source = Source::Safetensors {
+            path: path.to_path_buf(),
+            tensors,
+        };
+        let name = file_name(&dir);
+        let mut checked = files.clone();
+        checked.push(dir.join("config.json"));
+        Self::build(config, source, format, device, name, checksum(&checked)?)
+    }
+
+    fn build(
+        config: ModelConfig,
+        source: Source,
+        format: WeightFormat,
+        device: &Device,
+        name: String,
+        checksum: String,
+    ) -> Result<Self> {
+        let weights = Loader {
+            source,
+            config: &config,
+            format,
+            device,
+        }
+        .load()?;
+        let (cos, sin) = rope_tables(&config, device).map_err(|e| compute("RoPE tables", e))?;
+        Ok(Self {
+            config,
+            weights,
+            format,
+            device: device.clone(),
+            cos,
+            sin,
+            name,
+            checksum,
+        })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// How its weights are held.
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+
+    /// Its name (GGUF `general.name`, else the file or directory name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// xxh3-64 of its files, in hex.
+    pub fn checksum(&self) -> &str {
+        &self.checksum
+    }
+
+    /// Runs `ids: [batch, seq]` (u32) after what `cache` holds and returns the final
+    /// hidden states `[batch, seq, hidden]`, appending the new keys and values.
+    pub fn forward(&self, ids: &Tensor, cache: &mut KvCache, mode: Mode) -> Result<Tensor> {
+        self.forward_inner(ids, cache, mode)
+            .map_err(|e| compute("forward pass", e))
+    }
+
+    fn forward_inner(
+        &self,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, seq) = ids.dims2()?;
+        if batch != cache.left_pad.len() {
+            candle_core::bail!(
+                "a batch of {batch} sequences against a cache of {}",
+                cache.left_pad.len()
+            );
+        }
+        let past = cache.len;
+        if past + seq > self.config.max_positions {
+            candle_core::bail!(
+                "{} tokens exceed the model's {} positions",
+                past + seq,
+                self.config.max_positions
+            );
+        }
+        let positions = self.positions(&cache.left_pad, past, seq)?;
+        let cos = self.cos.index_select(&positions.flatten_all()?, 0)?;
+        let sin = self.sin.index_select(&positions.flatten_all()?, 0)?;
+        let half = self.config.head_dim / 2;
+        let cos = cos.reshape((batch, seq, half))?;
+        let sin = sin.reshape((batch, seq, half))?;
+        let mask = self.mask(&cache.left_pad, past, seq)?;
+        let mut x = self
+            .weights
+            .embedding
+            .forward(ids)?
+            .to_dtype(self.format.dtype())?;
+        for (layer, slot) in self.weights.layers.iter().zip(cache.layers.iter_mut()) {
+            let attended = self.attention(layer, &x, &cos, &sin, &mask, slot, mode)?;
+            x = (x + attended)?;
+            let h = ops::rms_norm(&x, &layer.ffn_norm, self.config.rms_norm_eps, mode)?;
+            let mlp = layer
+                .down
+                .forward(&(layer.gate.forward(&h)?.silu()? * layer.up.forward(&h)?)?)?;
+            x = (x + mlp)?;
+        }
+        cache.len += seq;
+        ops::rms_norm(&x, &self.weights.norm, self.config.rms_norm_eps, mode)
+    }
+
+    /// Position of each new token: tokens before it that are not padding.
+    fn positions(
+        &self,
+        left_pad: &[usize],
+        past: usize,
+        seq: usize,
+    ) -> candle_core::Result<Tensor> {
+        let values: Vec<u32> = left_pad
+            .iter()
+            .flat_map(|&pad| (past..past + seq).map(move |at| at.saturating_sub(pad) as u32))
+            .collect();
+        Tensor::from_vec(values, (left_pad.len(), seq), &self.device)
+    }
+
+    /// Additive mask `[batch, 1, seq, past + seq]`: 0 where a new token may attend
+    /// (not padding, not the future), a large negative number elsewhere.
+    fn mask(&self, left_pad: &[usize], past: usize, seq: usize) -> candle_core::Result<Tensor> {
+        let total = past + seq;
+        let values: Vec<f32> = left_pad
+            .iter()
+            .flat_map(|&pad| {
+                (0..seq).flat_map(move |i| {
+                    (0..total).map(move |key| {
+                        if key >= pad && key <= past + i {
+                            0.0
+                        } else {
+                            -1e9
+                        }
+                    })
+                })
+            })
+            .collect();
+        Tensor::from_vec(values, (left_pad.len(), 1, seq, total), &self.device)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        layer: &LayerWeights,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        slot: &mut Option<(Tensor, Tensor)>,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let config = &self.config;
+        let (batch, seq, _) = x.dims3()?;
+        let h = ops::rms_norm(x, &layer.attn_norm, config.rms_norm_eps, mode)?;
+        let (mut q, mut k, mut v) = (
+            layer.q.forward(&h)?,
+            layer.k.forward(&h)?,
+            layer.v.forward(&h)?,
+        );
+        if let Some([qb, kb, vb]) = &layer.qkv_bias {
+            q = q.broadcast_add(qb)?;
+            k = k.broadcast_add(kb)?;
+            v = v.broadcast_add(vb)?;
+        }
+        let heads = |t: Tensor, n: usize| {
+            t.reshape((batch, seq, n, config.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let mut q = heads(q, config.num_heads)?;
+        let mut k = heads(k, config.num_kv_heads)?;
+        let v = heads(v, config.num_kv_heads)?;
+        if let Some([qn, kn]) = &layer.qk_norm {
+            q = ops::rms_norm(&q, qn, config.rms_norm_eps, mode)?;
+            k = ops::rms_norm(&k, kn, config.rms_norm_eps, mode)?;
+        }
+        let q = ops::rope(&q, cos, sin, mode)?;
+        let k = ops::rope(&k, cos, sin, mode)?;
+        let (k, v) = match slot.take() {
+            Some((past_k, past_v)) => (
+                Tensor::cat(&[&past_k, &k], 2)?,
+                Tensor::cat(&[&past_v, &v], 2)?,
+            ),
+            None => (k, v),
+        };
+        *slot = Some((k.clone(), v.clone()));
+        let group = config.num_heads / config.num_kv_heads;
+        let k = repeat_kv(&k, group)?;
+        let v = repeat_kv(&v, group)?;
+        let scale = 1.0 / (config.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = scores.broadcast_add(&mask.to_dtype(scores.dtype())?)?;
+        let attended = ops::softmax(&scores, mode)?.matmul(&v)?;
+        let merged =
+            attended
+                .transpose(1, 2)?
+                .reshape((batch, seq, config.num_heads * config.head_dim))?;
+        layer.o.forward(&merged)
+    }
+
+    /// Logits `[.., vocab]` (f32) of hidden states `[.., hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.weights
+            .output
+            .forward(hidden)
+            .and_then(|l| l.to_dtype(DType::F32))
+            .map_err(|e| compute("logits", e))
+    }
+
+    /// log p(target) of each position, `[batch, seq]` f32, from hidden states
+    /// `[batch, seq, hidden]` and `targets: [batch, seq]` (u32), in chunks of
+    /// [`LOGIT_CHUNK_ROWS`] rows. Differentiable when the hidden states are.
+    pub fn target_log_probs(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        self.target_log_probs_inner(hidden, targets)
+            .map_err(|e| compute("target log-probabilities", e))
+    }
+
+    fn target_log_probs_inner(
+        &self,
+        hidden: &Tensor,
+        targets: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, seq, width) = hidden.dims3()?;
+        let rows = hidden.reshape((batch * seq, width))?;
+        let targets = targets.reshape(batch * seq)?;
+        let mut chunks = Vec::new();
+        for start in (0..batch * seq).step_by(LOGIT_CHUNK_ROWS) {
+            let len = LOGIT_CHUNK_ROWS.min(batch * seq - start);
+            let logits = self
+                .weights
+                .output
+                .forward(&rows.narrow(0, start, len)?)?
+                .to_dtype(DType::F32)?;
+            let max = logits.max_keepdim(D::Minus1)?.detach();
+            let shifted = logits.broadcast_sub(&max)?;
+            let log_norm = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+            let chosen = shifted.gather(&targets.narrow(0, start, len)?.unsqueeze(1)?, 1)?;
+            chunks.push((chosen - log_norm)?.squeeze(1)?);
+        }
+        Tensor::cat(&chunks, 0)?.reshape((batch, seq))
+    }
+
+    /// For each row of hidden states `[rows, hidden]`, the entropy (nats) of the
+    /// next-token distribution restricted to its `k` most likely tokens and
+    /// renormalised — RPT's proxy entropy. Computed in chunks of rows.
+    pub fn top_k_entropy(&self, hidden: &Tensor, k: usize) -> Result<Vec<f32>> {
+        let rows = hidden.dim(0).map_err(|e| compute("entropy", e))?;
+        let mut entropies = Vec::with_capacity(rows);
+        for start in (0..rows).step_by(LOGIT_CHUNK_ROWS) {
+            let len = LOGIT_CHUNK_ROWS.min(rows - start);
+            let chunk = hidden
+                .i(start..start + len)
+                .map_err(|e| compute("entropy", e))?;
+            let logits = self
+                .logits(&chunk)?
+                .to_vec2::<f32>()
+                .map_err(|e| compute("entropy", e))?;
+            entropies.extend(logits.iter().map(|row| top_k_entropy(row, k)));
+        }
+        Ok(entropies)
+    }
+}
+
+/// Entropy (nats) of the softmax of `logits` restricted to its `k` largest.
+pub fn top_k_entropy(logits: &[f32], k: usize) -> f32 {
+    let k = k.clamp(1, logits.len().max(1));
+    let mut top = logits.to_vec();
+    if top.is_empty() {
+        return 0.0;
+    }
+    top.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    top.truncate(k);
+    let max = top.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = top.iter().map(|&l| f64::from(l - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let entropy: f64 = weights
+        .iter()
+        .map(|&w| w / total)
+        .filter(|&p| p > 0.0)
+        .map(|p| -p * p.ln())
+        .sum();
+    entropy as f32
+}
+
+/// `[batch, kv_heads, seq, dim]` → `[batch, kv_heads · group, seq, dim]`, each key/value
+/// head serving `group` consecutive query heads.
+fn repeat_kv(x: &Tensor, group: usize) -> candle_core::Result<Tensor> {
+    if group == 1 {
+        return Ok(x.clone());
+    }
+    let (batch, heads, seq, dim) = x.dims4()?;
+    x.unsqueeze(2)?
+        .expand((batch, heads, group, seq, dim))?
+        .reshape((batch, heads * group, seq, dim))
+}
+
+/// cos and sin of every position × frequency, halves convention.
+fn rope_tables(config: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let half = config.head_dim / 2;
+    let inverse: Vec<f32> = (0..half)
+        .map(|i| {
+            1.0 / config
+                .rope_theta
+                .powf(2.0 * i as f64 / config.head_dim as f64) as f32
+        })
+        .collect();
+    let inverse = Tensor::from_vec(inverse, (1, half), device)?;
+    let positions = Tensor::arange(0u32, config.max_positions as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((config.max_positions, 1))?;
+    let angles = positions.broadcast_mul(&inverse)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+fn safetensors_files(path: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(io)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .map_err(io)?;
+        files.retain(|f| f.extension().is_some_and(|ext| ext == "safetensors"));
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::Model {
+                path: path.to_path_buf(),
+                problem: "holds no .safetensors file".into(),
+            });
+        }
+        return Ok((path.to_path_buf(), files));
+    }
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if !path.exists() {
+        return Err(io(std::io::Error::from(std::io::ErrorKind::NotFound)));
+    }
+    Ok((dir, vec![path.to_path_buf()]))
+}
+
+fn checksum(files: &[impl AsRef<Path>]) -> Result<String> {
+    let files = files.iter().map(AsRef::as_ref);
+    let mut hasher = Xxh3::new();
+    for file in files {
+        let mut reader = std::fs::File::open(file).map_err(|source| Error::Io {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        std::io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(|source| Error::Io {
+            path: file.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(format!("{:016x}", hasher.digest()))
+}
+
+/// Feeds written bytes to a hasher.
+struct HashWriter<'a>(&'a mut Xxh3);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn compute(context: &str, source: candle_core::Error) -> Error {
+    Error::Compute {
+        context: context.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,304 @@
+//! A tiny decoder with fixed pseudo-random weights, written here as safetensors +
+//! config.json and as GGUF (with llama.cpp's Q/K row permutation), so loading, the
+//! RoPE convention, padding and the KV cache are checked without any download.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rlpt_lm::{KvCache, Mode, Model, WeightFormat};
+
+const VOCAB: usize = 61;
+const HIDDEN: usize = 32;
+const FFN: usize = 48;
+const LAYERS: usize = 2;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HEAD_DIM: usize = 8;
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    let count: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let values: Vec<f32> = (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.6
+        })
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// Hugging Face names and weights of the tiny model (`bias`: Qwen2's Q/K/V biases,
+/// `qk_norm`: Qwen3's per-head norms).
+fn hf_weights(bias: bool, qk_norm: bool) -> HashMap<String, Tensor> {
+    let mut weights = HashMap::new();
+    let mut seed = 0;
+    let mut add = |name: String, shape: &[usize]| {
+        seed += 1;
+        let mut tensor = random(shape, seed);
+        if name.ends_with("norm.weight") {
+            tensor = (tensor + 1.0).unwrap();
+        }
+        weights.insert(name, tensor);
+    };
+    add("model.embed_tokens.weight".into(), &[VOCAB, HIDDEN]);
+    add("model.norm.weight".into(), &[HIDDEN]);
+    for layer in 0..LAYERS {
+        let name = |part: &str| format!("model.layers.{layer}.{part}");
+        add(name("input_layernorm.weight"), &[HIDDEN]);
+        add(name("post_attention_layernorm.weight"), &[HIDDEN]);
+        add(name("self_attn.q_proj.weight"), &[HEADS * HEAD_DIM, HIDDEN]);
+        add(
+            name("self_attn.k_proj.weight"),
+            &[KV_HEADS * HEAD_DIM, HIDDEN],
+        );
+        add(
+            name("self_attn.v_proj.weight"),
+            &[KV_HEADS * HEAD_DIM, HIDDEN],
+        );
+        add(name("self_attn.o_proj.weight"), &[HIDDEN, HEADS * HEAD_DIM]);
+        add(name("mlp.gate_proj.weight"), &[FFN, HIDDEN]);
+        add(name("mlp.up_proj.weight"), &[FFN, HIDDEN]);
+        add(name("mlp.down_proj.weight"), &[HIDDEN, FFN]);
+        if bias {
+            add(name("self_attn.q_proj.bias"), &[HEADS * HEAD_DIM]);
+            add(name("self_attn.k_proj.bias"), &[KV_HEADS * HEAD_DIM]);
+            add(name("self_attn.v_proj.bias"), &[KV_HEADS * HEAD_DIM]);
+        }
+        if qk_norm {
+            add(name("self_attn.q_norm.weight"), &[HEAD_DIM]);
+            add(name("self_attn.k_norm.weight"), &[HEAD_DIM]);
+        }
+    }
+    weights
+}
+
+fn write_safetensors(dir: &Path, architecture: &str, bias: bool, qk_norm: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({
+        "architectures": [architecture],
+        "vocab_size": VOCAB, "hidden_size": HIDDEN, "intermediate_size": FFN,
+        "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS, "head_dim": HEAD_DIM, "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": true,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    candle_core::safetensors::save(&hf_weights(bias, qk_norm), dir.join("model.safetensors"))
+        .unwrap();
+}
+
+/// llama.cpp's converter's permutation of Q/K rows (its `permute`):
+/// `w.reshape(heads, 2, head_dim / 2, in).swapaxes(1, 2)`.
+fn llamacpp_permute(weight: &Tensor, heads: usize) -> Tensor {
+    weight
+        .reshape((heads, 2, HEAD_DIM / 2, HIDDEN))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((heads * HEAD_DIM, HIDDEN))
+        .unwrap()
+}
+
+fn write_gguf(path: &Path) {
+    let hf = hf_weights(false, false);
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    let mut put = |name: String, tensor: &Tensor| {
+        tensors.push((name, QTensor::quantize(tensor, GgmlDType::F32).unwrap()));
+    };
+    put("token_embd.weight".into(), &hf["model.embed_tokens.weight"]);
+    put("output_norm.weight".into(), &hf["model.norm.weight"]);
+    for layer in 0..LAYERS {
+        let get = |part: &str| &hf[&format!("model.layers.{layer}.{part}")];
+        let name = |part: &str| format!("blk.{layer}.{part}");
+        put(name("attn_norm.weight"), get("input_layernorm.weight"));
+        put(
+            name("ffn_norm.weight"),
+            get("post_attention_layernorm.weight"),
+        );
+        put(
+            name("attn_q.weight"),
+            &llamacpp_permute(get("self_attn.q_proj.weight"), HEADS),
+        );
+        put(
+            name("attn_k.weight"),
+            &llamacpp_permute(get("self_attn.k_proj.weight"), KV_HEADS),
+        );
+        put(name("attn_v.weight"), get("self_attn.v_proj.weight"));
+        put(name("attn_output.weight"), get("self_attn.o_proj.weight"));
+        put(name("ffn_gate.weight"), get("mlp.gate_proj.weight"));
+        put(name("ffn_up.weight"), get("mlp.up_proj.weight"));
+        put(name("ffn_down.weight"), get("mlp.down_proj.weight"));
+    }
+    let u32_value = |v: usize| Value::U32(v as u32);
+    let metadata = [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.vocab_size", u32_value(VOCAB)),
+        ("llama.embedding_length", u32_value(HIDDEN)),
+        ("llama.feed_forward_length", u32_value(FFN)),
+        ("llama.block_count", u32_value(LAYERS)),
+        ("llama.attention.head_count", u32_value(HEADS)),
+        ("llama.attention.head_count_kv", u32_value(KV_HEADS)),
+        ("llama.context_length", u32_value(64)),
+        ("llama.rope.freq_base", Value::F32(10000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+    ];
+    let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut file = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut file, &metadata, &tensors).unwrap();
+}
+
+/// Logits `[batch, seq, vocab]` of a left-padded batch in one pass.
+fn full_logits(model: &Model, sequences: &[Vec<u32>], mode: Mode) -> Vec<Vec<Vec<f32>>> {
+    let longest = sequences.iter().map(Vec::len).max().unwrap();
+    let pads: Vec<usize> = sequences.iter().map(|s| longest - s.len()).collect();
+    let ids: Vec<u32> = sequences
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(0, longest - s.len()).chain(s.iter().copied()))
+        .collect();
+    let ids = Tensor::from_vec(ids, (sequences.len(), longest), &Device::Cpu).unwrap();
+    let mut cache = KvCache::new(model, pads);
+    let hidden = model.forward(&ids, &mut cache, mode).unwrap();
+    model.logits(&hidden).unwrap().to_vec3().unwrap()
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn sequences() -> Vec<Vec<u32>> {
+    vec![
+        vec![5, 17, 3, 42, 8, 9, 60, 1, 33],
+        vec![7, 7, 19, 2],
+        vec![11, 23, 31, 47, 53, 59],
+    ]
+}
+
+#[test]
+fn gguf_with_permuted_qk_rows_gives_the_safetensors_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    write_safetensors(&dir.path().join("hf"), "LlamaForCausalLM", false, false);
+    write_gguf(&dir.path().join("tiny.gguf"));
+    let hf = Model::load(&dir.path().join("hf"), WeightFormat::F32, &Device::Cpu).unwrap();
+    let gguf = Model::load(
+        &dir.path().join("tiny.gguf"),
+        WeightFormat::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let hf_logits = full_logits(&hf, &sequences(), Mode::Inference);
+    let gguf_logits = full_logits(&gguf, &sequences(), Mode::Inference);
+    for (a, b) in hf_logits.iter().flatten().zip(gguf_logits.iter().flatten()) {
+        assert!(max_difference(a, b) < 1e-4);
+    }
+}
+
+#[test]
+fn padding_does_not_change_a_sequences_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    write_safetensors(dir.path(), "LlamaForCausalLM", false, false);
+    let model = Model::load(dir.path(), WeightFormat::F32, &Device::Cpu).unwrap();
+    let batch = full_logits(&model, &sequences(), Mode::Inference);
+    let longest = 9;
+    for (row, sequence) in sequences().iter().enumerate() {
+        let alone = full_logits(&model, std::slice::from_ref(sequence), Mode::Inference);
+        let pad = longest - sequence.len();
+        for (a, b) in alone[0].iter().zip(&batch[row][pad..]) {
+            assert!(max_difference(a, b) < 1e-4);
+        }
+    }
+}
+
+#[test]
+fn decoding_with_the_cache_gives_the_full_pass_logits_and_rows_can_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    write_safetensors(dir.path(), "LlamaForCausalLM", false, false);
+    let model = Model::load(dir.path(), WeightFormat::F32, &Device::Cpu).unwrap();
+    let full = full_logits(&model, &sequences(), Mode::Inference);
+    // Prefill the first 3 tokens of each (left-padded to 9), then one token at a time;
+    // after two steps, the middle sequence leaves the batch.
+    let sequences = sequences();
+    let pads: Vec<usize> = sequences.iter().map(|s| 9 - s.len()).collect();
+    let padded: Vec<Vec<u32>> = sequences
+        .iter()
+        .map(|s| {
+            std::iter::repeat_n(0, 9 - s.len())
+                .chain(s.iter().copied())
+                .collect()
+        })
+        .collect();
+    let mut cache = KvCache::new(&model, pads);
+    let mut rows: Vec<usize> = vec![0, 1, 2];
+    let prefix: Vec<u32> = padded.iter().flat_map(|s| s[..6].to_vec()).collect();
+    let ids = Tensor::from_vec(prefix, (3, 6), &Device::Cpu).unwrap();
+    model.forward(&ids, &mut cache, Mode::Inference).unwrap();
+    for step in 6..9 {
+        if step == 8 {
+            cache.retain(&[0, 2]).unwrap();
+            rows = vec![0, 2];
+        }
+        let next: Vec<u32> = rows.iter().map(|&r| padded[r][step]).collect();
+        let ids = Tensor::from_vec(next, (rows.len(), 1), &Device::Cpu).unwrap();
+        let hidden = model.forward(&ids, &mut cache, Mode::Inference).unwrap();
+        let logits: Vec<Vec<Vec<f32>>> = model.logits(&hidden).unwrap().to_vec3().unwrap();
+        for (i, &row) in rows.iter().enumerate() {
+            assert!(max_difference(&logits[i][0], &full[row][step]) < 1e-4);
+        }
+    }
+    assert_eq!(cache.len(), 9);
+}
+
+#[test]
+fn qwen2_and_qwen3_blocks_load_and_both_op_forms_agree() {
+    for (architecture, bias, qk_norm) in [
+        ("Qwen2ForCausalLM", true, false),
+        ("Qwen3ForCausalLM", false, true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write_safetensors(dir.path(), architecture, bias, qk_norm);
+        let model = Model::load(dir.path(), WeightFormat::F32, &Device::Cpu).unwrap();
+        let fused = full_logits(&model, &sequences(), Mode::Inference);
+        let composed = full_logits(&model, &sequences(), Mode::Differentiable);
+        for (a, b) in fused.iter().flatten().zip(composed.iter().flatten()) {
+            assert!(max_difference(a, b) < 1e-4, "{architecture}");
+        }
+        // Without its biases or norms the checkpoint is refused by name.
+        let other = if bias {
+            "Qwen3ForCausalLM"
+        } else {
+            "Qwen2ForCausalLM"
+        };
+        let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            config.replace(architecture, other),
+        )
+        .unwrap();
+        let error = Model::load(dir.path(), WeightFormat::F32, &Device::Cpu)
+            .err()
+            .expect("missing tensors are an error")
+            .to_string();
+        assert!(
+            error.contains("has no tensor `model.layers.0.self_attn."),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn keeping_safetensors_quantized_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    write_safetensors(dir.path(), "LlamaForCausalLM", false, false);
+    let error = Model::load(dir.path(), WeightFormat::Quantized, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("give a GGUF file"), "{error}");
+}
