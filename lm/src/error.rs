@@ -68,4 +68,12 @@ pub enum Error {
         /// What candle said.
         source: candle_core::Error,
     },
+    /// A device that cannot be used.
+    #[error("--device {spec}: {hint}")]
+    Device {
+        /// What was asked for.
+        spec: String,
+        /// Why it cannot be used, and what can.
+        hint: String,
+    },
 }

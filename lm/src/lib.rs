@@ -31,5 +31,5 @@ pub mod model;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
-pub use model::{KvCache, Mode, Model, ModelConfig, WeightFormat};
+pub use model::{KvCache, Mode, Model, ModelConfig, WeightFormat, device};
 pub use tokenizer::Tokenizer;

@@ -142,6 +142,19 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// The token ids of `text` with the byte range of the text each covers (as the
+    /// `tokenizers` crate reports it), through the `tokenizers` crate.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<IdsAndOffsets> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|source| Error::Tokenizer {
+                context: format!("encoding with {}", self.name),
+                source,
+            })?;
+        Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
     /// The number of tokens of `text`.
     pub fn count(&self, text: &str) -> Result<usize> {
         match &self.fast {
@@ -207,6 +220,9 @@ fn from_json(path: &Path, bytes: &[u8], gzipped: bool) -> Result<tokenizers::Tok
 }
 
 type Built = (tokenizers::Tokenizer, Option<u32>, Option<u32>);
+
+/// Token ids and, for each, the byte range `(start, end)` of the text it covers.
+pub type IdsAndOffsets = (Vec<u32>, Vec<(usize, usize)>);
 
 fn from_gguf(path: &Path, bytes: &[u8]) -> Result<Built> {
     let content = gguf_metadata(path, bytes)?;

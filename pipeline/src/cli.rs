@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::dedup::DedupConfig;
+use rlpt_stages::entropy::EntropyConfig;
 use rlpt_stages::ingest::IngestConfig;
 use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Split documents into sentences and segments, and write (context, segment, next
     /// segment) triples with token counts.
     Segment(TableCommand<SegmentConfig>),
+    /// Tag each triple's segment tokens with the proxy model's top-k entropy, the
+    /// segment's mean and first-token entropy and a difficulty label.
+    Entropy(TableCommand<EntropyConfig>),
     /// Describe a table directory: schema, rows, nulls, lengths, values, counters.
     Inspect(InspectCommand),
     /// Tokenize text, or export a tokenizer (from GGUF or tokenizer.json) as tokenizer.json.

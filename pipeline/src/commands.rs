@@ -10,6 +10,7 @@ use crate::cli::{
 use crate::config::{PipelineConfig, StageEntry};
 use crate::decontam_job::DecontamJob;
 use crate::dedup::{DedupDirs, DedupRun};
+use crate::entropy_job::EntropyJob;
 use crate::error::IoContext;
 use crate::error::{Error, Result};
 use crate::executor::{Sharding, StageRun};
@@ -48,6 +49,11 @@ pub fn execute(cli: &Cli) -> Result<()> {
         }
         Command::Segment(command) => {
             let job = SegmentJob::new(&command.config)?;
+            let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
+            print_summaries(cli, &[summary]);
+        }
+        Command::Entropy(command) => {
+            let job = EntropyJob::new(&command.config)?;
             let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
             print_summaries(cli, &[summary]);
         }
@@ -287,6 +293,19 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
                     progress,
                 );
                 let summary = SegmentJob::new(&config)?.run(&input(entry.input.as_ref())?, &run)?;
+                (vec![summary], run.output)
+            }
+            StageEntry::Entropy(entry) => {
+                let mut config = entry.config.clone();
+                config.model = base.join(&config.model);
+                let run = entry_run(
+                    &out_dir,
+                    &entry.output,
+                    entry.layout,
+                    command.force,
+                    progress,
+                );
+                let summary = EntropyJob::new(&config)?.run(&input(entry.input.as_ref())?, &run)?;
                 (vec![summary], run.output)
             }
             StageEntry::Dedup(entry) => {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::dedup::DedupConfig;
+use rlpt_stages::entropy::EntropyConfig;
 use rlpt_stages::ingest::IngestConfig;
 use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
@@ -61,6 +62,8 @@ pub enum StageEntry {
     Decontam(TableEntry<DecontamConfig>),
     /// `rlpt segment` (the tokenizer path is relative to the config file).
     Segment(TableEntry<SegmentConfig>),
+    /// `rlpt entropy` (the model path is relative to the config file).
+    Entropy(TableEntry<EntropyConfig>),
 }
 
 /// The settings of a stage that reads a `documents` table and writes one.
@@ -184,6 +187,7 @@ impl StageEntry {
             StageEntry::Pii(_) => "pii",
             StageEntry::Decontam(_) => "decontam",
             StageEntry::Segment(_) => "segment",
+            StageEntry::Entropy(_) => "entropy",
         }
     }
 
@@ -204,6 +208,10 @@ impl StageEntry {
             StageEntry::Segment(entry) => (
                 entry.unknown.keys().collect(),
                 TableEntry::<SegmentConfig>::known_keys(),
+            ),
+            StageEntry::Entropy(entry) => (
+                entry.unknown.keys().collect(),
+                TableEntry::<EntropyConfig>::known_keys(),
             ),
         }
     }

@@ -13,7 +13,8 @@
 //!   record per finished unit (the resume state).
 //! - [`ingest_job`]: the IO side of `rlpt ingest` (JSONL, text, Parquet; .gz/.zst).
 //! - [`pii_job`], [`decontam_job`], [`segment_job`]: the IO sides of `rlpt pii`,
-//!   `rlpt decontam` and `rlpt segment`.
+//!   `rlpt decontam` and `rlpt segment`; [`entropy_job`]: `rlpt entropy`, running
+//!   rlpt-lm's decoder over triples.
 //! - [`dedup`]: `rlpt dedup`'s four steps (signatures, buckets, clusters, filter),
 //!   with [`external_sort`] for bands larger than memory.
 //! - [`inspect`]: `rlpt inspect`, with polars.
@@ -30,6 +31,7 @@ pub mod commands;
 pub mod config;
 pub mod decontam_job;
 pub mod dedup;
+pub mod entropy_job;
 mod error;
 pub mod executor;
 pub mod external_sort;

@@ -5,6 +5,10 @@
 //! `context_segments`, and token counts `context_tokens`, `segment_tokens` under the
 //! tokenizer named in the file metadata (`rlpt.tokenizer`, `rlpt.tokenizer_fingerprint`).
 //! `context + segment` is always an exact slice of the source document.
+//!
+//! The entropy stage adds `seg_entropy_mean`, `seg_entropy_first` (f32),
+//! `token_entropy` (list<f32>), `token_offsets` (list<u32>) and `difficulty` (utf8),
+//! and the model in the metadata (`rlpt.model`, `rlpt.model_checksum`).
 
 use std::sync::LazyLock;
 
@@ -16,6 +20,10 @@ use crate::table::{ColumnSpec, SchemaVersion, TableSpec, TypeFamily};
 pub const KEY_TOKENIZER: &str = "rlpt.tokenizer";
 /// File-metadata key: the tokenizer file's xxh3-64.
 pub const KEY_TOKENIZER_FINGERPRINT: &str = "rlpt.tokenizer_fingerprint";
+/// File-metadata key (after entropy): the proxy model's name.
+pub const KEY_MODEL: &str = "rlpt.model";
+/// File-metadata key (after entropy): xxh3-64 of the proxy model's files.
+pub const KEY_MODEL_CHECKSUM: &str = "rlpt.model_checksum";
 
 fn column(name: &'static str, data_type: DataType, nullable: bool) -> ColumnSpec {
     let family = match data_type {

@@ -12,6 +12,8 @@
 //!   (the GPT-3 recipe), with every hit reported.
 //! - [`segment`]: sentences (UAX #29 corrected by rules), segments, and (context,
 //!   segment, next segment) triples with exact token budgets.
+//! - [`entropy`]: the model-free part of proxy-entropy tagging — settings, which
+//!   tokens are the segment's, per-segment summary and difficulty label.
 //! - [`ingest`]: raw records (JSONL lines, text files or paragraphs, columnar rows) →
 //!   `documents` rows with stable ids and NFC text, or rejects with a reason
 //!   ([`ingest::ingest_batch`]).
@@ -24,6 +26,7 @@
 
 pub mod decontam;
 pub mod dedup;
+pub mod entropy;
 pub mod hashing;
 pub mod ingest;
 pub mod pii;

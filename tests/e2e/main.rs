@@ -4,6 +4,7 @@
 mod decontam;
 mod dedup;
 mod determinism;
+mod entropy;
 mod harness;
 mod ingest;
 mod inspect;

@@ -537,6 +537,30 @@ impl std::io::Write for HashWriter<'_> {
     }
 }
 
+/// The device named `spec`: `cpu`, or `cuda:N` (`cuda` alone is `cuda:0`) in a build
+/// with the `cuda` feature.
+pub fn device(spec: &str) -> Result<Device> {
+    let unsupported = |hint: &str| Error::Device {
+        spec: spec.to_string(),
+        hint: hint.to_string(),
+    };
+    match spec.split_once(':').unwrap_or((spec, "0")) {
+        ("cpu", _) => Ok(Device::Cpu),
+        ("cuda", ordinal) => {
+            let ordinal: usize = ordinal
+                .parse()
+                .map_err(|_| unsupported("give cuda:N with N a GPU index"))?;
+            if !candle_core::utils::cuda_is_available() {
+                return Err(unsupported(
+                    "this rlpt was built without the `cuda` feature (cargo build --features cuda)",
+                ));
+            }
+            Device::new_cuda(ordinal).map_err(|e| compute(&format!("opening {spec}"), e))
+        }
+        _ => Err(unsupported("use cpu or cuda:N")),
+    }
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(
         || path.display().to_string(),
