@@ -45,31 +45,27 @@ impl Metadata<'_> {
     }
 
     pub(crate) fn strings(&self, key: &str) -> Result<Vec<String>> {
-        let values = self
-            .value(key)?
-            .to_vec()
-            .map_err(|_| self.problem(key, "is not an array"))?;
-        values
-            .iter()
-            .map(|v| {
-                v.to_string()
-                    .cloned()
-                    .map_err(|_| self.problem(key, "holds a non-string"))
-            })
-            .collect()
+        self.array(key, "holds a non-string", |v| v.to_string().cloned())
     }
 
     pub(crate) fn ints(&self, key: &str) -> Result<Vec<i32>> {
+        self.array(key, "holds a non-integer", Value::to_i32)
+    }
+
+    /// An array key's elements through `convert`; `problem` when one does not convert.
+    fn array<T>(
+        &self,
+        key: &str,
+        problem: &str,
+        convert: impl Fn(&Value) -> candle_core::Result<T>,
+    ) -> Result<Vec<T>> {
         let values = self
             .value(key)?
             .to_vec()
             .map_err(|_| self.problem(key, "is not an array"))?;
         values
             .iter()
-            .map(|v| {
-                v.to_i32()
-                    .map_err(|_| self.problem(key, "holds a non-integer"))
-            })
+            .map(|v| convert(v).map_err(|_| self.problem(key, problem)))
             .collect()
     }
 

@@ -7,7 +7,7 @@ use crate::cli::{
     Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, RunCommand, TableCommand,
     TokenizerCommand,
 };
-use crate::config::{PipelineConfig, StageEntry};
+use crate::config::{PipelineConfig, StageEntry, TableEntry};
 use crate::decontam_job::DecontamJob;
 use crate::dedup::{DedupDirs, DedupRun};
 use crate::entropy_job::EntropyJob;
@@ -16,7 +16,6 @@ use crate::error::{Error, Result};
 use crate::executor::{Sharding, StageRun};
 use crate::ingest_job::IngestJob;
 use crate::inspect::inspect;
-use crate::layout::Layout;
 use crate::logging::LogFormat;
 use crate::pii_job::PiiJob;
 use crate::progress::ProgressMode;
@@ -225,6 +224,11 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
     let out_dir = command.out_dir.clone().unwrap_or(config.out_dir);
     let mut summaries = Vec::new();
     let mut previous_output: Option<PathBuf> = None;
+    let place = RunIn {
+        out_dir: &out_dir,
+        force: command.force,
+        progress,
+    };
     for (index, stage) in config.stages.iter().enumerate() {
         let input = |given: Option<&String>| -> Result<String> {
             match (given, &previous_output) {
@@ -257,56 +261,26 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
                 )
             }
             StageEntry::Pii(entry) => {
-                let run = entry_run(
-                    &out_dir,
-                    &entry.output,
-                    entry.layout,
-                    command.force,
-                    progress,
-                );
-                let summary =
-                    PiiJob::new(&entry.config)?.run(&input(entry.input.as_ref())?, &run)?;
-                (vec![summary], run.output)
+                let job = PiiJob::new(&entry.config)?;
+                table_stage(entry, &input, &place, |i, r| job.run(i, r))?
             }
             StageEntry::Decontam(entry) => {
                 let mut config = entry.config.clone();
                 config.benchmarks = relative_benchmarks(&config.benchmarks, base)?;
-                let run = entry_run(
-                    &out_dir,
-                    &entry.output,
-                    entry.layout,
-                    command.force,
-                    progress,
-                );
-                let summary =
-                    DecontamJob::new(&config)?.run(&input(entry.input.as_ref())?, &run)?;
-                (vec![summary], run.output)
+                let job = DecontamJob::new(&config)?;
+                table_stage(entry, &input, &place, |i, r| job.run(i, r))?
             }
             StageEntry::Segment(entry) => {
                 let mut config = entry.config.clone();
                 config.tokenizer = base.join(&config.tokenizer);
-                let run = entry_run(
-                    &out_dir,
-                    &entry.output,
-                    entry.layout,
-                    command.force,
-                    progress,
-                );
-                let summary = SegmentJob::new(&config)?.run(&input(entry.input.as_ref())?, &run)?;
-                (vec![summary], run.output)
+                let job = SegmentJob::new(&config)?;
+                table_stage(entry, &input, &place, |i, r| job.run(i, r))?
             }
             StageEntry::Entropy(entry) => {
                 let mut config = entry.config.clone();
                 config.model = base.join(&config.model);
-                let run = entry_run(
-                    &out_dir,
-                    &entry.output,
-                    entry.layout,
-                    command.force,
-                    progress,
-                );
-                let summary = EntropyJob::new(&config)?.run(&input(entry.input.as_ref())?, &run)?;
-                (vec![summary], run.output)
+                let job = EntropyJob::new(&config)?;
+                table_stage(entry, &input, &place, |i, r| job.run(i, r))?
             }
             StageEntry::Dedup(entry) => {
                 let output = out_dir.join(&entry.output);
@@ -339,21 +313,30 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
 }
 
 /// How a config stage runs: into `out_dir/output`, one process.
-fn entry_run(
-    out_dir: &Path,
-    output: &str,
-    layout: Layout,
+/// Where and how a `run` stage writes: `out_dir`, `--force`, progress.
+struct RunIn<'a> {
+    out_dir: &'a Path,
     force: bool,
     progress: ProgressMode,
-) -> StageRun {
-    StageRun {
-        output: out_dir.join(output),
-        layout,
+}
+
+/// Runs a stage that reads one table and writes another, from its `[[stage]]` entry.
+fn table_stage<C>(
+    entry: &TableEntry<C>,
+    input: &dyn Fn(Option<&String>) -> Result<String>,
+    place: &RunIn<'_>,
+    job: impl Fn(&str, &StageRun) -> Result<StageSummary>,
+) -> Result<(Vec<StageSummary>, PathBuf)> {
+    let run = StageRun {
+        output: place.out_dir.join(&entry.output),
+        layout: entry.layout,
         sharding: Sharding::SINGLE,
-        force,
+        force: place.force,
         strict: false,
-        progress,
-    }
+        progress: place.progress,
+    };
+    let summary = job(&input(entry.input.as_ref())?, &run)?;
+    Ok((vec![summary], run.output))
 }
 
 /// Benchmark specs with their paths made relative to the config file's directory.

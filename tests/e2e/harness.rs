@@ -223,21 +223,8 @@ pub fn replicate_sample(dir: &Path, copies: usize, docs_per_file: usize) -> usiz
     docs.len()
 }
 
-/// A fetched asset under `data-samples/cache`; a test that needs one is skipped
-/// without it, unless RLPT_REQUIRE_ASSETS=1 (as in CI) makes its absence a failure.
-pub fn fetched(relative: &str) -> Option<PathBuf> {
-    let path = repo_root().join("data-samples/cache").join(relative);
-    if path.exists() {
-        return Some(path);
-    }
-    let message = format!(
-        "{} is missing: run python3 data-samples/fetch.py",
-        path.display()
-    );
-    assert!(
-        std::env::var("RLPT_REQUIRE_ASSETS").as_deref() != Ok("1"),
-        "{message}"
-    );
-    eprintln!("skipped: {message}");
-    None
-}
+/// The fetched-asset helper the lm tests use (a test needing a fetched asset is skipped
+/// without it, unless RLPT_REQUIRE_ASSETS=1).
+#[path = "../../lm/tests/common/mod.rs"]
+mod lm_common;
+pub use lm_common::asset as fetched;
