@@ -76,4 +76,7 @@ pub enum Error {
         /// Why it cannot be used, and what can.
         hint: String,
     },
+    /// Generation cannot go on.
+    #[error("generation: {0}")]
+    Generation(String),
 }

@@ -12,6 +12,8 @@
 //!   forward pass in fused-kernel ([`Mode::Inference`]) or differentiable form
 //!   ([`Mode::Differentiable`]), left-padded batches, a [`KvCache`], and chunked
 //!   log-probability and top-k entropy heads.
+//! - [`generate()`]: batched sampling (temperature, top-k, top-p, seeded per sequence)
+//!   with stop strings and token limits; finished sequences leave the batch.
 //!
 //! ```no_run
 //! use rlpt_lm::Tokenizer;
@@ -26,10 +28,12 @@
 
 mod byte_level_bpe;
 mod error;
+pub mod generate;
 mod gguf;
 pub mod model;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+pub use generate::{Finish, Generation, SamplingConfig, generate};
 pub use model::{KvCache, Mode, Model, ModelConfig, WeightFormat, device};
 pub use tokenizer::Tokenizer;

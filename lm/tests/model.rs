@@ -8,7 +8,7 @@
 //! ops), and must agree; `--nocapture` prints the figures.
 
 use candle_core::{Device, Tensor};
-use rlpt_lm::{KvCache, Mode, Model, WeightFormat, model::top_k_entropy};
+use rlpt_lm::{KvCache, Mode, Model, SamplingConfig, WeightFormat, generate, model::top_k_entropy};
 use serde::Deserialize;
 
 mod common;
@@ -119,6 +119,22 @@ fn smollm2_matches_llamacpp_dequantized_with_fused_and_differentiable_ops() {
     // with llama.cpp.
     assert_eq!(fused.top1_same, composed.top1_same);
     assert!((fused.mean_logit_difference - composed.mean_logit_difference).abs() < 0.005);
+
+    // Greedy generation over the whole batch picks llama.cpp's clear next tokens.
+    let tokenizer = rlpt_lm::Tokenizer::from_file(&gguf).unwrap();
+    let prompts: Vec<Vec<u32>> = fixture.cases.iter().map(|c| c.ids.clone()).collect();
+    let config = SamplingConfig {
+        temperature: 0.0,
+        max_tokens: 1,
+        ..SamplingConfig::default()
+    };
+    let generated = generate(&model, &tokenizer, &prompts, &config, 2).unwrap();
+    for (case, generation) in fixture.cases.iter().zip(&generated) {
+        let last = case.positions.last().unwrap();
+        if last.logits[0] - last.logits[1] >= 1.0 {
+            assert_eq!(generation.tokens, [last.top1]);
+        }
+    }
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use rlpt_lm::{KvCache, Mode, Model, WeightFormat};
+use rlpt_lm::generate::Detokenizer;
+use rlpt_lm::{Finish, KvCache, Mode, Model, SamplingConfig, WeightFormat, generate};
 
 const VOCAB: usize = 61;
 const HIDDEN: usize = 32;
@@ -301,4 +302,116 @@ fn keeping_safetensors_quantized_is_refused_with_a_hint() {
         .unwrap()
         .to_string();
     assert!(error.contains("give a GGUF file"), "{error}");
+}
+
+/// Ids as letters, so stop strings can be tested; an optional end-of-sequence id.
+struct Letters {
+    eos: Option<u32>,
+}
+
+impl Detokenizer for Letters {
+    fn decode(&self, ids: &[u32]) -> rlpt_lm::Result<String> {
+        Ok(ids.iter().map(|&id| letter(id)).collect())
+    }
+
+    fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+}
+
+fn letter(id: u32) -> char {
+    char::from_u32(0x3B1 + id).unwrap()
+}
+
+fn tiny_model(dir: &Path) -> Model {
+    write_safetensors(dir, "LlamaForCausalLM", false, false);
+    Model::load(dir, WeightFormat::F32, &Device::Cpu).unwrap()
+}
+
+fn greedy(max_tokens: usize) -> SamplingConfig {
+    SamplingConfig {
+        temperature: 0.0,
+        max_tokens,
+        ..SamplingConfig::default()
+    }
+}
+
+#[test]
+fn greedy_generation_with_the_cache_follows_the_full_pass_argmax() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let prompts = sequences();
+    let generated = generate(&model, &Letters { eos: None }, &prompts, &greedy(6), 0).unwrap();
+    for (prompt, generation) in prompts.iter().zip(&generated) {
+        assert_eq!(generation.finish, Finish::Length);
+        let mut sequence = prompt.clone();
+        for &token in &generation.tokens {
+            let logits = full_logits(&model, std::slice::from_ref(&sequence), Mode::Inference);
+            let last = logits[0].last().unwrap();
+            let argmax = (0..last.len())
+                .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+                .unwrap();
+            assert_eq!(token, argmax as u32);
+            sequence.push(token);
+        }
+        assert_eq!(generation.tokens.len(), 6);
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_and_does_not_depend_on_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let config = SamplingConfig {
+        temperature: 1.5,
+        top_k: 20,
+        top_p: 0.95,
+        max_tokens: 12,
+        seed: 7,
+        ..SamplingConfig::default()
+    };
+    let letters = Letters { eos: None };
+    let prompts = sequences();
+    let first = generate(&model, &letters, &prompts, &config, 0).unwrap();
+    let again = generate(&model, &letters, &prompts, &config, 0).unwrap();
+    assert_eq!(first, again);
+    let other_seed = SamplingConfig {
+        seed: 8,
+        ..config.clone()
+    };
+    assert_ne!(
+        first,
+        generate(&model, &letters, &prompts, &other_seed, 0).unwrap()
+    );
+    // The first prompt alone (no padding, no neighbours) draws the same tokens.
+    let alone = generate(&model, &letters, &prompts[..1], &config, 0).unwrap();
+    assert_eq!(alone[0], first[0]);
+    // Sampling is not greedy at this temperature.
+    let greedy = generate(&model, &letters, &prompts, &greedy(12), 0).unwrap();
+    assert_ne!(first, greedy);
+}
+
+#[test]
+fn stop_strings_and_eos_end_a_sequence_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let prompts = sequences();
+    let free = generate(&model, &Letters { eos: None }, &prompts, &greedy(8), 0).unwrap();
+    // Stop the first at its third token's letter; end the third at its first token.
+    let stop: String = letter(free[0].tokens[2]).to_string();
+    let eos = free[2].tokens[0];
+    let config = SamplingConfig {
+        stop: vec![stop.clone()],
+        ..greedy(8)
+    };
+    let ended = generate(&model, &Letters { eos: Some(eos) }, &prompts, &config, 0).unwrap();
+    let first_stop = free[0].text.find(&stop).unwrap();
+    assert_eq!(ended[0].finish, Finish::Stop(stop));
+    assert_eq!(ended[0].text, free[0].text[..first_stop]);
+    assert_eq!(ended[2].finish, Finish::Eos);
+    assert!(ended[2].tokens.is_empty());
+    // The second meets neither (with these weights): it runs to its limit unchanged.
+    assert!(!free[1].text.contains(letter(free[0].tokens[2])));
+    assert!(!free[1].tokens.contains(&eos));
+    assert_eq!(ended[1], free[1]);
 }

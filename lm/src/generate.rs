@@ -1,0 +1,298 @@
+//! Batched sampling from a [`Model`]: prompts left-padded into one batch and prefilled
+//! together, then one token per step through the [`KvCache`]; temperature, top-k and
+//! top-p sampling; stop strings, an end-of-sequence token and a token limit; a finished
+//! sequence leaves the batch (its cache rows are dropped).
+//!
+//! Each sequence draws from its own random stream, seeded from the configured seed and
+//! its index among the prompts, so what a prompt generates does not depend on which
+//! prompts share its batch or when they finish. The stream is SplitMix64: small, and
+//! the same on every platform and in every version.
+
+use candle_core::Tensor;
+
+use crate::error::{Error, Result};
+use crate::model::{KvCache, Mode, Model};
+
+/// How to sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingConfig {
+    /// Softmax temperature; 0 picks the most likely token (greedy).
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens (0: all).
+    pub top_k: usize,
+    /// Keep the most likely tokens whose probabilities first reach `top_p` (1: all).
+    pub top_p: f32,
+    /// Tokens to generate at most per sequence.
+    pub max_tokens: usize,
+    /// Text that ends a sequence (excluded from its output).
+    pub stop: Vec<String>,
+    /// Seed of the sequences' random streams.
+    pub seed: u64,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            max_tokens: 256,
+            stop: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// It produced the end-of-sequence token (not included in its tokens).
+    Eos,
+    /// Its text reached this stop string (cut from its text).
+    Stop(String),
+    /// It reached `max_tokens`, or the model's last position.
+    Length,
+}
+
+/// One prompt's generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The generated token ids (through the stop string's token, without eos).
+    pub tokens: Vec<u32>,
+    /// Their text, cut before the stop string.
+    pub text: String,
+    /// Why it ended.
+    pub finish: Finish,
+}
+
+/// What generation needs from a tokenizer: ids → text, and the end-of-sequence id.
+pub trait Detokenizer {
+    /// The text of `ids`.
+    fn decode(&self, ids: &[u32]) -> Result<String>;
+    /// The end-of-sequence token, if any.
+    fn eos(&self) -> Option<u32>;
+}
+
+impl Detokenizer for crate::Tokenizer {
+    fn decode(&self, ids: &[u32]) -> Result<String> {
+        crate::Tokenizer::decode(self, ids)
+    }
+
+    fn eos(&self) -> Option<u32> {
+        crate::Tokenizer::eos(self)
+    }
+}
+
+/// A sequence being generated.
+struct Running {
+    prompt: usize,
+    tokens: Vec<u32>,
+    rng: SplitMix64,
+}
+
+/// Generates a continuation of every prompt (token ids, each non-empty) in one batch.
+pub fn generate(
+    model: &Model,
+    detokenizer: &dyn Detokenizer,
+    prompts: &[Vec<u32>],
+    config: &SamplingConfig,
+    pad_id: u32,
+) -> Result<Vec<Generation>> {
+    let mut done: Vec<Option<Generation>> = vec![None; prompts.len()];
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(empty) = prompts.iter().position(Vec::is_empty) {
+        return Err(Error::Generation(format!("prompt {empty} has no tokens")));
+    }
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+    let ids: Vec<u32> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(pad_id, longest - p.len()).chain(p.iter().copied()))
+        .collect();
+    let mut cache = KvCache::new(model, pads);
+    let mut running: Vec<Running> = (0..prompts.len())
+        .map(|prompt| Running {
+            prompt,
+            tokens: Vec::new(),
+            rng: SplitMix64::new(config.seed ^ (prompt as u64).wrapping_mul(0x9E37_79B9)),
+        })
+        .collect();
+    let mut input = tensor(ids, prompts.len(), longest, model)?;
+    while !running.is_empty() {
+        let logits = last_logits(model, &input, &mut cache)?;
+        let mut keep = Vec::with_capacity(running.len());
+        for (row, sequence) in running.iter_mut().enumerate() {
+            let token = sample(&logits[row], config, &mut sequence.rng);
+            if let Some(generation) = finished(sequence, token, config, detokenizer, &cache, model)?
+            {
+                done[sequence.prompt] = Some(generation);
+            } else {
+                keep.push(row);
+            }
+        }
+        if keep.len() < running.len() {
+            cache.retain(&keep)?;
+            let mut row = 0;
+            running.retain(|_| {
+                let kept = keep.binary_search(&row).is_ok();
+                row += 1;
+                kept
+            });
+        }
+        let next: Vec<u32> = running.iter().map(|s| *s.tokens.last().unwrap()).collect();
+        if !next.is_empty() {
+            input = tensor(next, running.len(), 1, model)?;
+        }
+    }
+    Ok(done
+        .into_iter()
+        .map(|g| g.expect("every prompt finishes"))
+        .collect())
+}
+
+/// Records `token` for `sequence`; its generation if that ends it.
+fn finished(
+    sequence: &mut Running,
+    token: u32,
+    config: &SamplingConfig,
+    detokenizer: &dyn Detokenizer,
+    cache: &KvCache,
+    model: &Model,
+) -> Result<Option<Generation>> {
+    if Some(token) == detokenizer.eos() {
+        let text = detokenizer.decode(&sequence.tokens)?;
+        return Ok(Some(generation(sequence, text, Finish::Eos)));
+    }
+    sequence.tokens.push(token);
+    let text = detokenizer.decode(&sequence.tokens)?;
+    let stop = config
+        .stop
+        .iter()
+        .filter_map(|stop| text.find(stop.as_str()).map(|at| (at, stop)))
+        .min();
+    if let Some((at, stop)) = stop {
+        return Ok(Some(generation(
+            sequence,
+            text[..at].to_string(),
+            Finish::Stop(stop.clone()),
+        )));
+    }
+    let out_of_room = cache.len() + 1 >= model.config().max_positions;
+    if sequence.tokens.len() >= config.max_tokens || out_of_room {
+        return Ok(Some(generation(sequence, text, Finish::Length)));
+    }
+    Ok(None)
+}
+
+fn generation(sequence: &mut Running, text: String, finish: Finish) -> Generation {
+    Generation {
+        tokens: std::mem::take(&mut sequence.tokens),
+        text,
+        finish,
+    }
+}
+
+fn tensor(ids: Vec<u32>, rows: usize, len: usize, model: &Model) -> Result<Tensor> {
+    Tensor::from_vec(ids, (rows, len), model.device()).map_err(|source| Error::Compute {
+        context: "generation input".into(),
+        source,
+    })
+}
+
+/// Logits (f32) at the last position of each row after running `input`.
+fn last_logits(model: &Model, input: &Tensor, cache: &mut KvCache) -> Result<Vec<Vec<f32>>> {
+    let hidden = model.forward(input, cache, Mode::Inference)?;
+    let last = hidden
+        .narrow(1, hidden.dim(1).map_err(compute)? - 1, 1)
+        .and_then(|h| h.squeeze(1))
+        .map_err(compute)?;
+    let rows = model.logits(&last)?.to_vec2::<f32>().map_err(compute)?;
+    // A NaN means a broken model or checkpoint, not a likely token.
+    if rows.iter().flatten().any(|v| v.is_nan()) {
+        return Err(Error::Generation("the model produced NaN logits".into()));
+    }
+    Ok(rows)
+}
+
+fn compute(source: candle_core::Error) -> Error {
+    Error::Compute {
+        context: "generation".into(),
+        source,
+    }
+}
+
+/// A token drawn from `logits` under `config`.
+pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut SplitMix64) -> u32 {
+    let argmax = |values: &[f32]| {
+        (0..values.len())
+            .max_by(|&a, &b| values[a].total_cmp(&values[b]).then(b.cmp(&a)))
+            .unwrap_or(0) as u32
+    };
+    if config.temperature <= 0.0 {
+        return argmax(logits);
+    }
+    let mut candidates: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(id, &l)| (id as u32, f64::from(l / config.temperature)))
+        .collect();
+    // Most likely first, ties by id, so the order never depends on the sort.
+    candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if config.top_k > 0 {
+        candidates.truncate(config.top_k);
+    }
+    let max = candidates[0].1;
+    let mut total = 0.0;
+    for candidate in &mut candidates {
+        candidate.1 = (candidate.1 - max).exp();
+        total += candidate.1;
+    }
+    let mut kept = 0;
+    let mut mass = 0.0;
+    for candidate in &candidates {
+        mass += candidate.1 / total;
+        kept += 1;
+        if mass >= f64::from(config.top_p) {
+            break;
+        }
+    }
+    candidates.truncate(kept);
+    let total: f64 = candidates.iter().map(|c| c.1).sum();
+    let mut target = rng.next_f64() * total;
+    for &(id, weight) in &candidates {
+        if target < weight {
+            return id;
+        }
+        target -= weight;
+    }
+    candidates.last().map_or(0, |c| c.0)
+}
+
+/// SplitMix64: a 64-bit generator whose stream depends only on its seed.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    /// A stream from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform number in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
