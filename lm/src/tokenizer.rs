@@ -14,7 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder, Vocab};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -95,6 +96,42 @@ impl Tokenizer {
             bos,
             eos,
         })
+    }
+
+    /// A byte-level BPE tokenizer (GPT-2's pre-token pattern, so the fast encoder
+    /// applies) trained on `texts` to `vocab_size` tokens, `special` tokens first.
+    /// Deterministic: the same texts give the same merges. Returned as tokenizer.json.
+    pub fn train_byte_level_bpe(
+        texts: &[String],
+        vocab_size: usize,
+        special: &[&str],
+    ) -> Result<String> {
+        let train_error = |source| Error::Tokenizer {
+            context: "training a byte-level BPE tokenizer".into(),
+            source,
+        };
+        let mut trainer = TrainerWrapper::BpeTrainer(
+            BpeTrainerBuilder::new()
+                .vocab_size(vocab_size)
+                .min_frequency(2)
+                .show_progress(false)
+                .special_tokens(
+                    special
+                        .iter()
+                        .map(|token| AddedToken::from(token.to_string(), true))
+                        .collect(),
+                )
+                .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+                .build(),
+        );
+        let mut tokenizer = tokenizers::Tokenizer::new(BPE::default());
+        tokenizer
+            .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
+            .with_decoder(Some(ByteLevelDecoder::new(false, true, true)));
+        tokenizer
+            .train(&mut trainer, texts.iter())
+            .map_err(train_error)?;
+        tokenizer.to_string(false).map_err(train_error)
     }
 
     /// The file name it was loaded from.

@@ -70,6 +70,9 @@ pub enum Command {
     /// Tokenize text, or export a tokenizer (from GGUF or tokenizer.json) as tokenizer.json.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// Create a model checkpoint.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Run the stages of a pipeline config in order, each resuming where it stopped.
     Run(RunCommand),
 }
@@ -278,6 +281,24 @@ pub enum TokenizerCommand {
         /// Texts to tokenize.
         texts: Vec<String>,
     },
+    /// Train a byte-level BPE tokenizer (GPT-2's pre-token pattern) on JSONL texts.
+    Train {
+        /// JSONL files to learn from (their `--field`).
+        #[arg(long = "input", value_name = "FILE", required = true)]
+        inputs: Vec<PathBuf>,
+        /// The JSONL field holding the text.
+        #[arg(long, default_value = "text")]
+        field: String,
+        /// Tokens in the vocabulary, special tokens and the 256 byte symbols included.
+        #[arg(long, default_value_t = 4096)]
+        vocab_size: usize,
+        /// Special tokens, given ids 0, 1, … in this order.
+        #[arg(long, value_delimiter = ',', default_values_t = default_special_tokens())]
+        special: Vec<String>,
+        /// Where to write tokenizer.json.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
     /// Write the tokenizer as tokenizer.json (gzipped when the name ends in .gz).
     Export {
         /// The tokenizer: a .gguf file or a tokenizer.json (.json, .json.gz).
@@ -285,6 +306,38 @@ pub enum TokenizerCommand {
         tokenizer: PathBuf,
         /// Where to write it.
         #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// The special tokens of a trained tokenizer: end of text, ChatML, and RLPT's
+/// prediction tags.
+fn default_special_tokens() -> Vec<String> {
+    [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|startofprediction|>",
+        "<|endofprediction|>",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `rlpt model`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Write a freshly initialised checkpoint (model.safetensors + config.json) of the
+    /// model a Hugging Face config.json describes.
+    Init {
+        /// The model's config.json (llama, qwen2 or qwen3).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Seed of the initial weights (the same seed gives the same bytes).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Directory to write into.
+        #[arg(long, value_name = "DIR")]
         output: PathBuf,
     },
 }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{
-    Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, RunCommand, TableCommand,
-    TokenizerCommand,
+    Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, ModelCommand, RunCommand,
+    TableCommand, TokenizerCommand,
 };
 use crate::config::{PipelineConfig, StageEntry, TableEntry};
 use crate::decontam_job::DecontamJob;
@@ -61,6 +61,11 @@ pub fn execute(cli: &Cli) -> Result<()> {
             print_summaries(cli, &summaries);
         }
         Command::Tokenizer(command) => tokenizer(command)?,
+        Command::Model(ModelCommand::Init {
+            config,
+            seed,
+            output,
+        }) => rlpt_lm::init_checkpoint(config, output, *seed)?,
         Command::Inspect(command) => {
             print!("{}", inspect(&command.dir, command.head)?);
         }
@@ -91,6 +96,21 @@ fn tokenizer(command: &TokenizerCommand) -> Result<()> {
                     serde_json::to_string(&tokenizer.encode(text)?).expect("ids serialise")
                 );
             }
+        }
+        TokenizerCommand::Train {
+            inputs,
+            field,
+            vocab_size,
+            special,
+            output,
+        } => {
+            let mut texts = Vec::new();
+            for input in inputs {
+                texts.extend(jsonl_field(input, field)?);
+            }
+            let special: Vec<&str> = special.iter().map(String::as_str).collect();
+            let json = Tokenizer::train_byte_level_bpe(&texts, *vocab_size, &special)?;
+            crate::atomic::write_file(output, json.as_bytes())?;
         }
         TokenizerCommand::Export { tokenizer, output } => {
             let json = Tokenizer::from_file(tokenizer)?.to_json()?;
@@ -279,6 +299,7 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
             StageEntry::Entropy(entry) => {
                 let mut config = entry.config.clone();
                 config.model = base.join(&config.model);
+                config.fallback_model = config.fallback_model.map(|m| base.join(m));
                 let job = EntropyJob::new(&config)?;
                 table_stage(entry, &input, &place, |i, r| job.run(i, r))?
             }

@@ -79,8 +79,19 @@ impl EntropyJob {
             Weights::Bf16 => WeightFormat::Bf16,
             Weights::Quantized => WeightFormat::Quantized,
         };
-        let model = Model::load(&config.model, format, &device)?;
-        let tokenizer = Tokenizer::from_file(&tokenizer_path(&config.model))?;
+        let path = match &config.fallback_model {
+            Some(fallback) if !config.model.exists() => {
+                tracing::info!(
+                    missing = %config.model.display(),
+                    using = %fallback.display(),
+                    "proxy model not found; using the fallback model"
+                );
+                fallback
+            }
+            _ => &config.model,
+        };
+        let model = Model::load(path, format, &device)?;
+        let tokenizer = Tokenizer::from_file(&tokenizer_path(path))?;
         Ok(Self {
             config: config.clone(),
             model,

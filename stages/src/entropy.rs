@@ -34,6 +34,10 @@ pub struct EntropyConfig {
     /// with config.json and tokenizer.json beside it.
     #[arg(long, value_name = "PATH", required = true)]
     pub model: PathBuf,
+    /// A model to use instead when `--model` does not exist (e.g. before the real
+    /// model is fetched).
+    #[arg(long, value_name = "PATH")]
+    pub fallback_model: Option<PathBuf>,
     /// How to hold the weights.
     #[arg(long, value_enum, default_value_t = Weights::F32)]
     pub weights: Weights,
@@ -58,6 +62,7 @@ impl Default for EntropyConfig {
     fn default() -> Self {
         Self {
             model: PathBuf::new(),
+            fallback_model: None,
             weights: Weights::F32,
             top_k: 16,
             thresholds: vec![0.5, 1.0, 1.5],

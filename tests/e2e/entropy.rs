@@ -228,3 +228,67 @@ fn entropies_do_not_depend_on_batching_or_threads_and_min_entropy_filters() {
     assert_eq!(kept.len(), expected);
     assert!(0 < expected && expected < all.len());
 }
+
+#[test]
+fn the_committed_tiny_model_is_rebuilt_byte_for_byte_and_serves_as_fallback() {
+    let work = tempfile::tempdir().unwrap();
+    let tiny = repo_root().join("data-samples/tiny");
+    let rebuilt = work.path().join("tiny");
+    std::fs::create_dir_all(&rebuilt).unwrap();
+    let mut train = vec!["tokenizer".to_string(), "train".into()];
+    for lang in ["en", "fr", "es"] {
+        train.push("--input".into());
+        train.push(format!("{}/stem-{lang}.jsonl", sample_dir().display()));
+    }
+    let tokenizer = rebuilt.join("tokenizer.json");
+    train.extend(["--vocab-size".into(), "2048".into(), "--output".into()]);
+    train.push(tokenizer.display().to_string());
+    rlpt_ok(&train);
+    let config = tiny.join("config.json");
+    rlpt_ok(&[
+        "model",
+        "init",
+        "--config",
+        arg(&config),
+        "--seed",
+        "0",
+        "--output",
+        arg(&rebuilt),
+    ]);
+    for file in ["tokenizer.json", "config.json", "model.safetensors"] {
+        let committed = std::fs::read(tiny.join(file)).unwrap();
+        assert!(
+            committed == std::fs::read(rebuilt.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+
+    // A missing model is an error naming it; with a fallback, the fallback runs.
+    let triples = triples(work.path(), 2);
+    let missing = work.path().join("no-such-model.gguf");
+    let output = work.path().join("tagged");
+    let error = rlpt(&[
+        "entropy",
+        "--input",
+        arg(&triples),
+        "--output",
+        arg(&output),
+        "--model",
+        arg(&missing),
+    ]);
+    assert!(!error.status.success());
+    assert!(
+        stderr(&error).contains("no-such-model.gguf"),
+        "{}",
+        stderr(&error)
+    );
+    entropy(
+        &missing,
+        &triples,
+        &output,
+        &["--fallback-model", arg(&rebuilt)],
+    );
+    let metadata = file_metadata(&shards(&output)[0]);
+    assert_eq!(metadata["rlpt.model"], "tiny");
+    assert_eq!(read_rows(&output).len(), read_rows(&triples).len());
+}

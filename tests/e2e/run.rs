@@ -30,15 +30,19 @@ fn the_default_config_ingests_the_sample_and_resumes() {
             "dedup-filter",
             "pii",
             "decontam",
-            "segment"
+            "segment",
+            "entropy"
         ]
     );
     let triples = read_rows(&out.path().join("triples"));
-    assert!(
-        triples.len() > 1000,
-        "the pipeline ends with triples: {}",
-        triples.len()
+    assert!(triples.len() > 1000, "{} triples", triples.len());
+    let tagged = read_rows(&out.path().join("tagged"));
+    assert_eq!(
+        tagged.len(),
+        triples.len(),
+        "the pipeline ends with tagged triples"
     );
+    assert!(tagged.iter().all(|r| !get(r, "token_entropy").is_empty()));
 
     let second = rlpt_ok(&["--log-format", "json", "run", "--out-dir", arg(out.path())]);
     let summary: serde_json::Value =

@@ -537,6 +537,54 @@ impl std::io::Write for HashWriter<'_> {
     }
 }
 
+/// Writes a freshly initialised checkpoint of the model `config_json` describes into
+/// `output` (`config.json` and `model.safetensors`): weights drawn from N(0, 0.02²)
+/// by a stream seeded with `seed` (the same bytes for the same seed), norms at 1,
+/// biases at 0.
+pub fn init_checkpoint(config_json: &Path, output: &Path, seed: u64) -> Result<()> {
+    let config = ModelConfig::from_config_json(config_json)?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(output).map_err(io(output))?;
+    let mut rng = crate::generate::SplitMix64::new(seed);
+    let mut tensors = std::collections::HashMap::new();
+    for (name, shape, is_norm) in weights::hf_tensors(&config) {
+        let count: usize = shape.iter().product();
+        let values: Vec<f32> = if is_norm {
+            vec![1.0; count]
+        } else if name.ends_with(".bias") {
+            vec![0.0; count]
+        } else {
+            (0..count)
+                .map(|_| 0.02 * standard_normal(&mut rng))
+                .collect()
+        };
+        let tensor = Tensor::from_vec(values, shape, &Device::Cpu)
+            .map_err(|e| compute("initialising weights", e))?;
+        tensors.insert(name, tensor);
+    }
+    // Written beside, then renamed: a half-written checkpoint is never visible.
+    let weights = output.join("model.safetensors");
+    let partial = output.join("model.safetensors.tmp");
+    candle_core::safetensors::save(&tensors, &partial)
+        .map_err(|e| compute(&format!("writing {}", partial.display()), e))?;
+    std::fs::rename(&partial, &weights).map_err(io(&weights))?;
+    let config_out = output.join("config.json");
+    if config_json != config_out {
+        std::fs::copy(config_json, &config_out).map_err(io(&config_out))?;
+    }
+    Ok(())
+}
+
+/// A standard normal draw (Box–Muller).
+fn standard_normal(rng: &mut crate::generate::SplitMix64) -> f32 {
+    let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
+    let u2 = rng.next_f64();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
 /// The device named `spec`: `cpu`, or `cuda:N` (`cuda` alone is `cuda:0`) in a build
 /// with the `cuda` feature.
 pub fn device(spec: &str) -> Result<Device> {

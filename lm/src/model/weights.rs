@@ -190,6 +190,66 @@ impl Part {
     }
 }
 
+/// Every tensor of a Hugging Face checkpoint of `config`: name, shape, and whether it
+/// is a norm weight (initialised to ones).
+pub(crate) fn hf_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>, bool)> {
+    let arch = config.architecture;
+    let (hidden, ffn, head) = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.head_dim,
+    );
+    let (q_rows, kv_rows) = (config.num_heads * head, config.num_kv_heads * head);
+    let mut parts = vec![
+        (Part::AttnNorm, vec![hidden]),
+        (Part::Q, vec![q_rows, hidden]),
+        (Part::K, vec![kv_rows, hidden]),
+        (Part::V, vec![kv_rows, hidden]),
+        (Part::O, vec![hidden, q_rows]),
+        (Part::FfnNorm, vec![hidden]),
+        (Part::Gate, vec![ffn, hidden]),
+        (Part::Up, vec![ffn, hidden]),
+        (Part::Down, vec![hidden, ffn]),
+    ];
+    if arch.qkv_bias() {
+        parts.extend([
+            (Part::QBias, vec![q_rows]),
+            (Part::KBias, vec![kv_rows]),
+            (Part::VBias, vec![kv_rows]),
+        ]);
+    }
+    if arch.qk_norm() {
+        parts.extend([(Part::QNorm, vec![head]), (Part::KNorm, vec![head])]);
+    }
+    let norm = |part: Part| {
+        matches!(
+            part,
+            Part::AttnNorm | Part::FfnNorm | Part::QNorm | Part::KNorm | Part::Norm
+        )
+    };
+    let mut tensors = vec![
+        (
+            Part::Embedding.hf_name(0),
+            vec![config.vocab_size, hidden],
+            false,
+        ),
+        (Part::Norm.hf_name(0), vec![hidden], true),
+    ];
+    if !config.tie_embeddings {
+        tensors.push((
+            Part::Output.hf_name(0),
+            vec![config.vocab_size, hidden],
+            false,
+        ));
+    }
+    for layer in 0..config.num_layers {
+        for (part, shape) in &parts {
+            tensors.push((part.hf_name(layer), shape.clone(), norm(*part)));
+        }
+    }
+    tensors
+}
+
 /// Where tensors come from.
 pub(crate) enum Source {
     Gguf {

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""`rlpt entropy` against llama.cpp on the same model, the same texts, the same run.
+
+Triples come from the first `--docs` documents of the embedded sample (`rlpt ingest` and
+`rlpt segment` with SmolLM2's tokenizer). rlpt runs `rlpt --threads 2 entropy` with the
+SmolLM2-135M-Instruct Q4_1 GGUF (weights dequantized to f32, its default). llama.cpp
+(PyPI llama-cpp-python, 2 threads, the same GGUF) does the same work: one
+`logits_all=True` pass per chain of triples whose text extends the previous one's (the
+passes rlpt makes), and the top-16 entropy of every position in numpy. Both count the
+tokens they run through the model; the ratio is of tokens/s. The script also reports how
+closely the two agree on the segment tokens' entropies.
+
+    pip install llama-cpp-python numpy polars
+    python3 data-samples/fetch.py models && cargo build --release
+    python3 bench/entropy_vs_llamacpp.py [--docs 40]
+"""
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from llama_cpp import Llama
+
+ROOT = Path(__file__).resolve().parent.parent
+RLPT = ROOT / "target" / "release" / "rlpt"
+GGUF = ROOT / "data-samples/cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+TOKENIZER = ROOT / "data-samples/tokenizers/smollm2-135m.json.gz"
+
+
+def entropy16(logits: np.ndarray) -> np.ndarray:
+    top = np.sort(logits.astype(np.float64), axis=1)[:, -16:]
+    weights = np.exp(top - top[:, -1:])
+    p = weights / weights.sum(axis=1, keepdims=True)
+    return -(p * np.log(p)).sum(axis=1)
+
+
+def chains(texts: list[str]) -> list[list[int]]:
+    groups: list[list[int]] = []
+    for i, text in enumerate(texts):
+        if groups and text.startswith(texts[groups[-1][-1]]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=40)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rlpt-entropy-") as tmp:
+        tmp = Path(tmp)
+        lines = open(ROOT / "data-samples/wiki-stem/stem-en.jsonl").read().splitlines()[: args.docs]
+        (tmp / "docs.jsonl").write_text("\n".join(lines) + "\n")
+        run = lambda *a: subprocess.run([RLPT, "-q", *a], check=True)
+        run("ingest", "--input", tmp / "docs.jsonl", "--output", tmp / "documents")
+        run("segment", "--input", tmp / "documents", "--output", tmp / "triples", "--tokenizer", TOKENIZER)
+        started = time.perf_counter()
+        run("--threads", "2", "entropy", "--input", tmp / "triples", "--output", tmp / "tagged", "--model", GGUF)
+        rlpt_s = time.perf_counter() - started
+        counters = json.loads((tmp / "tagged/_manifest/unit-00000.json").read_text())["counters"]
+        tagged = pl.read_parquet(tmp / "tagged/*.parquet")
+
+    texts = [c + s for c, s in zip(tagged["context"], tagged["segment"])]
+    llm = Llama(model_path=str(GGUF), logits_all=True, n_ctx=4096, n_batch=512, n_threads=2, verbose=False)
+    forward_tokens = 0
+    agreement = []
+    started = time.perf_counter()
+    for group in chains(texts):
+        ids = llm.tokenize(texts[group[-1]].encode(), add_bos=False, special=False)
+        llm.reset()
+        llm.eval(ids)
+        entropies = entropy16(np.array(llm.scores[: len(ids)], dtype=np.float32))
+        forward_tokens += len(ids)
+        for row in group:
+            ours = tagged["token_entropy"][row].to_numpy()
+            end = len(llm.tokenize(texts[row].encode(), add_bos=False, special=False))
+            theirs = entropies[end - len(ours) - 1 : end - 1]
+            agreement.extend(np.abs(ours - theirs))
+    llama_s = time.perf_counter() - started
+
+    ours_tps = counters["forward_tokens"] / rlpt_s
+    theirs_tps = forward_tokens / llama_s
+    print(f"{len(texts)} triples of {args.docs} sample documents; "
+          f"{counters['segment_tokens']} segment tokens tagged")
+    print(f"rlpt entropy (2 threads, whole process): {counters['forward_tokens']} tokens in {rlpt_s:.1f} s "
+          f"= {ours_tps:.0f} tokens/s, {len(texts) / rlpt_s:.1f} triples/s")
+    print(f"llama.cpp {__import__('llama_cpp').__version__} (2 threads, logits_all, entropy in numpy): "
+          f"{forward_tokens} tokens in {llama_s:.1f} s = {theirs_tps:.0f} tokens/s")
+    print(f"rlpt / llama.cpp: {ours_tps / theirs_tps:.2f}x tokens/s")
+    agreement = np.array(agreement)
+    print(f"top-16 entropy agreement on {len(agreement)} segment tokens: mean |d| {agreement.mean():.4f} nats, "
+          f"p99 {np.quantile(agreement, 0.99):.3f}, max {agreement.max():.3f}")
+
+
+if __name__ == "__main__":
+    main()
