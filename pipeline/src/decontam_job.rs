@@ -162,9 +162,7 @@ impl ShardJob for DecontamJob {
                 sink.write_table(contamination::spec().name, &self.report(ids, &docs))?;
             }
             let out = cleaned_batch(&batch, &texts, &docs, file)?;
-            if out.num_rows() > 0 {
-                sink.write(&out)?;
-            }
+            sink.write(&out)?;
             Ok(())
         })?;
         Ok(UnitCounts {

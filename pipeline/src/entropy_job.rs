@@ -304,9 +304,7 @@ impl ShardJob for EntropyJob {
                 counters.count(one, kept);
             }
             let out = tagged_batch(&batch, &tagged, &kept, file)?;
-            if out.num_rows() > 0 {
-                sink.write(&out)?;
-            }
+            sink.write(&out)?;
             Ok(())
         })?;
         Ok(UnitCounts {

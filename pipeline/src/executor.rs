@@ -148,7 +148,8 @@ pub struct UnitSink<'a> {
 }
 
 impl UnitSink<'_> {
-    /// Appends rows to the main output table.
+    /// Appends rows to the main output table; an empty batch writes nothing (no
+    /// shard is opened for it).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows_out += batch.num_rows() as u64;
         self.writers[0].1.write(batch)

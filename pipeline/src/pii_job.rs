@@ -64,9 +64,7 @@ impl ShardJob for PiiJob {
             let scrubbed = self.scrubber.scrub_batch(&texts);
             counters += PiiCounters::count(&scrubbed);
             let out = scrubbed_batch(&batch, &texts, &scrubbed, file)?;
-            if out.num_rows() > 0 {
-                sink.write(&out)?;
-            }
+            sink.write(&out)?;
             Ok(())
         })?;
         Ok(UnitCounts {

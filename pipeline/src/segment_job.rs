@@ -125,9 +125,7 @@ impl ShardJob for SegmentJob {
             }
             row += texts.len() as u64;
             let out = triples_batch(&docs);
-            if out.num_rows() > 0 {
-                sink.write(&out)?;
-            }
+            sink.write(&out)?;
             Ok(())
         })?;
         Ok(UnitCounts {

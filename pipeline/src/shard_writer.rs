@@ -109,7 +109,8 @@ impl ShardWriter {
         }
     }
 
-    /// Appends a batch, starting new shards as limits are reached.
+    /// Appends a batch, starting new shards as limits are reached; an empty batch
+    /// opens no shard.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
         while offset < batch.num_rows() {
@@ -283,6 +284,19 @@ mod tests {
             .filter(|e| e.as_ref().unwrap().path().extension().unwrap() != "parquet")
             .collect();
         assert!(leftovers.is_empty(), "no .tmp files remain");
+    }
+
+    #[test]
+    fn an_empty_batch_opens_no_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ShardLimits {
+            max_rows: 10,
+            max_bytes: u64::MAX,
+        };
+        let mut writer = writer(dir.path(), limits);
+        writer.write(&documents::to_batch(&[])).unwrap();
+        assert!(writer.finish().unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

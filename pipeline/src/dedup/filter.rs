@@ -119,9 +119,7 @@ impl ShardJob for FilterJob {
             counters.documents += rows as u64;
             counters.kept += kept.num_rows() as u64;
             counters.removed += (rows - kept.num_rows()) as u64;
-            if kept.num_rows() > 0 {
-                sink.write(&kept)?;
-            }
+            sink.write(&kept)?;
             Ok(())
         })?;
         Ok(UnitCounts {
