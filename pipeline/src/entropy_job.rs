@@ -296,8 +296,17 @@ impl ShardJob for EntropyJob {
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
         let mut counters = EntropyCounters::default();
         for_each_batch(unit, triples::spec(), sink, |sink, file, batch| {
-            let contexts = string_column::<LargeStringArray>(&batch, "context", file)?;
-            let segments = string_column::<StringArray>(&batch, "segment", file)?;
+            let schema_error = |source| Error::Schema {
+                path: file.path.clone(),
+                source,
+            };
+            let spec = triples::spec();
+            let contexts = spec
+                .column::<LargeStringArray>(&batch, "context")
+                .map_err(schema_error)?;
+            let segments = spec
+                .column::<StringArray>(&batch, "segment")
+                .map_err(schema_error)?;
             let tagged = self.tag(contexts, segments, &mut counters)?;
             let kept: Vec<bool> = tagged.iter().map(|t| t.kept(&self.config)).collect();
             for (one, &kept) in tagged.iter().zip(&kept) {
@@ -312,26 +321,6 @@ impl ShardJob for EntropyJob {
             counters: counter_map(&counters),
         })
     }
-}
-
-fn string_column<'a, A: Array + 'static>(
-    batch: &'a RecordBatch,
-    name: &str,
-    file: &InputFile,
-) -> Result<&'a A> {
-    batch
-        .column_by_name(name)
-        .and_then(|column| column.as_any().downcast_ref::<A>())
-        .ok_or_else(|| Error::MissingColumn {
-            path: file.path.clone(),
-            column: name.to_string(),
-            found: batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect(),
-        })
 }
 
 /// `batch` with fresh entropy columns, the triples under `--min-entropy` left out.

@@ -114,36 +114,7 @@ pub fn column<'a, A: Array + 'static>(
     batch: &'a RecordBatch,
     name: &'static str,
 ) -> Result<&'a A, SchemaError> {
-    let spec_column = spec()
-        .columns
-        .iter()
-        .find(|c| c.name == name)
-        .expect("column of the documents spec");
-    let array = batch
-        .column_by_name(name)
-        .ok_or_else(|| missing(batch, spec_column))?;
-    array
-        .as_any()
-        .downcast_ref::<A>()
-        .ok_or_else(|| SchemaError::WrongType {
-            column: name,
-            expected: spec_column.data_type.clone(),
-            found: array.data_type().clone(),
-        })
-}
-
-fn missing(batch: &RecordBatch, column: &ColumnSpec) -> SchemaError {
-    SchemaError::MissingColumn {
-        table: spec().name,
-        column: column.name,
-        expected: column.data_type.clone(),
-        found_columns: batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect(),
-    }
+    spec().column(batch, name)
 }
 
 #[cfg(test)]

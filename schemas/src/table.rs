@@ -171,6 +171,44 @@ impl TableSpec {
 }
 
 impl TableSpec {
+    /// The named column of `batch` downcast to `A`, the array type of its spec; an
+    /// error names the column when it is absent or of another type.
+    ///
+    /// # Panics
+    /// If the spec has no such column: a bug in the caller, not bad data.
+    pub fn column<'a, A: arrow_array::Array + 'static>(
+        &self,
+        batch: &'a arrow_array::RecordBatch,
+        name: &'static str,
+    ) -> Result<&'a A, SchemaError> {
+        let spec_column = self
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no column `{name}` in the {} spec", self.name));
+        let array = batch
+            .column_by_name(name)
+            .ok_or_else(|| SchemaError::MissingColumn {
+                table: self.name,
+                column: name,
+                expected: spec_column.data_type.clone(),
+                found_columns: batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect(),
+            })?;
+        array
+            .as_any()
+            .downcast_ref::<A>()
+            .ok_or_else(|| SchemaError::WrongType {
+                column: name,
+                expected: spec_column.data_type.clone(),
+                found: array.data_type().clone(),
+            })
+    }
+
     /// Checks that no required non-nullable column holds a null; the error names the
     /// first offending row of the batch.
     pub fn check_nulls(&self, batch: &arrow_array::RecordBatch) -> Result<(), SchemaError> {
