@@ -1,11 +1,26 @@
 //! `rlpt decontam` with the real benchmarks (HumanEval, CHAMP) planted in real text.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::harness::*;
+
+/// `rlpt decontam` of `documents` into `output` against HumanEval and CHAMP.
+fn decontam(documents: &Path, output: &Path, extra: &[&str]) {
+    let mut args: Vec<String> = [
+        "decontam",
+        "--input",
+        arg(documents),
+        "--output",
+        arg(output),
+    ]
+    .map(String::from)
+    .into();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(benchmark_args());
+    rlpt_ok(&args);
+}
 
 fn benchmark_args() -> Vec<String> {
     let dir = repo_root().join("data-samples/benchmarks");
@@ -80,13 +95,6 @@ fn documents(dir: &Path, planted: &[(String, String)]) -> PathBuf {
     documents
 }
 
-fn by_id(dir: &Path) -> BTreeMap<String, Row> {
-    read_rows(dir)
-        .into_iter()
-        .map(|row| (get(&row, "id").to_string(), row))
-        .collect()
-}
-
 #[test]
 fn planted_items_are_cut_out_however_formatted_and_clean_documents_are_byte_identical() {
     let wiki = wiki_paragraphs();
@@ -116,17 +124,7 @@ fn planted_items_are_cut_out_however_formatted_and_clean_documents_are_byte_iden
     let work = tempfile::tempdir().unwrap();
     let documents = documents(work.path(), &planted);
     let output = work.path().join("clean");
-    let mut args: Vec<String> = [
-        "decontam",
-        "--input",
-        arg(&documents),
-        "--output",
-        arg(&output),
-    ]
-    .map(String::from)
-    .into();
-    args.extend(benchmark_args());
-    rlpt_ok(&args);
+    decontam(&documents, &output, &[]);
 
     let before = by_id(&documents);
     let after = by_id(&output);
@@ -193,19 +191,7 @@ fn drop_mode_drops_every_contaminated_document() {
     let work = tempfile::tempdir().unwrap();
     let documents = documents(work.path(), &planted);
     let output = work.path().join("clean");
-    let mut args: Vec<String> = [
-        "decontam",
-        "--input",
-        arg(&documents),
-        "--output",
-        arg(&output),
-        "--mode",
-        "drop",
-    ]
-    .map(String::from)
-    .into();
-    args.extend(benchmark_args());
-    rlpt_ok(&args);
+    decontam(&documents, &output, &["--mode", "drop"]);
     assert!(!by_id(&output).contains_key("long"));
     assert_eq!(by_id(&output).len(), 60, "the 60 clean documents stay");
     assert_eq!(

@@ -163,6 +163,14 @@ fn cell(column: &dyn Array, row: usize) -> Option<String> {
     }
 }
 
+/// Every row of a table directory by its `id`.
+pub fn by_id(dir: &Path) -> BTreeMap<String, Row> {
+    read_rows(dir)
+        .into_iter()
+        .map(|row| (get(&row, "id").to_string(), row))
+        .collect()
+}
+
 /// The value of `column` in `row`.
 pub fn get<'a>(row: &'a Row, column: &str) -> &'a str {
     row.get(column)

@@ -1,6 +1,5 @@
 //! `rlpt pii` on real documents with planted personal information.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
@@ -49,13 +48,6 @@ fn documents(dir: &Path) -> std::path::PathBuf {
     let documents = dir.join("documents");
     rlpt_ok(&ingest_args(&raw, &documents, &[]));
     documents
-}
-
-fn by_id(dir: &Path) -> BTreeMap<String, Row> {
-    read_rows(dir)
-        .into_iter()
-        .map(|row| (get(&row, "id").to_string(), row))
-        .collect()
 }
 
 #[test]
