@@ -214,7 +214,8 @@ impl EntropyJob {
         let flat = hidden
             .reshape((sequences.len() * longest, width))
             .map_err(compute)?;
-        let index = Tensor::from_vec(rows.clone(), rows.len(), device).map_err(compute)?;
+        let count = rows.len();
+        let index = Tensor::from_vec(rows, count, device).map_err(compute)?;
         let selected = flat.index_select(&index, 0).map_err(compute)?;
         let mut values = self
             .model

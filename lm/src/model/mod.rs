@@ -246,8 +246,8 @@ impl Model {
             );
         }
         let positions = self.positions(&cache.left_pad, past, seq)?;
-        let cos = self.cos.index_select(&positions.flatten_all()?, 0)?;
-        let sin = self.sin.index_select(&positions.flatten_all()?, 0)?;
+        let cos = self.cos.index_select(&positions, 0)?;
+        let sin = self.sin.index_select(&positions, 0)?;
         let half = self.config.head_dim / 2;
         let cos = cos.reshape((batch, seq, half))?;
         let sin = sin.reshape((batch, seq, half))?;
@@ -270,7 +270,8 @@ impl Model {
         ops::rms_norm(&x, &self.weights.norm, self.config.rms_norm_eps, mode)
     }
 
-    /// Position of each new token: tokens before it that are not padding.
+    /// Position of each new token (row by row, flat): tokens before it that are not
+    /// padding.
     fn positions(
         &self,
         left_pad: &[usize],
@@ -281,7 +282,7 @@ impl Model {
             .iter()
             .flat_map(|&pad| (past..past + seq).map(move |at| at.saturating_sub(pad) as u32))
             .collect();
-        Tensor::from_vec(values, (left_pad.len(), seq), &self.device)
+        Tensor::from_vec(values, left_pad.len() * seq, &self.device)
     }
 
     /// Additive mask `[batch, 1, seq, past + seq]`: 0 where a new token may attend
