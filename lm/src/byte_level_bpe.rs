@@ -426,6 +426,17 @@ fn gpt2_char(byte: u8) -> char {
     char::from_u32(256 + shifted).expect("256..512 are characters")
 }
 
+/// The bytes a GPT-2 byte-level token string stands for; None if a character is
+/// outside the byte-level alphabet.
+pub(crate) fn gpt2_bytes(piece: &str) -> Option<Vec<u8>> {
+    static BYTE_OF_CHAR: LazyLock<FxHashMap<char, u8>> =
+        LazyLock::new(|| (0..=255u8).map(|b| (gpt2_char(b), b)).collect());
+    piece
+        .chars()
+        .map(|c| BYTE_OF_CHAR.get(&c).copied())
+        .collect()
+}
+
 /// What GPT-2's pre-token pattern sees of a character.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Class {

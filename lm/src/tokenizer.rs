@@ -222,6 +222,38 @@ impl Tokenizer {
             })
     }
 
+    /// The id of the token spelled `token` in the vocabulary (special tokens included).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The bytes token `id` stands for on its own: a byte-level token's bytes (which
+    /// may be part of a UTF-8 character), an added token's text, else its decoded text.
+    /// Empty for an id outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let Some(piece) = self.inner.id_to_token(id) else {
+            return Vec::new();
+        };
+        let added = self.inner.get_added_vocabulary().is_special_token(&piece)
+            || self.inner.get_added_tokens_decoder().contains_key(&id);
+        let byte_level = matches!(
+            self.inner.get_decoder(),
+            Some(tokenizers::DecoderWrapper::ByteLevel(_))
+        );
+        if byte_level
+            && !added
+            && let Some(bytes) = crate::byte_level_bpe::gpt2_bytes(&piece)
+        {
+            return bytes;
+        }
+        if added {
+            return piece.into_bytes();
+        }
+        self.decode(&[id])
+            .map(String::into_bytes)
+            .unwrap_or_default()
+    }
+
     /// The tokenizer as `tokenizer.json` text.
     pub fn to_json(&self) -> Result<String> {
         self.inner

@@ -135,6 +135,32 @@ impl ModelConfig {
         config.checked(path)
     }
 
+    /// The Hugging Face `config.json` of this shape (what [`Self::from_config_json`]
+    /// reads back to an equal config).
+    pub fn to_config_json(&self) -> String {
+        let (architecture, model_type) = match self.architecture {
+            Architecture::Llama => ("LlamaForCausalLM", "llama"),
+            Architecture::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
+            Architecture::Qwen3 => ("Qwen3ForCausalLM", "qwen3"),
+        };
+        let json = serde_json::json!({
+            "architectures": [architecture],
+            "model_type": model_type,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "max_position_embeddings": self.max_positions,
+            "tie_word_embeddings": self.tie_embeddings,
+        });
+        serde_json::to_string_pretty(&json).expect("a JSON value serialises")
+    }
+
     /// `self`, or an error naming `path` when the sizes do not fit together.
     fn checked(self, path: &Path) -> Result<Self> {
         let problem = if self.num_heads == 0 || self.num_kv_heads == 0 {

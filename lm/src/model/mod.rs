@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{D, DType, Device, IndexOp, Tensor};
+use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
 use xxhash_rust::xxh3::Xxh3;
 
 pub use config::{Architecture, ModelConfig};
@@ -215,6 +215,49 @@ impl Model {
     /// xxh3-64 of its files, in hex.
     pub fn checksum(&self) -> &str {
         &self.checksum
+    }
+
+    /// Turns every weight into a trainable [`Var`] (gradients flow to it; updating it
+    /// updates the model) and returns them under their Hugging Face names, the order
+    /// a checkpoint stores them in. Needs f32 weights.
+    pub fn trainable(&mut self) -> Result<Vec<(String, Var)>> {
+        let not_trainable = |what: String| Error::Unsupported {
+            path: PathBuf::from(&self.name),
+            what,
+            hint: "; load the model with f32 weights to train it".into(),
+        };
+        if self.format != WeightFormat::F32 {
+            return Err(not_trainable(format!("training {:?} weights", self.format)));
+        }
+        let tied = self.config.tie_embeddings;
+        let slots = self
+            .weights
+            .dense_mut(tied)
+            .map_err(|name| not_trainable(format!("training the quantized tensor `{name}`")))?;
+        let mut vars = Vec::with_capacity(slots.len());
+        for (name, slot) in slots {
+            let var = Var::from_tensor(slot).map_err(|e| compute("making weights trainable", e))?;
+            *slot = var.as_tensor().clone();
+            vars.push((name, var));
+        }
+        if tied {
+            self.weights.retie();
+        }
+        Ok(vars)
+    }
+
+    /// Writes `config.json` and `model.safetensors` (the given tensors, e.g. from
+    /// [`Self::trainable`]) into `dir`, a checkpoint [`Model::load`] reads back.
+    pub fn save(&self, tensors: &[(String, Var)], dir: &Path) -> Result<()> {
+        let io = |path: PathBuf| move |source| Error::Io { path, source };
+        let config = dir.join("config.json");
+        std::fs::write(&config, self.config.to_config_json()).map_err(io(config.clone()))?;
+        let weights = dir.join("model.safetensors");
+        let named = tensors
+            .iter()
+            .map(|(name, var)| (name.as_str(), var.as_tensor().clone()));
+        candle_core::safetensors::save(&named.collect(), &weights)
+            .map_err(|e| compute(&format!("writing {}", weights.display()), e))
     }
 
     /// Runs `ids: [batch, seq]` (u32) after what `cache` holds and returns the final

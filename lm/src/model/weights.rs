@@ -104,6 +104,80 @@ pub(crate) struct Weights {
     pub(crate) output: Linear,
 }
 
+impl Weights {
+    /// Every dense tensor under its Hugging Face name (a tied output projection is the
+    /// embedding, not listed twice); an error naming the first quantized one.
+    pub(crate) fn dense_mut(&mut self, tied: bool) -> Result<Vec<(String, &mut Tensor)>, String> {
+        let Weights {
+            embedding,
+            layers,
+            norm,
+            output,
+        } = self;
+        let mut named = Vec::new();
+        match embedding {
+            Embedding::Dense(table) => named.push((Part::Embedding.hf_name(0), table)),
+            Embedding::Quantized(_) => return Err(Part::Embedding.hf_name(0)),
+        }
+        named.push((Part::Norm.hf_name(0), norm));
+        if !tied {
+            named.push((Part::Output.hf_name(0), dense(output, Part::Output, 0)?));
+        }
+        for (index, layer) in layers.iter_mut().enumerate() {
+            let LayerWeights {
+                attn_norm,
+                q,
+                k,
+                v,
+                o,
+                qkv_bias,
+                qk_norm,
+                ffn_norm,
+                gate,
+                up,
+                down,
+            } = layer;
+            named.push((Part::AttnNorm.hf_name(index), attn_norm));
+            for (part, linear) in [(Part::Q, q), (Part::K, k), (Part::V, v), (Part::O, o)] {
+                named.push((part.hf_name(index), dense(linear, part, index)?));
+            }
+            if let Some(biases) = qkv_bias {
+                let parts = [Part::QBias, Part::KBias, Part::VBias];
+                named.extend(
+                    parts
+                        .iter()
+                        .map(|p| p.hf_name(index))
+                        .zip(biases.iter_mut()),
+                );
+            }
+            if let Some(norms) = qk_norm {
+                let parts = [Part::QNorm, Part::KNorm];
+                named.extend(parts.iter().map(|p| p.hf_name(index)).zip(norms.iter_mut()));
+            }
+            named.push((Part::FfnNorm.hf_name(index), ffn_norm));
+            for (part, linear) in [(Part::Gate, gate), (Part::Up, up), (Part::Down, down)] {
+                named.push((part.hf_name(index), dense(linear, part, index)?));
+            }
+        }
+        Ok(named)
+    }
+
+    /// Points a tied output projection at the embedding table again (after the table
+    /// was replaced).
+    pub(crate) fn retie(&mut self) {
+        if let Embedding::Dense(table) = &self.embedding {
+            self.output = Linear::Dense(table.clone());
+        }
+    }
+}
+
+fn dense(linear: &mut Linear, part: Part, layer: usize) -> Result<&mut Tensor, String> {
+    match linear {
+        Linear::Dense(matrix) => Ok(matrix),
+        Linear::Quantized(_) => Err(part.hf_name(layer)),
+    }
+}
+
 /// A tensor's role, named differently by each format.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Part {
