@@ -75,6 +75,78 @@ pub enum Command {
     Model(ModelCommand),
     /// Run the stages of a pipeline config in order, each resuming where it stopped.
     Run(RunCommand),
+    /// Reinforcement learning on triples with GRPO (RPT next-token, RLPT asr/msr tasks),
+    /// checkpointing as it goes; `--resume` continues exactly where a run stopped.
+    Train(TrainCommand),
+    /// Next-token training on the triples' text (cold start before GRPO), with the same
+    /// config, optimizer and checkpoints as `train`.
+    Sft(TrainCommand),
+    /// Score a model or checkpoint on held-out triples: next-token accuracy by
+    /// difficulty bucket, asr/msr reward rates.
+    Eval(EvalCommand),
+}
+
+/// The default trainer config of `rlpt train`, `sft` and `eval`.
+pub const DEFAULT_TRAIN_CONFIG: &str = "data-samples/train.toml";
+
+/// `rlpt train` and `rlpt sft`: a trainer config, and flags that override it.
+#[derive(Debug, Args)]
+pub struct TrainCommand {
+    /// Trainer config (TOML); its relative paths are relative to the file.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_TRAIN_CONFIG)]
+    pub config: PathBuf,
+    /// Triples to train on: a file, a directory or a glob.
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<String>,
+    /// Where checkpoints (step-N/, latest) and metrics.jsonl go.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Optimizer steps to reach.
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+    /// The model to start from: GGUF, safetensors file or directory with config.json.
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// `cpu` or `cuda:N`.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// Seed of data order, task choice and sampling.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Continue from the latest checkpoint in --output, or from the checkpoint (or
+    /// output directory) PATH.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    #[allow(clippy::option_option)]
+    pub resume: Option<Option<PathBuf>>,
+}
+
+/// `rlpt eval`.
+#[derive(Debug, Args)]
+pub struct EvalCommand {
+    /// Trainer config (templates, rewards, judge, max tokens).
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_TRAIN_CONFIG)]
+    pub config: PathBuf,
+    /// A model: GGUF, safetensors file or directory [default: the config's].
+    #[arg(long, value_name = "PATH", conflicts_with = "checkpoint")]
+    pub model: Option<PathBuf>,
+    /// A checkpoint directory (step-N/), or a training output directory (its latest).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Held-out triples: a file, a directory or a glob.
+    #[arg(long, value_name = "PATH")]
+    pub input: String,
+    /// Triples read at most.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub limit: usize,
+    /// Tasks to score.
+    #[arg(long, value_delimiter = ',', default_value = "next-token,asr")]
+    pub tasks: Vec<String>,
+    /// Also write the report (JSON) here.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// `cpu` or `cuda:N`.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
 }
 
 /// Input, output and sharding, common to every per-shard stage.

@@ -21,6 +21,7 @@ use crate::pii_job::PiiJob;
 use crate::progress::ProgressMode;
 use crate::segment_job::SegmentJob;
 use crate::summary::{StageSummary, render_table};
+use crate::train_command::{self, Loop};
 use rlpt_lm::Tokenizer;
 use rlpt_stages::decontam::BenchmarkSpec;
 
@@ -73,6 +74,16 @@ pub fn execute(cli: &Cli) -> Result<()> {
             let summaries = run_pipeline(command, progress)?;
             print_summaries(cli, &summaries);
         }
+        Command::Train(command) => {
+            let summary = train_command::train(command, Loop::Grpo, progress)?;
+            train_command::print(cli.quiet, &summary)?;
+        }
+        Command::Sft(command) => {
+            let summary = train_command::train(command, Loop::Sft, progress)?;
+            train_command::print(cli.quiet, &summary)?;
+        }
+        Command::Eval(command) => train_command::eval(command)
+            .and_then(|report| train_command::print(cli.quiet, &report))?,
     }
     Ok(())
 }

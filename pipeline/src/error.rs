@@ -102,6 +102,9 @@ pub enum Error {
     /// A tokenizer or model could not be loaded or used.
     #[error(transparent)]
     Lm(#[from] rlpt_lm::Error),
+    /// Training, evaluation or a checkpoint failed.
+    #[error(transparent)]
+    Trainer(Box<rlpt_trainer::Error>),
     /// A flag is invalid.
     #[error("{0}")]
     Usage(String),
@@ -121,6 +124,12 @@ pub enum Error {
         /// What polars said.
         source: polars::error::PolarsError,
     },
+}
+
+impl From<rlpt_trainer::Error> for Error {
+    fn from(error: rlpt_trainer::Error) -> Self {
+        Self::Trainer(Box::new(error))
+    }
 }
 
 /// Attaches a path to IO results: `fs::read(p).at(p)?`.

@@ -18,6 +18,7 @@
 //! - [`dedup`]: `rlpt dedup`'s four steps (signatures, buckets, clusters, filter),
 //!   with [`external_sort`] for bands larger than memory.
 //! - [`inspect`]: `rlpt inspect`, with polars.
+//! - [`train_command`]: `rlpt train`, `rlpt sft` and `rlpt eval` over rlpt-trainer.
 //! - [`cli`], [`config`], [`commands`]: flags, `pipeline.toml`, and running them.
 //!
 //! A new stage is a pure transform in `rlpt-stages`, a `ShardJob` here that reads its
@@ -47,5 +48,6 @@ pub mod segment_job;
 pub mod shard_reader;
 pub mod shard_writer;
 pub mod summary;
+pub mod train_command;
 
 pub use error::{Error, IoContext, Result};

@@ -22,6 +22,9 @@ fn main() -> ExitCode {
             }
             match err {
                 Error::Usage(_) | Error::Config { .. } => ExitCode::from(2),
+                Error::Trainer(trainer) if matches!(*trainer, rlpt_trainer::Error::Config(_)) => {
+                    ExitCode::from(2)
+                }
                 _ => ExitCode::FAILURE,
             }
         }

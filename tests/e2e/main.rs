@@ -13,3 +13,4 @@ mod python;
 mod resume;
 mod run;
 mod segment;
+mod train;

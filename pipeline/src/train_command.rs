@@ -1,0 +1,178 @@
+//! `rlpt train`, `rlpt sft` and `rlpt eval`: the trainer config with the command
+//! line's overrides applied, `--input` expanded like every stage's, a progress bar of
+//! steps (reward or loss, tokens/s, ETA), and the run's summary on stdout.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rlpt_trainer::TrainConfig;
+use rlpt_trainer::tasks::TaskKind;
+use serde_json::Value;
+
+use crate::cli::{EvalCommand, TrainCommand};
+use crate::error::{IoContext, Result};
+use crate::progress::ProgressMode;
+
+/// Which loop a [`TrainCommand`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loop {
+    /// GRPO (`rlpt train`).
+    Grpo,
+    /// Next-token training (`rlpt sft`).
+    Sft,
+}
+
+/// Runs `rlpt train` or `rlpt sft`; returns the summary text.
+pub fn train(command: &TrainCommand, which: Loop, progress: ProgressMode) -> Result<String> {
+    let mut config = TrainConfig::from_file(&command.config)?;
+    if which == Loop::Sft && command.output.is_none() {
+        config.output = sft_output(&config.output);
+    }
+    if let Some(input) = &command.input {
+        config.input = PathBuf::from(input);
+    }
+    apply(&mut config.output, &command.output);
+    apply(&mut config.steps, &command.steps);
+    apply(&mut config.model, &command.model);
+    apply(&mut config.device, &command.device);
+    apply(&mut config.seed, &command.seed);
+    let files = triples_files(&config.input)?;
+    let resume = command
+        .resume
+        .as_ref()
+        .map(|path| path.clone().unwrap_or_else(|| config.output.clone()));
+    let bar = StepBar::new(progress, config.steps, which);
+    let mut on_step = |step: u64, metrics: &Value| bar.step(step, metrics);
+    let summary = match which {
+        Loop::Grpo => rlpt_trainer::train(config.clone(), files, resume.as_deref(), &mut on_step)?,
+        Loop::Sft => rlpt_trainer::sft(config.clone(), files, resume.as_deref(), &mut on_step)?,
+    };
+    bar.finish();
+    let resumed = summary
+        .resumed_from
+        .map_or("no (fresh start)".into(), |p| p.display().to_string());
+    Ok(format!(
+        "steps      {}\nresumed    {resumed}\noutput     {}\nlast step  {}\n",
+        summary.steps,
+        config.output.display(),
+        summary.last
+    ))
+}
+
+/// `rlpt-out/train` → `rlpt-out/sft`: SFT's default output beside GRPO's.
+fn sft_output(grpo_output: &Path) -> PathBuf {
+    grpo_output.with_file_name("sft")
+}
+
+fn apply<T: Clone>(field: &mut T, flag: &Option<T>) {
+    if let Some(value) = flag {
+        *field = value.clone();
+    }
+}
+
+/// The triples shards `input` names (a file, a directory or a glob), sorted.
+fn triples_files(input: &Path) -> Result<Vec<PathBuf>> {
+    let files = crate::inputs::table_inputs(&input.to_string_lossy())?;
+    Ok(files.into_iter().map(|f| f.path).collect())
+}
+
+/// Runs `rlpt eval`; returns the report as pretty JSON.
+pub fn eval(command: &EvalCommand) -> Result<String> {
+    let mut config = TrainConfig::from_file(&command.config)?;
+    apply(&mut config.device, &command.device);
+    let model = match (&command.checkpoint, &command.model) {
+        (Some(checkpoint), _) => rlpt_trainer::checkpoint::resolve(checkpoint)?,
+        (None, Some(model)) => model.clone(),
+        (None, None) => config.model.clone(),
+    };
+    let tasks = command
+        .tasks
+        .iter()
+        .map(|t| TaskKind::parse(t))
+        .collect::<rlpt_trainer::Result<Vec<_>>>()?;
+    let options = rlpt_trainer::EvalOptions {
+        limit: command.limit,
+        tasks,
+        batch: 16,
+    };
+    let files = triples_files(Path::new(&command.input))?;
+    let report = rlpt_trainer::evaluate(&config, &model, files, &options)?;
+    let text = serde_json::to_string_pretty(&report).expect("a report serialises") + "\n";
+    if let Some(path) = &command.output {
+        crate::atomic::write_file(path, text.as_bytes())?;
+    }
+    Ok(text)
+}
+
+/// A bar of optimizer steps with the last reward (or loss) and rollout speed.
+struct StepBar {
+    bar: Option<ProgressBar>,
+    json: bool,
+    which: Loop,
+}
+
+impl StepBar {
+    fn new(mode: ProgressMode, steps: u64, which: Loop) -> Self {
+        let bar = (mode == ProgressMode::Bar).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{elapsed_precise}] {wide_bar} step {pos}/{len} {msg} ETA {eta}",
+                )
+                .expect("a valid template"),
+            );
+            bar.set_prefix(match which {
+                Loop::Grpo => "train",
+                Loop::Sft => "sft",
+            });
+            bar.enable_steady_tick(Duration::from_millis(500));
+            bar
+        });
+        Self {
+            bar,
+            json: mode == ProgressMode::Json,
+            which,
+        }
+    }
+
+    fn step(&self, step: u64, metrics: &Value) {
+        let number = |key: &str| metrics[key].as_f64().unwrap_or(f64::NAN);
+        let timing = |key: &str| metrics["timing"][key].as_f64().unwrap_or(f64::NAN);
+        let message = match self.which {
+            Loop::Grpo => format!(
+                "reward {:.3} kept {}/{} {:.0} tok/s",
+                number("reward_mean"),
+                metrics["groups_kept"],
+                metrics["groups_sampled"],
+                timing("rollout_tokens_per_s")
+            ),
+            Loop::Sft => format!(
+                "loss {:.3} {:.0} tok/s",
+                number("loss"),
+                timing("tokens_per_s")
+            ),
+        };
+        if let Some(bar) = &self.bar {
+            bar.set_position(step);
+            bar.set_message(message);
+        } else if self.json {
+            tracing::info!(step, metrics = %metrics, "train step");
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Writes `text` to stdout unless quiet.
+pub fn print(quiet: bool, text: &str) -> Result<()> {
+    if !quiet {
+        use std::io::Write;
+        std::io::stdout().write_all(text.as_bytes()).at("stdout")?;
+    }
+    Ok(())
+}

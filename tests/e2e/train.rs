@@ -1,0 +1,353 @@
+//! `rlpt train`, `rlpt sft` and `rlpt eval` as a user runs them: the default config on
+//! the committed tiny model and sample triples, checkpoints and metrics, a run killed
+//! mid-way and resumed to the same bytes as an uninterrupted one, refusals of corrupt
+//! or mismatched checkpoints, and two GRPO steps of the real SmolLM2.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{arg, fetched, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout};
+
+const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn metrics(output: &Path) -> Vec<Value> {
+    fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Metrics without wall-clock timings (which differ between runs).
+fn deterministic(mut lines: Vec<Value>) -> Vec<Value> {
+    for line in &mut lines {
+        line.as_object_mut().unwrap().remove("timing");
+    }
+    lines
+}
+
+fn latest(output: &Path) -> PathBuf {
+    output.join(fs::read_to_string(output.join("latest")).unwrap().trim())
+}
+
+#[test]
+fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("train");
+    let run = rlpt_ok(&["train", "--output", arg(&output)]);
+    assert!(stdout(&run).contains("steps      4"), "{}", stdout(&run));
+    let lines = metrics(&output);
+    assert_eq!(lines.len(), 4);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["step"], i as u64 + 1);
+        for key in [
+            "reward_mean",
+            "zero_variance_fraction",
+            "format_failures",
+            "response_length_mean",
+            "groups_sampled",
+            "lr",
+        ] {
+            assert!(!line[key].is_null(), "{key} missing from {line}");
+        }
+        assert!(line["timing"]["rollout_tokens_per_s"].as_f64().unwrap() > 0.0);
+    }
+    // Checkpoints every 2 steps; `latest` names the last; each is a loadable model.
+    assert_eq!(latest(&output), output.join("step-00000004"));
+    for file in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "checksums.json",
+    ] {
+        assert!(output.join("step-00000002").join(file).exists(), "{file}");
+    }
+    let heldout = repo_root().join("data-samples/triples/heldout.parquet");
+    let report_path = work.path().join("eval.json");
+    let eval = rlpt_ok(&[
+        "eval",
+        "--checkpoint",
+        arg(&output),
+        "--input",
+        arg(&heldout),
+        "--limit",
+        "6",
+        "--tasks",
+        "next-token,msr",
+        "--output",
+        arg(&report_path),
+    ]);
+    let report: Value = serde_json::from_str(&stdout(&eval)).unwrap();
+    assert_eq!(
+        report,
+        serde_json::from_str::<Value>(&fs::read_to_string(&report_path).unwrap()).unwrap()
+    );
+    assert_eq!(report["triples"], 6);
+    let buckets = &report["next-token"]["buckets"];
+    let bucketed: u64 = ["trivial", "easy", "medium", "hard"]
+        .iter()
+        .map(|b| buckets[b]["n"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bucketed, report["next-token"]["n"].as_u64().unwrap());
+    assert!(report["msr"]["n"].as_u64().unwrap() > 0);
+}
+
+/// A config whose GRPO steps always update: completions stop at a space, so their
+/// lengths vary and the over-length penalty gives every group a spread of rewards.
+fn resumable_config(dir: &Path) -> PathBuf {
+    let samples = repo_root().join("data-samples");
+    let text = format!(
+        r#"
+model = "{tiny}"
+input = "{triples}"
+steps = 6
+[[task]]
+kind = "next-token"
+[sampling]
+max_tokens = 6
+stop = [" "]
+[grpo]
+group_size = 4
+prompts_per_step = 2
+micro_batch = 3
+overlong_buffer = 5
+dynamic_sampling = true
+[optim]
+lr = 1e-3
+warmup_steps = 2
+schedule = "cosine"
+[checkpoint]
+every = 1
+keep_last = 2
+"#,
+        tiny = samples.join("tiny").display(),
+        triples = samples.join("triples/train.parquet").display(),
+    );
+    let path = dir.join("train.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn step_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    ["model.safetensors", "optimizer.safetensors"]
+        .iter()
+        .map(|f| (f.to_string(), fs::read(dir.join(f)).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_training_run_killed_mid_way_resumes_bit_identically() {
+    let work = tempfile::tempdir().unwrap();
+    let config = resumable_config(work.path());
+    let reference = work.path().join("reference");
+    rlpt_ok(&[
+        "train",
+        "--config",
+        arg(&config),
+        "--output",
+        arg(&reference),
+    ]);
+    let reference_metrics = deterministic(metrics(&reference));
+    assert_eq!(reference_metrics.len(), 6);
+    assert!(
+        reference_metrics
+            .iter()
+            .all(|m| m["groups_kept"].as_u64() > Some(0)),
+        "every step must update the model: {reference_metrics:?}"
+    );
+
+    let killed = work.path().join("killed");
+    let mut child = rlpt_in(&repo_root())
+        .args(["train", "--config", arg(&config), "--output", arg(&killed)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !killed.join("latest").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint within two minutes"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL, wherever it is
+    child.wait().unwrap();
+    assert_ne!(
+        latest(&killed),
+        killed.join("step-00000006"),
+        "the run finished before it was killed"
+    );
+    let resumed = rlpt_ok(&[
+        "train",
+        "--config",
+        arg(&config),
+        "--output",
+        arg(&killed),
+        "--resume",
+    ]);
+    assert!(
+        stdout(&resumed).contains("step-0000000"),
+        "{}",
+        stdout(&resumed)
+    );
+    assert_eq!(deterministic(metrics(&killed)), reference_metrics);
+    assert_eq!(
+        step_files(&latest(&killed)),
+        step_files(&latest(&reference)),
+        "weights and optimizer state differ after resuming"
+    );
+    let leftovers: Vec<_> = fs::read_dir(&killed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn corrupt_mismatched_or_missing_checkpoints_are_refused_by_name() {
+    let work = tempfile::tempdir().unwrap();
+    let config = resumable_config(work.path());
+    let output = work.path().join("out");
+    rlpt_ok(&[
+        "sft",
+        "--config",
+        arg(&config),
+        "--output",
+        arg(&output),
+        "--steps",
+        "2",
+    ]);
+    // A fresh start on a directory with checkpoints.
+    let again = rlpt(&["sft", "--config", arg(&config), "--output", arg(&output)]);
+    assert!(
+        stderr(&again).contains("pass --resume"),
+        "{}",
+        stderr(&again)
+    );
+    // Another config.
+    let resume = |extra: &[&str]| {
+        let mut args = vec![
+            "sft",
+            "--config",
+            arg(&config),
+            "--output",
+            arg(&output),
+            "--resume",
+        ];
+        args.extend_from_slice(extra);
+        rlpt(&args)
+    };
+    let seeded = resume(&["--seed", "9", "--steps", "3"]);
+    assert!(
+        stderr(&seeded).contains("another config") && stderr(&seeded).contains("seed: 0 → 9"),
+        "{}",
+        stderr(&seeded)
+    );
+    // GRPO cannot resume an SFT checkpoint.
+    let grpo = rlpt(&[
+        "train",
+        "--config",
+        arg(&config),
+        "--output",
+        arg(&output),
+        "--resume",
+    ]);
+    assert!(
+        stderr(&grpo).contains("is a `sft` checkpoint"),
+        "{}",
+        stderr(&grpo)
+    );
+    // A damaged file.
+    let weights = latest(&output).join("optimizer.safetensors");
+    let mut bytes = fs::read(&weights).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&weights, bytes).unwrap();
+    let damaged = resume(&["--steps", "3"]);
+    assert!(!damaged.status.success());
+    assert!(
+        stderr(&damaged).contains("optimizer.safetensors") && stderr(&damaged).contains("checksum"),
+        "{}",
+        stderr(&damaged)
+    );
+}
+
+#[test]
+fn sft_lowers_the_loss_of_the_tiny_model() {
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("sft");
+    rlpt_ok(&["sft", "--output", arg(&output), "--steps", "12"]);
+    let losses: Vec<f64> = metrics(&output)
+        .iter()
+        .map(|m| m["loss"].as_f64().unwrap())
+        .collect();
+    let first = losses[..3].iter().sum::<f64>() / 3.0;
+    let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
+    // A random 2,048-token model starts near ln 2048 = 7.6 nats.
+    assert!(first > 7.0 && last < first - 0.2, "{losses:?}");
+}
+
+#[test]
+fn smollm2_does_two_grpo_steps_on_real_triples() {
+    let Some(model) = fetched(SMOLLM2) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("smol");
+    let config = work.path().join("smol.toml");
+    let samples = repo_root().join("data-samples");
+    fs::write(
+        &config,
+        format!(
+            r#"
+model = "{model}"
+input = "{triples}"
+max_prompt_tokens = 192
+[[task]]
+kind = "next-token"
+[[task]]
+kind = "asr"
+reward = "strict"
+[sampling]
+max_tokens = 24
+[grpo]
+group_size = 2
+prompts_per_step = 2
+dynamic_sampling = false
+micro_batch = 2
+[checkpoint]
+every = 2
+"#,
+            model = model.display(),
+            triples = samples.join("triples/train.parquet").display(),
+        ),
+    )
+    .unwrap();
+    rlpt_ok(&[
+        "train",
+        "--config",
+        arg(&config),
+        "--output",
+        arg(&output),
+        "--steps",
+        "2",
+    ]);
+    let lines = metrics(&output);
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_eq!(line["groups_kept"], 2, "{line}");
+        assert!(line["grad_norm"].as_f64().unwrap().is_finite(), "{line}");
+        assert!(line["response_length_mean"].as_f64().unwrap() > 0.0);
+    }
+    let state: Value = serde_json::from_str(
+        &fs::read_to_string(latest(&output).join("trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["step"], 2);
+}

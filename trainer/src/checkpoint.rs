@@ -1,0 +1,285 @@
+//! Checkpoints: `step-NNNNNNNN/` directories holding the weights (`model.safetensors`
+//! and `config.json`, loadable as a model), `tokenizer.json`, the optimizer's moments
+//! (`optimizer.safetensors`), the trainer state (`trainer_state.json`: step, data
+//! cursor, config and its hash, last metrics) and `checksums.json` (xxh3-64 of every
+//! other file).
+//!
+//! A checkpoint is assembled in `.step-NNNNNNNN.tmp/`, every file fsynced, then renamed
+//! into place, and only then does `latest` (a one-line file, itself replaced
+//! atomically) point at it; older checkpoints beyond `keep_last` are deleted after. A
+//! crash at any moment leaves the previous checkpoint and `latest` intact. Reading one
+//! verifies every checksum first and names the file that does not match.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::config::TrainConfig;
+use crate::data::Cursor;
+use crate::error::{Error, Result, io};
+
+/// The file naming the newest checkpoint.
+pub const LATEST: &str = "latest";
+const STATE: &str = "trainer_state.json";
+const CHECKSUMS: &str = "checksums.json";
+
+/// What a run needs besides the tensors to continue exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// `grpo` or `sft`.
+    pub kind: String,
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Where the data stream stands.
+    pub cursor: Cursor,
+    /// [`TrainConfig::hash`] of the run.
+    pub config_hash: String,
+    /// The run's config.
+    pub config: TrainConfig,
+    /// Lines of `metrics.jsonl` written up to this step.
+    pub metrics_lines: u64,
+    /// The last step's metrics.
+    pub metrics: serde_json::Value,
+    /// The rlpt version that wrote it.
+    pub rlpt_version: String,
+}
+
+/// The directory name of the checkpoint after `step`.
+pub fn step_dir_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+/// Writes the checkpoint of `state` into `output`: `write_files` puts the tensors and
+/// tokenizer into the directory it is given; the state and checksums are added, then
+/// the directory is published, `latest` moved, and old checkpoints pruned.
+pub fn save(
+    output: &Path,
+    state: &TrainerState,
+    keep_last: usize,
+    write_files: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let name = step_dir_name(state.step);
+    let staging = output.join(format!(".{name}.tmp"));
+    let target = output.join(&name);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    fs::create_dir_all(&staging).map_err(io(&staging))?;
+    write_files(&staging)?;
+    let state_path = staging.join(STATE);
+    let json = serde_json::to_vec_pretty(state).expect("the state serialises");
+    fs::write(&state_path, json).map_err(io(&state_path))?;
+    let sums = checksums(&staging)?;
+    let sums_path = staging.join(CHECKSUMS);
+    let json = serde_json::to_vec_pretty(&sums).expect("checksums serialise");
+    fs::write(&sums_path, json).map_err(io(&sums_path))?;
+    for file in sums.keys().map(String::as_str).chain([CHECKSUMS]) {
+        let path = staging.join(file);
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&path))?;
+    }
+    sync_dir(&staging)?;
+    if target.exists() {
+        // A checkpoint of this step from a run that crashed before moving `latest`.
+        fs::remove_dir_all(&target).map_err(io(&target))?;
+    }
+    fs::rename(&staging, &target).map_err(io(&target))?;
+    sync_dir(output)?;
+    let latest = output.join(LATEST);
+    let pending = output.join(format!("{LATEST}.tmp"));
+    fs::write(&pending, format!("{name}\n")).map_err(io(&pending))?;
+    File::open(&pending)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&pending))?;
+    fs::rename(&pending, &latest).map_err(io(&latest))?;
+    sync_dir(output)?;
+    prune(output, keep_last)?;
+    Ok(target)
+}
+
+/// The checkpoint `path` names: a checkpoint directory, or a training output directory
+/// (its `latest`).
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if path.join(STATE).exists() {
+        return Ok(path.to_path_buf());
+    }
+    let latest = path.join(LATEST);
+    let name = fs::read_to_string(&latest).map_err(|e| Error::Checkpoint {
+        path: latest.clone(),
+        problem: format!("cannot read it ({e}): no checkpoint to resume from here"),
+    })?;
+    let dir = path.join(name.trim());
+    if !dir.join(STATE).exists() {
+        return Err(Error::Checkpoint {
+            path: dir,
+            problem: format!("{} points here, but it holds no {STATE}", latest.display()),
+        });
+    }
+    Ok(dir)
+}
+
+/// Verifies every file of the checkpoint `dir` against its checksums and reads its
+/// state.
+pub fn open(dir: &Path) -> Result<TrainerState> {
+    let sums_path = dir.join(CHECKSUMS);
+    let text = fs::read_to_string(&sums_path).map_err(|e| Error::Checkpoint {
+        path: sums_path.clone(),
+        problem: format!("cannot read it ({e}); the checkpoint is incomplete"),
+    })?;
+    let expected: BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+            path: sums_path.clone(),
+            problem: format!("not a checksum list: {e}"),
+        })?;
+    for (file, sum) in &expected {
+        let path = dir.join(file);
+        if !path.exists() {
+            return Err(Error::Checkpoint {
+                path,
+                problem: "is missing; the checkpoint is incomplete".into(),
+            });
+        }
+        let actual = file_checksum(&path)?;
+        if &actual != sum {
+            return Err(Error::Checkpoint {
+                path,
+                problem: format!(
+                    "checksum {actual} differs from the recorded {sum}: the file was changed or \
+                     damaged after it was written"
+                ),
+            });
+        }
+    }
+    let state_path = dir.join(STATE);
+    let text = fs::read_to_string(&state_path).map_err(io(&state_path))?;
+    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: state_path,
+        problem: format!("not a trainer state: {e}"),
+    })
+}
+
+/// xxh3-64 of every file directly in `dir`, by name.
+fn checksums(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let mut sums = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_file() {
+            let name = path
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            sums.insert(name, file_checksum(&path)?);
+        }
+    }
+    Ok(sums)
+}
+
+fn file_checksum(path: &Path) -> Result<String> {
+    let mut hasher = Xxh3::new();
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = std::io::Read::read(&mut file, &mut buffer).map_err(io(path))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(format!("{:016x}", hasher.digest()))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Deletes all but the `keep_last` newest `step-N` directories (0: keep all), and
+/// staging directories a crash left behind.
+fn prune(output: &Path, keep_last: usize) -> Result<()> {
+    let mut steps = Vec::new();
+    for entry in fs::read_dir(output).map_err(io(output))? {
+        let path = entry.map_err(io(output))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = name else { continue };
+        if name.starts_with(".step-") && name.ends_with(".tmp") {
+            fs::remove_dir_all(&path).map_err(io(&path))?;
+        } else if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            steps.push((step, path));
+        }
+    }
+    steps.sort();
+    if keep_last > 0 && steps.len() > keep_last {
+        for (_, path) in &steps[..steps.len() - keep_last] {
+            fs::remove_dir_all(path).map_err(io(path))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(step: u64) -> TrainerState {
+        TrainerState {
+            kind: "grpo".into(),
+            step,
+            cursor: Cursor::start(1),
+            config_hash: "abc".into(),
+            config: TrainConfig::default(),
+            metrics_lines: step,
+            metrics: serde_json::json!({"step": step}),
+            rlpt_version: "test".into(),
+        }
+    }
+
+    fn save_step(output: &Path, step: u64) -> PathBuf {
+        save(output, &state(step), 2, |dir| {
+            fs::write(dir.join("model.safetensors"), format!("weights {step}")).map_err(io(dir))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn latest_points_at_the_newest_and_old_ones_are_pruned() {
+        let out = tempfile::tempdir().unwrap();
+        for step in 1..=3 {
+            save_step(out.path(), step);
+        }
+        assert_eq!(
+            resolve(out.path()).unwrap(),
+            out.path().join("step-00000003")
+        );
+        assert!(!out.path().join("step-00000001").exists());
+        assert!(out.path().join("step-00000002").exists());
+        assert_eq!(open(&out.path().join("step-00000003")).unwrap(), state(3));
+    }
+
+    #[test]
+    fn a_changed_or_missing_file_is_refused_by_name() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = save_step(out.path(), 1);
+        fs::write(dir.join("model.safetensors"), "tampered").unwrap();
+        let message = open(&dir).unwrap_err().to_string();
+        assert!(
+            message.contains("model.safetensors") && message.contains("checksum"),
+            "{message}"
+        );
+        fs::remove_file(dir.join("model.safetensors")).unwrap();
+        assert!(open(&dir).unwrap_err().to_string().contains("is missing"));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            resolve(empty.path())
+                .unwrap_err()
+                .to_string()
+                .contains("no checkpoint")
+        );
+    }
+}

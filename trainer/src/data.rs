@@ -1,0 +1,360 @@
+//! Streaming `triples` shards into the trainer in a seeded order, never holding more
+//! than one record batch and the shuffle buffer.
+//!
+//! Each epoch visits the shards in an order drawn from the seed and the epoch number;
+//! rows go through the filter (difficulty labels, minimum segment entropy) into a
+//! bounded shuffle buffer, and each draw takes a random row out of it. The whole state
+//! — epoch, shard position, next row, the generator's state and the buffered rows — is
+//! a [`Cursor`] that checkpoints store, so a resumed run draws exactly the rows the
+//! uninterrupted run would have.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt32Type};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use rlpt_lm::generate::SplitMix64;
+use serde::{Deserialize, Serialize};
+
+use crate::config::DataConfig;
+use crate::error::{Error, Result};
+
+/// Rows read from a shard at once.
+const BATCH_ROWS: usize = 256;
+
+/// One row of `triples`, with the entropy columns when the shard has them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Triple {
+    /// `doc_id#seg_index`.
+    pub id: String,
+    /// The text before the segment.
+    pub context: String,
+    /// The segment.
+    pub segment: String,
+    /// The segment after it, if any.
+    pub next_segment: Option<String>,
+    /// `difficulty` label, if tagged.
+    pub difficulty: Option<String>,
+    /// Mean entropy of the segment's tokens, if tagged.
+    pub seg_entropy_mean: Option<f32>,
+    /// Entropy of each segment token (empty if untagged).
+    pub token_entropy: Vec<f32>,
+    /// Byte offset of each segment token in the segment (empty if untagged).
+    pub token_offsets: Vec<u32>,
+}
+
+/// Where a stream stands: enough to continue it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Passes completed over the data.
+    pub epoch: u64,
+    /// Position of the shard being read in this epoch's order.
+    pub shard: usize,
+    /// Rows of that shard already read.
+    pub row: u64,
+    /// The shuffle generator's state.
+    pub rng: u64,
+    /// Rows read but not yet drawn.
+    pub buffer: Vec<Triple>,
+    /// Whether the last epoch allowed has been read to its end.
+    pub exhausted: bool,
+}
+
+impl Cursor {
+    /// The start of a stream seeded with `seed`.
+    pub fn start(seed: u64) -> Self {
+        Self {
+            epoch: 0,
+            shard: 0,
+            row: 0,
+            rng: seed ^ 0x5EED_DA7A,
+            buffer: Vec::new(),
+            exhausted: false,
+        }
+    }
+}
+
+/// Triples from a list of shards, filtered and shuffled as configured.
+pub struct TripleStream {
+    files: Vec<PathBuf>,
+    config: DataConfig,
+    seed: u64,
+    cursor: Cursor,
+    rng: SplitMix64,
+    reader: Option<Open>,
+    /// Rows accepted since the current epoch began (to notice a filter that keeps none).
+    accepted_this_epoch: u64,
+}
+
+/// The shard being read.
+struct Open {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    batch: Option<RecordBatch>,
+    at: usize,
+}
+
+impl TripleStream {
+    /// A stream over `files` (sorted by the caller) from `cursor` (or the start).
+    pub fn new(
+        files: Vec<PathBuf>,
+        config: DataConfig,
+        seed: u64,
+        cursor: Option<Cursor>,
+    ) -> Result<Self> {
+        if files.is_empty() {
+            return Err(Error::Config("no triples shards to train on".into()));
+        }
+        let cursor = cursor.unwrap_or_else(|| Cursor::start(seed));
+        Ok(Self {
+            rng: SplitMix64::new(cursor.rng),
+            files,
+            config,
+            seed,
+            accepted_this_epoch: u64::from(!cursor.buffer.is_empty() || cursor.row > 0),
+            cursor,
+            reader: None,
+        })
+    }
+
+    /// Where the stream stands now.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            rng: self.rng.state(),
+            ..self.cursor.clone()
+        }
+    }
+
+    /// The next triple; none once the configured epochs are used up.
+    pub fn next_triple(&mut self) -> Result<Option<Triple>> {
+        let capacity = self.config.shuffle_buffer.max(1);
+        while self.cursor.buffer.len() < capacity && !self.cursor.exhausted {
+            match self.read_row()? {
+                Some(triple) => self.cursor.buffer.push(triple),
+                None => break,
+            }
+        }
+        if self.cursor.buffer.is_empty() {
+            return Ok(None);
+        }
+        let pick = (self.rng.next_u64() % self.cursor.buffer.len() as u64) as usize;
+        Ok(Some(self.cursor.buffer.swap_remove(pick)))
+    }
+
+    /// The next row that passes the filter, moving across shards and epochs.
+    fn read_row(&mut self) -> Result<Option<Triple>> {
+        loop {
+            if self.cursor.shard >= self.files.len() {
+                if self.accepted_this_epoch == 0 {
+                    return Err(Error::Config(format!(
+                        "no triple in the {} input shard(s) passes the data filter \
+                         (difficulties {:?}, min_entropy {:?})",
+                        self.files.len(),
+                        self.config.difficulties,
+                        self.config.min_entropy
+                    )));
+                }
+                self.cursor.epoch += 1;
+                self.cursor.shard = 0;
+                self.cursor.row = 0;
+                self.accepted_this_epoch = 0;
+                if self.config.epochs.is_some_and(|e| self.cursor.epoch >= e) {
+                    self.cursor.exhausted = true;
+                    return Ok(None);
+                }
+            }
+            if self.reader.is_none() {
+                self.reader = Some(self.open_shard()?);
+            }
+            let open = self.reader.as_mut().expect("opened above");
+            match next_row(open)? {
+                Some((batch, index)) => {
+                    let row = self.cursor.row;
+                    self.cursor.row += 1;
+                    let triple = read_triple(&batch, index).map_err(|problem| Error::Data {
+                        path: open.path.clone(),
+                        row: Some(row),
+                        problem,
+                    })?;
+                    if self.keeps(&triple) {
+                        self.accepted_this_epoch += 1;
+                        return Ok(Some(triple));
+                    }
+                }
+                None => {
+                    self.reader = None;
+                    self.cursor.shard += 1;
+                    self.cursor.row = 0;
+                }
+            }
+        }
+    }
+
+    fn keeps(&self, triple: &Triple) -> bool {
+        let label_ok = self.config.difficulties.is_empty()
+            || triple
+                .difficulty
+                .as_ref()
+                .is_some_and(|d| self.config.difficulties.contains(d));
+        let entropy_ok = self
+            .config
+            .min_entropy
+            .is_none_or(|min| triple.seg_entropy_mean.is_some_and(|e| e >= min));
+        label_ok && entropy_ok
+    }
+
+    /// Opens the current shard of this epoch's order at the cursor's row.
+    fn open_shard(&self) -> Result<Open> {
+        let order = shard_order(self.files.len(), self.seed, self.cursor.epoch);
+        let path = self.files[order[self.cursor.shard]].clone();
+        let reader = open_triples(&path, self.cursor.row)?;
+        Ok(Open {
+            path,
+            reader,
+            batch: None,
+            at: 0,
+        })
+    }
+}
+
+/// The shards' order in `epoch`: a Fisher–Yates shuffle seeded by the seed and epoch.
+fn shard_order(count: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..count).collect();
+    let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0xA076_1D64_78BD_642F));
+    for i in (1..count).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// A reader of the triples shard `path` starting at row `offset`, after checking its
+/// schema.
+pub fn open_triples(path: &Path, offset: u64) -> Result<ParquetRecordBatchReader> {
+    let data_error = |problem: String| Error::Data {
+        path: path.to_path_buf(),
+        row: None,
+        problem,
+    };
+    let file = File::open(path).map_err(crate::error::io(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| data_error(format!("not a readable Parquet file: {e}")))?;
+    let pairs = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let metadata = rlpt_schemas::FileMetadata::from_key_values(&pairs)
+        .map_err(|e| data_error(e.to_string()))?;
+    rlpt_schemas::triples::spec()
+        .check(builder.schema(), metadata.as_ref())
+        .map_err(|e| data_error(e.to_string()))?;
+    builder
+        .with_batch_size(BATCH_ROWS)
+        .with_offset(offset as usize)
+        .build()
+        .map_err(|e| data_error(e.to_string()))
+}
+
+/// The next (batch, row) of an open shard.
+fn next_row(open: &mut Open) -> Result<Option<(RecordBatch, usize)>> {
+    loop {
+        if let Some(batch) = &open.batch
+            && open.at < batch.num_rows()
+        {
+            open.at += 1;
+            return Ok(Some((batch.clone(), open.at - 1)));
+        }
+        match open.reader.next() {
+            Some(Ok(batch)) => {
+                open.batch = Some(batch);
+                open.at = 0;
+            }
+            Some(Err(e)) => {
+                return Err(Error::Data {
+                    path: open.path.clone(),
+                    row: None,
+                    problem: format!("reading: {e}"),
+                });
+            }
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Row `row` of a triples batch.
+pub fn read_triple(batch: &RecordBatch, row: usize) -> std::result::Result<Triple, String> {
+    let text = |name: &str| -> std::result::Result<Option<String>, String> {
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("no column `{name}`"))?;
+        if column.is_null(row) {
+            return Ok(None);
+        }
+        let value = match (column.as_string_opt::<i32>(), column.as_string_opt::<i64>()) {
+            (Some(strings), _) => strings.value(row),
+            (_, Some(strings)) => strings.value(row),
+            _ => return Err(format!("`{name}` is {}, not text", column.data_type())),
+        };
+        Ok(Some(value.to_string()))
+    };
+    let required = |name: &str| text(name)?.ok_or_else(|| format!("`{name}` is null"));
+    let floats = |name: &str| -> Vec<f32> {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_list_opt::<i32>())
+            .filter(|list| !list.is_null(row))
+            .map(|list| {
+                list.value(row)
+                    .as_primitive::<Float32Type>()
+                    .values()
+                    .to_vec()
+            })
+            .unwrap_or_default()
+    };
+    let token_offsets = batch
+        .column_by_name("token_offsets")
+        .and_then(|c| c.as_list_opt::<i32>())
+        .filter(|list| !list.is_null(row))
+        .map(|list| {
+            list.value(row)
+                .as_primitive::<UInt32Type>()
+                .values()
+                .to_vec()
+        })
+        .unwrap_or_default();
+    let token_entropy = floats("token_entropy");
+    if token_entropy.len() != token_offsets.len() {
+        return Err(format!(
+            "{} token entropies but {} token offsets",
+            token_entropy.len(),
+            token_offsets.len()
+        ));
+    }
+    let seg_entropy_mean = batch
+        .column_by_name("seg_entropy_mean")
+        .and_then(|c| c.as_primitive_opt::<Float32Type>())
+        .filter(|c| !c.is_null(row))
+        .map(|c| c.value(row));
+    Ok(Triple {
+        id: required("id")?,
+        context: required("context")?,
+        segment: required("segment")?,
+        next_segment: text("next_segment")?,
+        difficulty: if batch.column_by_name("difficulty").is_some() {
+            text("difficulty")?
+        } else {
+            None
+        },
+        seg_entropy_mean,
+        token_entropy,
+        token_offsets,
+    })
+}

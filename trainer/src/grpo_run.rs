@@ -1,0 +1,618 @@
+//! `rlpt train`: the GRPO loop. Each step draws prompts (task chosen by weight, triple
+//! from the stream), samples `group_size` completions of each, scores them, drops
+//! groups whose rewards are all equal and draws new prompts in their place (dynamic
+//! sampling, up to `max_refill_rounds` extra rounds), then updates the policy on the
+//! kept groups with the clipped surrogate in micro-batches, and writes a metrics line.
+//!
+//! Every random choice of step `s` comes from generators seeded by (seed, s, round),
+//! and the data stream's state is in each checkpoint, so a resumed run repeats the
+//! uninterrupted one bit for bit on CPU.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Tensor;
+use rlpt_lm::generate::SplitMix64;
+use rlpt_lm::{Mode, Model, SamplingConfig, WeightFormat};
+use serde_json::{Value, json};
+
+use crate::config::TrainConfig;
+use crate::error::{Error, Result, compute};
+use crate::grpo::{Objective, advantages, overlong_penalty, zero_variance};
+use crate::judge::{Case, Judge};
+use crate::policy::{Policy, Sequence, completion_log_probs};
+use crate::rewards::{self, RewardKind};
+use crate::run::{Gradients, Run};
+use crate::tasks::{self, Instance, TaskKind};
+
+/// Triples read in a row that cannot serve a task before giving up on it.
+const MAX_UNUSABLE: usize = 10_000;
+
+/// A task of the mix, parsed.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// What it asks.
+    pub kind: TaskKind,
+    /// Its share.
+    pub weight: f64,
+    /// How answers are scored.
+    pub reward: RewardKind,
+    /// Its prompt.
+    pub template: String,
+}
+
+impl TaskSpec {
+    /// The tasks of `config`.
+    pub fn all(config: &TrainConfig) -> Result<Vec<Self>> {
+        config
+            .tasks
+            .iter()
+            .map(|task| {
+                let kind = TaskKind::parse(&task.kind)?;
+                Ok(Self {
+                    kind,
+                    weight: task.weight,
+                    reward: RewardKind::parse(
+                        task.reward.as_deref().unwrap_or(kind.default_reward()),
+                    )?,
+                    template: task
+                        .template
+                        .clone()
+                        .unwrap_or_else(|| kind.default_template().to_string()),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A prompt ready for sampling.
+pub struct Drawn {
+    /// Index of its task.
+    pub task: usize,
+    /// Its ids.
+    pub prompt: Vec<u32>,
+    /// What it was made of.
+    pub instance: Instance,
+}
+
+/// A prompt's sampled completions and their rewards.
+pub struct Group {
+    /// The prompt's ids.
+    pub prompt: Vec<u32>,
+    /// Each completion's ids (eos included when it ended there).
+    pub completions: Vec<Vec<u32>>,
+    /// Each completion's reward.
+    pub rewards: Vec<f32>,
+}
+
+/// Rollout counters of a step.
+#[derive(Default)]
+struct Rollouts {
+    groups: usize,
+    zero_variance: usize,
+    completions: usize,
+    format_failures: usize,
+    judge_failures: usize,
+    generated_tokens: usize,
+    /// Per task: (sum, sum of squares, count) of rewards.
+    per_task: Vec<(f64, f64, usize)>,
+}
+
+/// Scores completions: rewards by kind, through the judge when semantic.
+pub struct Scorer {
+    tasks: Vec<TaskSpec>,
+    judge: Option<Judge>,
+}
+
+/// One completion's score.
+pub struct Score {
+    /// The reward (0 for a missing answer).
+    pub reward: f32,
+    /// The answer could not be found.
+    pub format_failure: bool,
+    /// The judge gave no readable verdict.
+    pub judge_failure: bool,
+}
+
+impl Scorer {
+    /// The scorer of `config`'s tasks; loads the judge only if a task needs it.
+    pub fn new(config: &TrainConfig) -> Result<Self> {
+        let tasks = TaskSpec::all(config)?;
+        let needs_judge = tasks.iter().any(|t| t.reward == RewardKind::PrefixSemantic);
+        let judge = if !needs_judge {
+            None
+        } else if let Some(endpoint) = &config.judge.endpoint {
+            Some(Judge::http(endpoint, &config.judge)?)
+        } else {
+            let path = config.judge.model.as_ref().unwrap_or(&config.model);
+            let device = rlpt_lm::device(&config.device)?;
+            let tokenizer = crate::policy::tokenizer_for(path, None).or_else(|_| {
+                crate::policy::tokenizer_for(&config.model, config.tokenizer.as_deref())
+            })?;
+            let model = Model::load(path, WeightFormat::F32, &device)?;
+            Some(Judge::local(model, tokenizer, &config.judge))
+        };
+        Ok(Self { tasks, judge })
+    }
+
+    /// The tasks scored.
+    pub fn tasks(&self) -> &[TaskSpec] {
+        &self.tasks
+    }
+
+    /// Scores `texts`, the completions of prompts of `task` made from `instance`.
+    pub fn score(
+        &self,
+        policy: &Policy,
+        task: usize,
+        instance: &Instance,
+        texts: &[&str],
+    ) -> Result<Vec<Score>> {
+        let spec = &self.tasks[task];
+        let answers: Vec<Option<&str>> = texts
+            .iter()
+            .map(|text| match spec.kind {
+                TaskKind::NextToken => rewards::boxed_answer(text),
+                TaskKind::Asr | TaskKind::Msr => rewards::tagged_prediction(text),
+            })
+            .collect();
+        let verdicts: Vec<Option<bool>> = match spec.reward {
+            RewardKind::PrefixToken => {
+                let ids = policy.tokenizer.encode(&instance.reference)?;
+                let tokens: Vec<Vec<u8>> = ids
+                    .iter()
+                    .map(|&id| policy.tokenizer.token_bytes(id))
+                    .collect();
+                answers
+                    .iter()
+                    .map(|a| Some(a.is_some_and(|a| rewards::prefix_token(a, &tokens))))
+                    .collect()
+            }
+            RewardKind::Strict => answers
+                .iter()
+                .map(|a| Some(a.is_some_and(|a| rewards::strict(a, &instance.reference))))
+                .collect(),
+            RewardKind::PrefixSemantic => self.judged(instance, &answers)?,
+        };
+        Ok(answers
+            .iter()
+            .zip(verdicts)
+            .map(|(answer, verdict)| Score {
+                reward: f32::from(u8::from(verdict == Some(true))),
+                format_failure: answer.is_none(),
+                judge_failure: answer.is_some() && verdict.is_none(),
+            })
+            .collect())
+    }
+
+    /// Judge verdicts for the answers that exist (false for missing ones).
+    fn judged(&self, instance: &Instance, answers: &[Option<&str>]) -> Result<Vec<Option<bool>>> {
+        let judge = self.judge.as_ref().expect("built when a task needs it");
+        let present: Vec<(usize, &str)> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.map(|a| (i, a)))
+            .collect();
+        let cases: Vec<Case<'_>> = present
+            .iter()
+            .map(|&(_, prediction)| Case {
+                context: &instance.before,
+                reference: &instance.reference,
+                prediction,
+            })
+            .collect();
+        let verdicts = judge.judge(&cases)?;
+        let mut out = vec![Some(false); answers.len()];
+        for ((i, _), verdict) in present.iter().zip(verdicts) {
+            out[*i] = verdict;
+        }
+        Ok(out)
+    }
+}
+
+/// What a finished run did.
+pub struct Summary {
+    /// Steps done in total.
+    pub steps: u64,
+    /// The checkpoint it resumed from.
+    pub resumed_from: Option<PathBuf>,
+    /// The last step's metrics.
+    pub last: Value,
+}
+
+/// A seed for (seed, step, round, purpose), mixed so nearby inputs give unrelated
+/// streams.
+pub fn mix(seed: u64, step: u64, round: u64, purpose: u64) -> u64 {
+    let mut rng = SplitMix64::new(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.next_u64() ^ round.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ purpose.rotate_left(32)
+}
+
+/// Runs GRPO to `config.steps`, from `resume` when given; `on_step` sees each step's
+/// metrics.
+pub fn train(
+    config: TrainConfig,
+    files: Vec<PathBuf>,
+    resume: Option<&Path>,
+    on_step: &mut dyn FnMut(u64, &Value),
+) -> Result<Summary> {
+    let optim = config.optim.clone();
+    let mut run = Run::start(config, "grpo", optim, files, resume)?;
+    let scorer = Scorer::new(&run.config)?;
+    let reference = if run.config.grpo.kl_beta > 0.0 {
+        let device = run.device().clone();
+        Some(Model::load(&run.config.model, WeightFormat::F32, &device)?)
+    } else {
+        None
+    };
+    let mut last = Value::Null;
+    while run.step < run.config.steps {
+        let metrics = grpo_step(&mut run, &scorer, reference.as_ref())?;
+        on_step(run.step + 1, &metrics);
+        run.finish_step(metrics.clone())?;
+        last = metrics;
+    }
+    Ok(Summary {
+        steps: run.step,
+        resumed_from: run.resumed_from.clone(),
+        last,
+    })
+}
+
+/// One GRPO step.
+fn grpo_step(run: &mut Run, scorer: &Scorer, reference: Option<&Model>) -> Result<Value> {
+    let grpo = run.config.grpo.clone();
+    let started = Instant::now();
+    let mut stats = Rollouts {
+        per_task: vec![(0.0, 0.0, 0); scorer.tasks().len()],
+        ..Rollouts::default()
+    };
+    let mut kept: Vec<Group> = Vec::new();
+    let rounds = if grpo.dynamic_sampling {
+        grpo.max_refill_rounds + 1
+    } else {
+        1
+    };
+    for round in 0..rounds as u64 {
+        let wanted = grpo.prompts_per_step - kept.len();
+        if wanted == 0 {
+            break;
+        }
+        let mut choose = SplitMix64::new(mix(run.config.seed, run.step, round, 1));
+        let drawn = draw(run, scorer.tasks(), wanted, &mut choose)?;
+        if drawn.is_empty() {
+            break;
+        }
+        let seed = mix(run.config.seed, run.step, round, 2);
+        for group in rollout(run, scorer, &drawn, seed, &mut stats)? {
+            if !grpo.dynamic_sampling || !zero_variance(&group.rewards) {
+                kept.push(group);
+            }
+        }
+    }
+    let rollout_s = started.elapsed().as_secs_f64();
+    let updating = Instant::now();
+    let lr = run.learning_rate();
+    let update = if kept.is_empty() {
+        None
+    } else {
+        Some(update(run, &kept, reference, lr)?)
+    };
+    let timing = (rollout_s, updating.elapsed().as_secs_f64());
+    Ok(step_metrics(
+        run,
+        scorer.tasks(),
+        &stats,
+        &kept,
+        update,
+        lr,
+        timing,
+    ))
+}
+
+/// Up to `wanted` prompts: each task picked by weight, each from the next triples that
+/// can serve it. Fewer when the data runs out.
+pub fn draw(
+    run: &mut Run,
+    tasks: &[TaskSpec],
+    wanted: usize,
+    choose: &mut SplitMix64,
+) -> Result<Vec<Drawn>> {
+    let total: f64 = tasks.iter().map(|t| t.weight).sum();
+    let mut drawn = Vec::with_capacity(wanted);
+    while drawn.len() < wanted {
+        let mut target = choose.next_f64() * total;
+        let task = tasks
+            .iter()
+            .position(|t| {
+                target -= t.weight;
+                target < 0.0
+            })
+            .unwrap_or(tasks.len() - 1);
+        let spec = &tasks[task];
+        let mut unusable = 0;
+        let instance = loop {
+            let Some(triple) = run.stream.next_triple()? else {
+                return Ok(drawn);
+            };
+            if let Some(instance) =
+                tasks::instance(spec.kind, &triple, run.config.data.hard_token_entropy)
+            {
+                break instance;
+            }
+            unusable += 1;
+            if unusable >= MAX_UNUSABLE {
+                return Err(Error::Config(format!(
+                    "{MAX_UNUSABLE} triples in a row cannot serve the {} task (next-token needs \
+                     entropy-tagged triples with a token of entropy ≥ {}; msr a next segment)",
+                    spec.kind.name(),
+                    run.config.data.hard_token_entropy
+                )));
+            }
+        };
+        let prompt = run.policy.prompt_ids(
+            spec.kind,
+            &spec.template,
+            &instance,
+            run.config.max_prompt_tokens,
+        )?;
+        drawn.push(Drawn {
+            task,
+            prompt,
+            instance,
+        });
+    }
+    Ok(drawn)
+}
+
+/// Samples and scores `group_size` completions of each drawn prompt.
+fn rollout(
+    run: &Run,
+    scorer: &Scorer,
+    drawn: &[Drawn],
+    seed: u64,
+    stats: &mut Rollouts,
+) -> Result<Vec<Group>> {
+    let group_size = run.config.grpo.group_size;
+    let s = &run.config.sampling;
+    let sampling = SamplingConfig {
+        temperature: s.temperature,
+        top_k: s.top_k,
+        top_p: s.top_p,
+        max_tokens: s.max_tokens,
+        stop: run
+            .policy
+            .chat
+            .end_of_turn()
+            .map(String::from)
+            .into_iter()
+            .chain(s.stop.iter().cloned())
+            .collect(),
+        seed,
+    };
+    let prompts: Vec<Vec<u32>> = drawn
+        .iter()
+        .flat_map(|d| std::iter::repeat_n(d.prompt.clone(), group_size))
+        .collect();
+    let generations = run.policy.sample(&prompts, &sampling)?;
+    let mut groups = Vec::with_capacity(drawn.len());
+    for (d, gens) in drawn.iter().zip(generations.chunks(group_size)) {
+        let texts: Vec<&str> = gens.iter().map(|g| g.text.as_str()).collect();
+        let scores = scorer.score(&run.policy, d.task, &d.instance, &texts)?;
+        let completions: Vec<Vec<u32>> = gens
+            .iter()
+            .map(|g| run.policy.completion_tokens(g))
+            .collect();
+        let rewards: Vec<f32> = scores
+            .iter()
+            .zip(&completions)
+            .map(|(score, tokens)| {
+                let penalty =
+                    overlong_penalty(tokens.len(), s.max_tokens, run.config.grpo.overlong_buffer);
+                score.reward + penalty
+            })
+            .collect();
+        stats.groups += 1;
+        stats.zero_variance += usize::from(zero_variance(&rewards));
+        stats.completions += gens.len();
+        stats.format_failures += scores.iter().filter(|s| s.format_failure).count();
+        stats.judge_failures += scores.iter().filter(|s| s.judge_failure).count();
+        stats.generated_tokens += gens.iter().map(|g| g.tokens.len()).sum::<usize>();
+        let task = &mut stats.per_task[d.task];
+        for &r in &rewards {
+            task.0 += f64::from(r);
+            task.1 += f64::from(r) * f64::from(r);
+            task.2 += 1;
+        }
+        groups.push(Group {
+            prompt: d.prompt.clone(),
+            completions,
+            rewards,
+        });
+    }
+    Ok(groups)
+}
+
+/// What an update did.
+pub struct Update {
+    /// The loss (token mean over the batch).
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Share of completion tokens whose ratio was clipped.
+    pub clip_fraction: f64,
+    /// Mean k3 KL per token (0 without a reference).
+    pub kl: f64,
+    /// Completion tokens trained on.
+    pub tokens: usize,
+}
+
+/// One sequence of the update: prompt, completion, advantage.
+struct Row<'a> {
+    prompt: &'a [u32],
+    completion: &'a [u32],
+    advantage: f32,
+}
+
+/// `updates_per_batch` optimizer updates of the policy on `kept` groups at `lr`
+/// (advantages normalised within each group), with the k3 KL to `reference` when the
+/// config weights it.
+pub fn update(run: &mut Run, kept: &[Group], reference: Option<&Model>, lr: f64) -> Result<Update> {
+    let grpo = run.config.grpo.clone();
+    let objective = Objective {
+        epsilon_low: grpo.epsilon_low,
+        epsilon_high: grpo.epsilon_high,
+        kl_beta: grpo.kl_beta,
+    };
+    let rows: Vec<Row<'_>> = kept
+        .iter()
+        .flat_map(|group| {
+            let advantages = advantages(&group.rewards, grpo.std_epsilon);
+            group
+                .completions
+                .iter()
+                .zip(advantages)
+                .map(|(completion, advantage)| Row {
+                    prompt: &group.prompt,
+                    completion,
+                    advantage,
+                })
+        })
+        .collect();
+    let tokens: usize = rows.iter().map(|r| r.completion.len()).sum();
+    let batches: Vec<&[Row<'_>]> = rows.chunks(grpo.micro_batch).collect();
+    let pad = run.policy.pad();
+    let frozen = |model: &Model, batch: &[Row<'_>]| -> Result<Tensor> {
+        Ok(completion_log_probs(model, &sequences(batch), pad, Mode::Inference)?.0)
+    };
+    // The sampling policy's log-probs, when several updates make the ratio move.
+    let old: Option<Vec<Tensor>> = if grpo.updates_per_batch > 1 {
+        Some(
+            batches
+                .iter()
+                .map(|b| frozen(&run.policy.model, b))
+                .collect::<Result<_>>()?,
+        )
+    } else {
+        None
+    };
+    let refs: Option<Vec<Tensor>> = match reference {
+        Some(model) => Some(
+            batches
+                .iter()
+                .map(|b| frozen(model, b))
+                .collect::<Result<_>>()?,
+        ),
+        None => None,
+    };
+    let mut result = Update {
+        loss: 0.0,
+        grad_norm: 0.0,
+        clip_fraction: 0.0,
+        kl: 0.0,
+        tokens,
+    };
+    for _ in 0..grpo.updates_per_batch.max(1) {
+        let mut grads = Gradients::new(&run.policy);
+        let (mut loss, mut clipped, mut kl) = (0.0, 0.0, 0.0);
+        for (index, batch) in batches.iter().enumerate() {
+            let (log_probs, mask) = completion_log_probs(
+                &run.policy.model,
+                &sequences(batch),
+                pad,
+                Mode::Differentiable,
+            )?;
+            let old_log_probs = match &old {
+                Some(old) => old[index].clone(),
+                None => log_probs.detach(),
+            };
+            let advantages: Vec<f32> = batch.iter().map(|r| r.advantage).collect();
+            let advantages = Tensor::from_vec(advantages, batch.len(), run.device())
+                .map_err(compute("advantages"))?;
+            let micro = objective
+                .micro_loss(
+                    &log_probs,
+                    &old_log_probs,
+                    refs.as_ref().map(|r| &r[index]),
+                    &advantages,
+                    &mask,
+                    tokens as f32,
+                )
+                .map_err(compute("GRPO loss"))?;
+            let store = micro.loss.backward().map_err(compute("backward pass"))?;
+            grads.add(&run.policy, &store)?;
+            loss += f64::from(micro.loss.to_scalar::<f32>().map_err(compute("loss"))?);
+            clipped += f64::from(micro.clipped);
+            kl += f64::from(micro.kl_sum);
+        }
+        result.grad_norm = run.apply(grads, lr)?;
+        result.loss = loss;
+        result.clip_fraction = clipped / tokens as f64;
+        result.kl = kl / tokens as f64;
+    }
+    Ok(result)
+}
+
+fn sequences<'a>(rows: &[Row<'a>]) -> Vec<Sequence<'a>> {
+    rows.iter()
+        .map(|r| Sequence {
+            prompt: r.prompt,
+            completion: r.completion,
+        })
+        .collect()
+}
+
+/// The step's metrics line.
+fn step_metrics(
+    run: &Run,
+    tasks: &[TaskSpec],
+    stats: &Rollouts,
+    kept: &[Group],
+    update: Option<Update>,
+    lr: f64,
+    (rollout_s, update_s): (f64, f64),
+) -> Value {
+    let (sum, squares, count) = stats
+        .per_task
+        .iter()
+        .fold((0.0, 0.0, 0), |a, t| (a.0 + t.0, a.1 + t.1, a.2 + t.2));
+    let mean_std = |sum: f64, squares: f64, count: usize| {
+        let n = count.max(1) as f64;
+        let mean = sum / n;
+        (mean, (squares / n - mean * mean).max(0.0).sqrt())
+    };
+    let (reward_mean, reward_std) = mean_std(sum, squares, count);
+    let mut per_task = serde_json::Map::new();
+    for (spec, &(s, q, n)) in tasks.iter().zip(&stats.per_task) {
+        let (mean, std) = mean_std(s, q, n);
+        per_task.insert(
+            spec.kind.name().into(),
+            json!({"reward_mean": mean, "reward_std": std, "completions": n}),
+        );
+    }
+    let completions = stats.completions.max(1) as f64;
+    let tokens_per_s = stats.generated_tokens as f64 / rollout_s.max(1e-9);
+    json!({
+        "step": run.step + 1,
+        "lr": lr,
+        "reward_mean": reward_mean,
+        "reward_std": reward_std,
+        "tasks": per_task,
+        "groups_sampled": stats.groups,
+        "groups_kept": kept.len(),
+        "zero_variance_fraction": stats.zero_variance as f64 / stats.groups.max(1) as f64,
+        "format_failures": stats.format_failures,
+        "format_failure_fraction": stats.format_failures as f64 / completions,
+        "judge_failures": stats.judge_failures,
+        "response_length_mean": stats.generated_tokens as f64 / completions,
+        "loss": update.as_ref().map(|u| u.loss),
+        "grad_norm": update.as_ref().map(|u| u.grad_norm),
+        "clip_fraction": update.as_ref().map(|u| u.clip_fraction),
+        "kl": update.as_ref().map(|u| u.kl),
+        "trained_tokens": update.as_ref().map_or(0, |u| u.tokens),
+        "timing": {
+            "rollout_s": rollout_s,
+            "update_s": update_s,
+            "rollout_tokens_per_s": tokens_per_s,
+        },
+    })
+}

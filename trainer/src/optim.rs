@@ -1,0 +1,223 @@
+//! AdamW whose moments can be saved and restored (candle-nn's cannot export them),
+//! global gradient-norm clipping, and the learning-rate schedule (linear warmup, then
+//! constant or cosine decay).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor, Var};
+
+use crate::config::OptimConfig;
+use crate::error::{Error, Result, compute};
+
+/// AdamW (decoupled weight decay) over named parameters.
+pub struct AdamW {
+    config: OptimConfig,
+    /// Updates applied so far.
+    step: u64,
+    /// First and second moments per parameter, in the parameters' order.
+    moments: Vec<(Tensor, Tensor)>,
+}
+
+impl AdamW {
+    /// Zero moments for `params`.
+    pub fn new(config: OptimConfig, params: &[(String, Var)]) -> Result<Self> {
+        let moments = params
+            .iter()
+            .map(|(_, var)| {
+                let zeros = var.zeros_like()?;
+                Ok((zeros.clone(), zeros))
+            })
+            .collect::<candle_core::Result<_>>()
+            .map_err(compute("optimizer state"))?;
+        Ok(Self {
+            config,
+            step: 0,
+            moments,
+        })
+    }
+
+    /// Updates applied so far.
+    pub fn steps_taken(&self) -> u64 {
+        self.step
+    }
+
+    /// One update of `params` with `grads` (same order) at learning rate `lr`.
+    pub fn update(&mut self, params: &[(String, Var)], grads: &[Tensor], lr: f64) -> Result<()> {
+        self.step += 1;
+        let c = &self.config;
+        let t = self.step as i32;
+        let (bias1, bias2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
+        for (((_, var), grad), (m, v)) in params.iter().zip(grads).zip(&mut self.moments) {
+            let mut run = || -> candle_core::Result<()> {
+                *m = ((&*m * c.beta1)? + (grad * (1.0 - c.beta1))?)?;
+                *v = ((&*v * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
+                let step = ((&*m / bias1)? / ((&*v / bias2)?.sqrt()? + c.eps)?)?;
+                let decayed = (var.as_tensor() * (1.0 - lr * c.weight_decay))?;
+                var.set(&(decayed - (step * lr)?)?)
+            };
+            run().map_err(compute("AdamW update"))?;
+        }
+        Ok(())
+    }
+
+    /// The moments as named tensors (`exp_avg.NAME`, `exp_avg_sq.NAME`) and the step.
+    pub fn save(&self, params: &[(String, Var)], path: &Path) -> Result<()> {
+        let mut tensors = HashMap::new();
+        for ((name, _), (m, v)) in params.iter().zip(&self.moments) {
+            tensors.insert(format!("exp_avg.{name}"), m.clone());
+            tensors.insert(format!("exp_avg_sq.{name}"), v.clone());
+        }
+        let step = Tensor::new(&[self.step as u32], &Device::Cpu).map_err(compute("step"))?;
+        tensors.insert("step".into(), step);
+        candle_core::safetensors::save(&tensors, path)
+            .map_err(compute(&format!("writing {}", path.display())))
+    }
+
+    /// Restores moments and step written by [`AdamW::save`] for the same parameters.
+    pub fn load(&mut self, params: &[(String, Var)], path: &Path, device: &Device) -> Result<()> {
+        let refuse = |problem: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let mut tensors = candle_core::safetensors::load(path, device)
+            .map_err(|e| refuse(format!("not a readable optimizer state: {e}")))?;
+        let mut take = |key: String, like: &Var| {
+            let tensor = tensors
+                .remove(&key)
+                .ok_or_else(|| refuse(format!("has no `{key}`: written for another model")))?;
+            if tensor.shape() != like.shape() {
+                return Err(refuse(format!(
+                    "`{key}` has shape {:?}, the model's is {:?}",
+                    tensor.shape(),
+                    like.shape()
+                )));
+            }
+            Ok(tensor)
+        };
+        let mut moments = Vec::with_capacity(params.len());
+        for (name, var) in params {
+            moments.push((
+                take(format!("exp_avg.{name}"), var)?,
+                take(format!("exp_avg_sq.{name}"), var)?,
+            ));
+        }
+        let step = tensors
+            .remove("step")
+            .and_then(|s| s.to_vec1::<u32>().ok())
+            .and_then(|s| s.first().copied())
+            .ok_or_else(|| refuse("has no `step`".into()))?;
+        self.moments = moments;
+        self.step = u64::from(step);
+        Ok(())
+    }
+}
+
+/// Scales `grads` in place so their global L2 norm is at most `max_norm` (0: no
+/// clipping); returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
+    let mut total = 0.0f64;
+    for grad in grads.iter() {
+        let square = grad
+            .sqr()
+            .and_then(|s| s.sum_all())
+            .and_then(|s| s.to_dtype(candle_core::DType::F64))
+            .and_then(|s| s.to_scalar::<f64>())
+            .map_err(compute("gradient norm"))?;
+        total += square;
+    }
+    let norm = total.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for grad in grads.iter_mut() {
+            *grad = (&*grad * scale).map_err(compute("clipping gradients"))?;
+        }
+    }
+    Ok(norm)
+}
+
+/// The learning rate of update `step` (0-based) of `total`: linear warmup over
+/// `warmup_steps`, then `lr` (constant) or a cosine from `lr` to `lr · min_lr_ratio`.
+pub fn learning_rate(config: &OptimConfig, step: u64, total: u64) -> f64 {
+    if step < config.warmup_steps {
+        return config.lr * (step + 1) as f64 / config.warmup_steps as f64;
+    }
+    if config.schedule != "cosine" {
+        return config.lr;
+    }
+    let span = total.saturating_sub(config.warmup_steps).max(1) as f64;
+    let progress = ((step - config.warmup_steps) as f64 / span).min(1.0);
+    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adamw_matches_the_update_by_hand_and_restores_exactly() {
+        let config = OptimConfig {
+            lr: 0.1,
+            weight_decay: 0.5,
+            ..OptimConfig::default()
+        };
+        let var = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+        let params = vec![("w".to_string(), var.clone())];
+        let mut adam = AdamW::new(config.clone(), &params).unwrap();
+        let grad = Tensor::new(&[0.5f32, -0.25], &Device::Cpu).unwrap();
+        adam.update(&params, std::slice::from_ref(&grad), 0.1)
+            .unwrap();
+        // Step 1: m̂ = g, v̂ = g², so the step is g/|g| ≈ sign(g); decay 1 − 0.05.
+        let w = var.to_vec1::<f32>().unwrap();
+        assert!((w[0] - (1.0 * 0.95 - 0.1)).abs() < 1e-6, "{w:?}");
+        assert!((w[1] - (-2.0 * 0.95 + 0.1)).abs() < 1e-6, "{w:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("optimizer.safetensors");
+        adam.save(&params, &path).unwrap();
+        let twin = Var::from_tensor(var.as_tensor()).unwrap();
+        let twin_params = vec![("w".to_string(), twin.clone())];
+        let mut restored = AdamW::new(config, &twin_params).unwrap();
+        restored.load(&twin_params, &path, &Device::Cpu).unwrap();
+        assert_eq!(restored.steps_taken(), 1);
+        adam.update(&params, std::slice::from_ref(&grad), 0.1)
+            .unwrap();
+        restored.update(&twin_params, &[grad], 0.1).unwrap();
+        assert_eq!(
+            var.to_vec1::<f32>().unwrap(),
+            twin.to_vec1::<f32>().unwrap()
+        );
+    }
+
+    #[test]
+    fn clipping_scales_to_the_global_norm() {
+        let mut grads = vec![
+            Tensor::new(&[3.0f32], &Device::Cpu).unwrap(),
+            Tensor::new(&[4.0f32], &Device::Cpu).unwrap(),
+        ];
+        let norm = clip_grad_norm(&mut grads, 1.0).unwrap();
+        assert!((norm - 5.0).abs() < 1e-9);
+        let a = grads[0].to_vec1::<f32>().unwrap()[0];
+        let b = grads[1].to_vec1::<f32>().unwrap()[0];
+        assert!(((a * a + b * b).sqrt() - 1.0).abs() < 1e-4);
+        assert!(clip_grad_norm(&mut grads, 0.0).unwrap() < 1.01);
+    }
+
+    #[test]
+    fn warmup_then_cosine() {
+        let config = OptimConfig {
+            lr: 1.0,
+            warmup_steps: 2,
+            schedule: "cosine".into(),
+            min_lr_ratio: 0.0,
+            ..OptimConfig::default()
+        };
+        let lrs: Vec<f64> = (0..6).map(|s| learning_rate(&config, s, 6)).collect();
+        assert_eq!(&lrs[..3], &[0.5, 1.0, 1.0]);
+        assert!((lrs[4] - 0.5).abs() < 1e-12, "{lrs:?}");
+        assert!(lrs[5] < lrs[4]);
+        let constant = OptimConfig::default();
+        assert_eq!(learning_rate(&constant, 99, 10), constant.lr);
+    }
+}

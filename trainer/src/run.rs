@@ -1,0 +1,269 @@
+//! What GRPO and SFT runs share: starting fresh or from a checkpoint (verified, and
+//! refused under another config), the optimizer step with gradient accumulation and
+//! clipping, the metrics file, and checkpoints on schedule.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor};
+
+use crate::checkpoint::{self, TrainerState};
+use crate::config::{OptimConfig, TrainConfig};
+use crate::data::TripleStream;
+use crate::error::{Error, Result, compute, io};
+use crate::optim::{AdamW, clip_grad_norm, learning_rate};
+use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
+
+/// The metrics file in a run's output directory.
+pub const METRICS: &str = "metrics.jsonl";
+
+/// A training run in progress.
+pub struct Run {
+    /// Its config.
+    pub config: TrainConfig,
+    /// `grpo` or `sft`.
+    pub kind: &'static str,
+    /// The model being trained.
+    pub policy: Policy,
+    /// Its optimizer.
+    pub optimizer: AdamW,
+    /// The data.
+    pub stream: TripleStream,
+    /// Steps done.
+    pub step: u64,
+    /// Where the run resumed from, if it did.
+    pub resumed_from: Option<PathBuf>,
+    optim: OptimConfig,
+    metrics_lines: u64,
+    last_metrics: serde_json::Value,
+}
+
+impl Run {
+    /// Starts `kind` on `files` — from the checkpoint `resume` names (a checkpoint or
+    /// an output directory) when given; a fresh start refuses an output directory that
+    /// already holds checkpoints.
+    pub fn start(
+        config: TrainConfig,
+        kind: &'static str,
+        optim: OptimConfig,
+        files: Vec<std::path::PathBuf>,
+        resume: Option<&Path>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let device = rlpt_lm::device(&config.device)?;
+        fs::create_dir_all(&config.output).map_err(io(&config.output))?;
+        let tokenizer = tokenizer_for(&config.model, config.tokenizer.as_deref())?;
+        let metrics_path = config.output.join(METRICS);
+        let Some(resume) = resume else {
+            if config.output.join(checkpoint::LATEST).exists() {
+                return Err(Error::Config(format!(
+                    "{} already holds checkpoints of a run; pass --resume to continue it, or \
+                     choose another --output",
+                    config.output.display()
+                )));
+            }
+            File::create(&metrics_path).map_err(io(&metrics_path))?;
+            let policy = Policy::load(&config.model, tokenizer, &device, &config.chat_template)?;
+            let optimizer = AdamW::new(optim.clone(), &policy.params)?;
+            let stream = TripleStream::new(files, config.data.clone(), config.seed, None)?;
+            return Ok(Self {
+                config,
+                kind,
+                policy,
+                optimizer,
+                stream,
+                step: 0,
+                resumed_from: None,
+                optim,
+                metrics_lines: 0,
+                last_metrics: serde_json::Value::Null,
+            });
+        };
+        let dir = checkpoint::resolve(resume)?;
+        let state = checkpoint::open(&dir)?;
+        refuse_mismatch(&dir, &state, &config, kind)?;
+        keep_lines(&metrics_path, state.metrics_lines)?;
+        let policy = Policy::load(
+            &checkpoint_weights(&dir),
+            tokenizer,
+            &device,
+            &config.chat_template,
+        )?;
+        let mut optimizer = AdamW::new(optim.clone(), &policy.params)?;
+        optimizer.load(&policy.params, &dir.join("optimizer.safetensors"), &device)?;
+        let stream =
+            TripleStream::new(files, config.data.clone(), config.seed, Some(state.cursor))?;
+        Ok(Self {
+            config,
+            kind,
+            policy,
+            optimizer,
+            stream,
+            step: state.step,
+            resumed_from: Some(dir),
+            optim,
+            metrics_lines: state.metrics_lines,
+            last_metrics: state.metrics,
+        })
+    }
+
+    /// The device the run computes on.
+    pub fn device(&self) -> &Device {
+        self.policy.model.device()
+    }
+
+    /// The learning rate of the current step.
+    pub fn learning_rate(&self) -> f64 {
+        learning_rate(&self.optim, self.step, self.config.steps)
+    }
+
+    /// Clips the accumulated gradients and applies one AdamW update at `lr`; returns
+    /// the gradient norm before clipping.
+    pub fn apply(&mut self, grads: Gradients, lr: f64) -> Result<f64> {
+        let mut grads = grads.into_tensors(&self.policy)?;
+        let norm = clip_grad_norm(&mut grads, self.optim.max_grad_norm)?;
+        self.optimizer.update(&self.policy.params, &grads, lr)?;
+        Ok(norm)
+    }
+
+    /// Records a finished step: its metrics line, and a checkpoint when one is due.
+    pub fn finish_step(&mut self, metrics: serde_json::Value) -> Result<()> {
+        self.step += 1;
+        let path = self.config.output.join(METRICS);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        writeln!(file, "{metrics}").map_err(io(&path))?;
+        file.sync_data().map_err(io(&path))?;
+        self.metrics_lines += 1;
+        self.last_metrics = metrics;
+        let every = self.config.checkpoint.every.max(1);
+        if self.step.is_multiple_of(every) || self.step >= self.config.steps {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `step-N/` for the current step.
+    pub fn checkpoint(&self) -> Result<PathBuf> {
+        let state = TrainerState {
+            kind: self.kind.to_string(),
+            step: self.step,
+            cursor: self.stream.cursor(),
+            config_hash: self.config.hash(),
+            config: self.config.clone(),
+            metrics_lines: self.metrics_lines,
+            metrics: self.last_metrics.clone(),
+            rlpt_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        checkpoint::save(
+            &self.config.output,
+            &state,
+            self.config.checkpoint.keep_last,
+            |dir| {
+                self.policy.save(dir)?;
+                self.optimizer
+                    .save(&self.policy.params, &dir.join("optimizer.safetensors"))
+            },
+        )
+    }
+}
+
+/// Refuses a checkpoint of another kind of run or another config, naming what differs.
+fn refuse_mismatch(
+    dir: &Path,
+    state: &TrainerState,
+    config: &TrainConfig,
+    kind: &str,
+) -> Result<()> {
+    if state.kind != kind {
+        return Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            problem: format!("is a `{}` checkpoint, not `{kind}`", state.kind),
+        });
+    }
+    if state.config_hash == config.hash() {
+        return Ok(());
+    }
+    let before = serde_json::to_value(&state.config).expect("a config serialises");
+    let now = serde_json::to_value(config).expect("a config serialises");
+    let changed: Vec<String> = now
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, value)| {
+            !matches!(key.as_str(), "steps" | "output" | "device")
+                && before.get(*key) != Some(value)
+        })
+        .map(|(key, value)| {
+            let was = before
+                .get(key)
+                .map_or("nothing".into(), ToString::to_string);
+            format!("{key}: {was} → {value}")
+        })
+        .collect();
+    Err(Error::Checkpoint {
+        path: dir.to_path_buf(),
+        problem: format!(
+            "was written under another config ({}); resume with the same config, or start a \
+             new run in another --output",
+            changed.join("; ")
+        ),
+    })
+}
+
+/// Truncates the metrics file to its first `lines` lines (what a checkpoint saw).
+fn keep_lines(path: &Path, lines: u64) -> Result<()> {
+    let kept: Vec<String> = match File::open(path) {
+        Ok(file) => BufReader::new(file)
+            .lines()
+            .take(lines as usize)
+            .collect::<std::io::Result<_>>()
+            .map_err(io(path))?,
+        Err(_) => Vec::new(),
+    };
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    fs::write(path, text).map_err(io(path))
+}
+
+/// Gradients summed over micro-batches, one slot per parameter.
+pub struct Gradients(Vec<Option<Tensor>>);
+
+impl Gradients {
+    /// None yet for `policy`'s parameters.
+    pub fn new(policy: &Policy) -> Self {
+        Self(vec![None; policy.params.len()])
+    }
+
+    /// Adds a backward pass's gradients.
+    pub fn add(&mut self, policy: &Policy, store: &GradStore) -> Result<()> {
+        for ((_, var), slot) in policy.params.iter().zip(&mut self.0) {
+            if let Some(grad) = store.get(var.as_tensor()) {
+                *slot = Some(match slot.take() {
+                    Some(sum) => (sum + grad).map_err(compute("accumulating gradients"))?,
+                    None => grad.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One tensor per parameter (zeros where no gradient reached).
+    fn into_tensors(self, policy: &Policy) -> Result<Vec<Tensor>> {
+        self.0
+            .into_iter()
+            .zip(&policy.params)
+            .map(|(grad, (_, var))| match grad {
+                Some(grad) => Ok(grad),
+                None => var.zeros_like().map_err(compute("zero gradient")),
+            })
+            .collect()
+    }
+}

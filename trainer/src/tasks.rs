@@ -1,0 +1,247 @@
+//! The three tasks a triple becomes a prompt for, and their default templates:
+//!
+//! - `next-token` (RPT): the text up to a hard token (entropy at least
+//!   `data.hard_token_entropy`); the model reasons, then answers in `\boxed{}`; the
+//!   reference is the rest of the segment from that token.
+//! - `asr` (RLPT, autoregressive segment reasoning): the context; the model predicts
+//!   the next segment between `<|startofprediction|>` and `<|endofprediction|>`.
+//! - `msr` (RLPT, middle segment reasoning): the context and the segment after the
+//!   masked one; the model fills the middle, in the same tags.
+//!
+//! Templates are plain text with `{text}`, `{context}` and `{next_segment}` slots,
+//! replaced verbatim (so `\boxed{}` needs no escaping). The user message is wrapped in
+//! ChatML when the vocabulary has `<|im_start|>` (SmolLM2-Instruct, Qwen) or the config
+//! asks for it.
+
+use crate::data::Triple;
+use crate::error::{Error, Result};
+
+/// Opens a prediction in `asr` and `msr` answers.
+pub const PREDICTION_START: &str = "<|startofprediction|>";
+/// Closes a prediction in `asr` and `msr` answers.
+pub const PREDICTION_END: &str = "<|endofprediction|>";
+
+const NEXT_TOKEN_TEMPLATE: &str = "Complete the given text. First think step by step about \
+what is most likely to come next, then give the next token (or the next few tokens) of the \
+text inside \\boxed{}.\n\nText:\n{text}";
+
+const ASR_TEMPLATE: &str = "Read the text below and predict the sentence that comes right \
+after it. Think about the content and the way the text is going first, then write your \
+prediction between <|startofprediction|> and <|endofprediction|>.\n\nText:\n{context}";
+
+const MSR_TEMPLATE: &str = "One sentence is missing between the two parts of the text \
+below. Think about what connects them, then write the missing sentence between \
+<|startofprediction|> and <|endofprediction|>.\n\nBefore the gap:\n{context}\n\nAfter \
+the gap:\n{next_segment}";
+
+/// What a task asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Predict the token(s) after a hard token's position.
+    NextToken,
+    /// Predict the next segment.
+    Asr,
+    /// Fill the masked middle segment.
+    Msr,
+}
+
+impl TaskKind {
+    /// From its config name.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "next-token" => Ok(Self::NextToken),
+            "asr" => Ok(Self::Asr),
+            "msr" => Ok(Self::Msr),
+            other => Err(Error::Config(format!(
+                "task kind `{other}`: use next-token, asr or msr"
+            ))),
+        }
+    }
+
+    /// Its config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NextToken => "next-token",
+            Self::Asr => "asr",
+            Self::Msr => "msr",
+        }
+    }
+
+    /// The paper's prompt.
+    pub fn default_template(self) -> &'static str {
+        match self {
+            Self::NextToken => NEXT_TOKEN_TEMPLATE,
+            Self::Asr => ASR_TEMPLATE,
+            Self::Msr => MSR_TEMPLATE,
+        }
+    }
+
+    /// The reward the papers use for it.
+    pub fn default_reward(self) -> &'static str {
+        match self {
+            Self::NextToken => "prefix-token",
+            Self::Asr | Self::Msr => "prefix-semantic",
+        }
+    }
+}
+
+/// A task instance before templating: the model sees `before` (and `after` for msr)
+/// and should produce the start of `reference`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// The text the prediction continues.
+    pub before: String,
+    /// The text after the gap (msr only).
+    pub after: Option<String>,
+    /// The ground truth.
+    pub reference: String,
+    /// The entropy of the predicted token (next-token only).
+    pub token_entropy: Option<f32>,
+}
+
+/// The instance `kind` makes of `triple`, if the triple can serve it (next-token needs
+/// a hard token after the segment's start; msr needs a next segment).
+pub fn instance(kind: TaskKind, triple: &Triple, hard_entropy: f32) -> Option<Instance> {
+    match kind {
+        TaskKind::NextToken => {
+            let position = triple
+                .token_offsets
+                .iter()
+                .zip(&triple.token_entropy)
+                .position(|(&offset, &entropy)| offset > 0 && entropy >= hard_entropy)?;
+            next_token_at(triple, position)
+        }
+        TaskKind::Asr => Some(Instance {
+            before: triple.context.clone(),
+            after: None,
+            reference: triple.segment.clone(),
+            token_entropy: None,
+        }),
+        TaskKind::Msr => Some(Instance {
+            before: triple.context.clone(),
+            after: Some(triple.next_segment.clone()?),
+            reference: triple.segment.clone(),
+            token_entropy: None,
+        }),
+    }
+}
+
+/// The next-token instance that stops before the segment's token at `position`.
+pub fn next_token_at(triple: &Triple, position: usize) -> Option<Instance> {
+    let offset = *triple.token_offsets.get(position)? as usize;
+    if offset == 0 || !triple.segment.is_char_boundary(offset) || offset >= triple.segment.len() {
+        return None;
+    }
+    Some(Instance {
+        before: format!("{}{}", triple.context, &triple.segment[..offset]),
+        after: None,
+        reference: triple.segment[offset..].to_string(),
+        token_entropy: triple.token_entropy.get(position).copied(),
+    })
+}
+
+/// The user message: `template` with its slots filled from `instance`.
+pub fn fill(template: &str, kind: TaskKind, instance: &Instance) -> String {
+    let text = template.replace("{next_segment}", instance.after.as_deref().unwrap_or(""));
+    match kind {
+        TaskKind::NextToken => text.replace("{text}", &instance.before),
+        TaskKind::Asr | TaskKind::Msr => text.replace("{context}", &instance.before),
+    }
+}
+
+/// How prompts are presented to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatTemplate {
+    /// The user message as it is.
+    None,
+    /// `<|im_start|>user … <|im_end|>` then an open assistant turn.
+    ChatMl,
+}
+
+impl ChatTemplate {
+    /// From the config (`auto` looks for `<|im_start|>` in the vocabulary).
+    pub fn choose(setting: &str, tokenizer: &rlpt_lm::Tokenizer) -> Self {
+        match setting {
+            "chatml" => Self::ChatMl,
+            "none" => Self::None,
+            _ if tokenizer.token_id("<|im_start|>").is_some()
+                && tokenizer.token_id("<|im_end|>").is_some() =>
+            {
+                Self::ChatMl
+            }
+            _ => Self::None,
+        }
+    }
+
+    /// The prompt text of `user`.
+    pub fn wrap(self, user: &str) -> String {
+        match self {
+            Self::None => user.to_string(),
+            Self::ChatMl => format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"),
+        }
+    }
+
+    /// Text that ends the assistant's turn, if the template has one.
+    pub fn end_of_turn(self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::ChatMl => Some("<|im_end|>"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triple() -> Triple {
+        Triple {
+            id: "d#1".into(),
+            context: "Algebra is old. ".into(),
+            segment: "It studies équations.".into(),
+            next_segment: Some("It has rules.".into()),
+            difficulty: Some("hard".into()),
+            seg_entropy_mean: Some(1.0),
+            token_entropy: vec![2.0, 0.1, 1.7, 0.2],
+            token_offsets: vec![0, 2, 10, 13],
+        }
+    }
+
+    #[test]
+    fn next_token_stops_before_the_first_hard_token_after_the_start() {
+        let instance = instance(TaskKind::NextToken, &triple(), 1.5).unwrap();
+        assert_eq!(instance.before, "Algebra is old. It studies");
+        assert_eq!(instance.reference, " équations.");
+        assert_eq!(instance.token_entropy, Some(1.7));
+        assert!(super::instance(TaskKind::NextToken, &triple(), 3.0).is_none());
+    }
+
+    #[test]
+    fn msr_needs_a_next_segment_and_fills_both_slots() {
+        let mut last = triple();
+        let msr = instance(TaskKind::Msr, &last, 1.5).unwrap();
+        let text = fill("{context}|{next_segment}", TaskKind::Msr, &msr);
+        assert_eq!(text, "Algebra is old. |It has rules.");
+        last.next_segment = None;
+        assert!(instance(TaskKind::Msr, &last, 1.5).is_none());
+        assert_eq!(
+            instance(TaskKind::Asr, &last, 1.5).unwrap().reference,
+            "It studies équations."
+        );
+    }
+
+    #[test]
+    fn templates_keep_boxed_braces() {
+        let next = instance(TaskKind::NextToken, &triple(), 1.5).unwrap();
+        let text = fill(
+            TaskKind::NextToken.default_template(),
+            TaskKind::NextToken,
+            &next,
+        );
+        assert!(text.contains("\\boxed{}") && text.ends_with("It studies"));
+        assert_eq!(
+            ChatTemplate::ChatMl.wrap("hi"),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+}
