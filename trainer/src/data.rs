@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use rlpt_lm::generate::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -306,31 +306,8 @@ pub fn read_triple(batch: &RecordBatch, row: usize) -> std::result::Result<Tripl
         Ok(Some(value.to_string()))
     };
     let required = |name: &str| text(name)?.ok_or_else(|| format!("`{name}` is null"));
-    let floats = |name: &str| -> Vec<f32> {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_list_opt::<i32>())
-            .filter(|list| !list.is_null(row))
-            .map(|list| {
-                list.value(row)
-                    .as_primitive::<Float32Type>()
-                    .values()
-                    .to_vec()
-            })
-            .unwrap_or_default()
-    };
-    let token_offsets = batch
-        .column_by_name("token_offsets")
-        .and_then(|c| c.as_list_opt::<i32>())
-        .filter(|list| !list.is_null(row))
-        .map(|list| {
-            list.value(row)
-                .as_primitive::<UInt32Type>()
-                .values()
-                .to_vec()
-        })
-        .unwrap_or_default();
-    let token_entropy = floats("token_entropy");
+    let token_offsets = list_values::<UInt32Type>(batch, "token_offsets", row);
+    let token_entropy = list_values::<Float32Type>(batch, "token_entropy", row);
     if token_entropy.len() != token_offsets.len() {
         return Err(format!(
             "{} token entropies but {} token offsets",
@@ -357,4 +334,18 @@ pub fn read_triple(batch: &RecordBatch, row: usize) -> std::result::Result<Tripl
         token_entropy,
         token_offsets,
     })
+}
+
+/// The values of a list column at `row` (empty when the column is absent or null).
+fn list_values<T: ArrowPrimitiveType>(
+    batch: &RecordBatch,
+    name: &str,
+    row: usize,
+) -> Vec<T::Native> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_list_opt::<i32>())
+        .filter(|list| !list.is_null(row))
+        .map(|list| list.value(row).as_primitive::<T>().values().to_vec())
+        .unwrap_or_default()
 }

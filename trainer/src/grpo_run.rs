@@ -22,7 +22,7 @@ use crate::grpo::{Objective, advantages, overlong_penalty, zero_variance};
 use crate::judge::{Case, Judge};
 use crate::policy::{Policy, Sequence, completion_log_probs};
 use crate::rewards::{self, RewardKind};
-use crate::run::{Gradients, Run};
+use crate::run::{Gradients, Run, Summary};
 use crate::tasks::{self, Instance, TaskKind};
 
 /// Triples read in a row that cannot serve a task before giving up on it.
@@ -210,16 +210,6 @@ impl Scorer {
     }
 }
 
-/// What a finished run did.
-pub struct Summary {
-    /// Steps done in total.
-    pub steps: u64,
-    /// The checkpoint it resumed from.
-    pub resumed_from: Option<PathBuf>,
-    /// The last step's metrics.
-    pub last: Value,
-}
-
 /// A seed for (seed, step, round, purpose), mixed so nearby inputs give unrelated
 /// streams.
 pub fn mix(seed: u64, step: u64, round: u64, purpose: u64) -> u64 {
@@ -236,7 +226,7 @@ pub fn train(
     on_step: &mut dyn FnMut(u64, &Value),
 ) -> Result<Summary> {
     let optim = config.optim.clone();
-    let mut run = Run::start(config, "grpo", optim, files, resume)?;
+    let run = Run::start(config, "grpo", optim, files, resume)?;
     let scorer = Scorer::new(&run.config)?;
     let reference = if run.config.grpo.kl_beta > 0.0 {
         let device = run.device().clone();
@@ -244,18 +234,10 @@ pub fn train(
     } else {
         None
     };
-    let mut last = Value::Null;
-    while run.step < run.config.steps {
-        let metrics = grpo_step(&mut run, &scorer, reference.as_ref())?;
-        on_step(run.step + 1, &metrics);
-        run.finish_step(metrics.clone())?;
-        last = metrics;
-    }
-    Ok(Summary {
-        steps: run.step,
-        resumed_from: run.resumed_from.clone(),
-        last,
-    })
+    run.drive(
+        |run| grpo_step(run, &scorer, reference.as_ref()).map(Some),
+        on_step,
+    )
 }
 
 /// One GRPO step.

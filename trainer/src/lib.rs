@@ -35,5 +35,6 @@ pub use config::TrainConfig;
 pub use data::{Cursor, Triple, TripleStream};
 pub use error::{Error, Result};
 pub use eval::{EvalOptions, evaluate};
-pub use grpo_run::{Group, Scorer, Summary, TaskSpec, Update, train, update};
+pub use grpo_run::{Group, Scorer, TaskSpec, Update, train, update};
+pub use run::Summary;
 pub use sft::sft;

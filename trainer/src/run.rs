@@ -19,6 +19,16 @@ use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
 /// The metrics file in a run's output directory.
 pub const METRICS: &str = "metrics.jsonl";
 
+/// What a finished run did.
+pub struct Summary {
+    /// Steps done in total.
+    pub steps: u64,
+    /// The checkpoint it resumed from.
+    pub resumed_from: Option<PathBuf>,
+    /// The last step's metrics.
+    pub last: serde_json::Value,
+}
+
 /// A training run in progress.
 pub struct Run {
     /// Its config.
@@ -106,6 +116,29 @@ impl Run {
             optim,
             metrics_lines: state.metrics_lines,
             last_metrics: state.metrics,
+        })
+    }
+
+    /// Runs `step` until `config.steps` are done (or it returns none: the data ran
+    /// out), recording each step; `on_step` sees each step's number and metrics.
+    pub fn drive(
+        mut self,
+        mut step: impl FnMut(&mut Self) -> Result<Option<serde_json::Value>>,
+        on_step: &mut dyn FnMut(u64, &serde_json::Value),
+    ) -> Result<Summary> {
+        let mut last = serde_json::Value::Null;
+        while self.step < self.config.steps {
+            let Some(metrics) = step(&mut self)? else {
+                break;
+            };
+            on_step(self.step + 1, &metrics);
+            self.finish_step(metrics.clone())?;
+            last = metrics;
+        }
+        Ok(Summary {
+            steps: self.step,
+            resumed_from: self.resumed_from.take(),
+            last,
         })
     }
 

@@ -11,9 +11,8 @@ use serde_json::{Value, json};
 
 use crate::config::TrainConfig;
 use crate::error::{Result, compute};
-use crate::grpo_run::Summary;
 use crate::policy::{Sequence, completion_log_probs};
-use crate::run::{Gradients, Run};
+use crate::run::{Gradients, Run, Summary};
 
 /// Runs SFT to `config.steps`, from `resume` when given; `on_step` sees each step's
 /// metrics.
@@ -25,21 +24,7 @@ pub fn sft(
 ) -> Result<Summary> {
     let mut optim = config.optim.clone();
     optim.lr = config.sft.lr;
-    let mut run = Run::start(config, "sft", optim, files, resume)?;
-    let mut last = Value::Null;
-    while run.step < run.config.steps {
-        let Some(metrics) = sft_step(&mut run)? else {
-            break;
-        };
-        on_step(run.step + 1, &metrics);
-        run.finish_step(metrics.clone())?;
-        last = metrics;
-    }
-    Ok(Summary {
-        steps: run.step,
-        resumed_from: run.resumed_from.clone(),
-        last,
-    })
+    Run::start(config, "sft", optim, files, resume)?.drive(sft_step, on_step)
 }
 
 /// One step over the next `batch_size` texts; none when the data has run out.
