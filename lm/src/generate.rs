@@ -233,16 +233,21 @@ pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut SplitMix64) -> 
     if config.temperature <= 0.0 {
         return argmax(logits);
     }
+    if config.top_k == 0 && config.top_p >= 1.0 {
+        return sample_all(logits, config.temperature, rng);
+    }
     let mut candidates: Vec<(u32, f64)> = logits
         .iter()
         .enumerate()
         .map(|(id, &l)| (id as u32, f64::from(l / config.temperature)))
         .collect();
     // Most likely first, ties by id, so the order never depends on the sort.
-    candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if config.top_k > 0 {
+    let order = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if config.top_k > 0 && config.top_k < candidates.len() {
+        candidates.select_nth_unstable_by(config.top_k - 1, order);
         candidates.truncate(config.top_k);
     }
+    candidates.sort_by(order);
     let max = candidates[0].1;
     let mut total = 0.0;
     for candidate in &mut candidates {
@@ -268,6 +273,27 @@ pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut SplitMix64) -> 
         target -= weight;
     }
     candidates.last().map_or(0, |c| c.0)
+}
+
+/// A token drawn from the whole softmax of `logits / temperature`, walking ids in
+/// order (no sort needed when nothing is truncated).
+fn sample_all(logits: &[f32], temperature: f32, rng: &mut SplitMix64) -> u32 {
+    let scale = f64::from(temperature);
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weight = |l: f32| (f64::from(l - max) / scale).exp();
+    let total: f64 = logits.iter().map(|&l| weight(l)).sum();
+    let mut target = rng.next_f64() * total;
+    for (id, &l) in logits.iter().enumerate() {
+        let w = weight(l);
+        if target < w {
+            return id as u32;
+        }
+        target -= w;
+    }
+    (0..logits.len())
+        .rev()
+        .find(|&id| weight(logits[id]) > 0.0)
+        .unwrap_or(0) as u32
 }
 
 /// SplitMix64: a 64-bit generator whose stream depends only on its seed.
@@ -299,5 +325,52 @@ impl SplitMix64 {
     /// A uniform number in [0, 1).
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frequency_of_one(config: &SamplingConfig) -> f64 {
+        // p(1) = 3/4 at temperature 1: softmax of [0, ln 3].
+        let logits = [0.0f32, 3f32.ln(), f32::NEG_INFINITY];
+        let mut rng = SplitMix64::new(11);
+        let draws = 20_000;
+        let ones = (0..draws)
+            .filter(|_| sample(&logits, config, &mut rng) == 1)
+            .count();
+        ones as f64 / draws as f64
+    }
+
+    #[test]
+    fn untruncated_and_truncated_sampling_follow_the_softmax() {
+        let full = SamplingConfig::default();
+        let within = |f: f64| (0.73..0.77).contains(&f);
+        assert!(
+            within(frequency_of_one(&full)),
+            "{}",
+            frequency_of_one(&full)
+        );
+        let top_2 = SamplingConfig {
+            top_k: 2,
+            ..full.clone()
+        };
+        assert!(
+            within(frequency_of_one(&top_2)),
+            "{}",
+            frequency_of_one(&top_2)
+        );
+        let top_1 = SamplingConfig {
+            top_k: 1,
+            ..full.clone()
+        };
+        assert_eq!(frequency_of_one(&top_1), 1.0);
+        let nucleus = SamplingConfig { top_p: 0.7, ..full };
+        assert_eq!(
+            frequency_of_one(&nucleus),
+            1.0,
+            "0.75 of the mass is the top token"
+        );
     }
 }

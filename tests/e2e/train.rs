@@ -98,7 +98,9 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
 }
 
 /// A config whose GRPO steps always update: completions stop at a space, so their
-/// lengths vary and the over-length penalty gives every group a spread of rewards.
+/// lengths vary and the over-length penalty gives every group a spread of rewards. Two
+/// updates per batch (so the ratio moves and clips) and a KL term to the initial model
+/// take the longest path through a step.
 fn resumable_config(dir: &Path) -> PathBuf {
     let samples = repo_root().join("data-samples");
     let text = format!(
@@ -117,6 +119,8 @@ prompts_per_step = 2
 micro_batch = 3
 overlong_buffer = 5
 dynamic_sampling = true
+updates_per_batch = 2
+kl_beta = 0.05
 [optim]
 lr = 1e-3
 warmup_steps = 2
