@@ -141,6 +141,10 @@ pub struct EvalCommand {
     /// Tasks to score.
     #[arg(long, value_delimiter = ',', default_value = "next-token,asr")]
     pub tasks: Vec<String>,
+    /// Which documents: `all`, or `heldout` — those the config's `data.holdout` keeps
+    /// out of training.
+    #[arg(long, default_value = "all", value_parser = ["all", "heldout"])]
+    pub split: String,
     /// Also write the report (JSON) here.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,

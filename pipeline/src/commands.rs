@@ -24,6 +24,7 @@ use crate::summary::{StageSummary, render_table};
 use crate::train_command::{self, Loop};
 use rlpt_lm::Tokenizer;
 use rlpt_stages::decontam::BenchmarkSpec;
+use rlpt_trainer::Split;
 
 /// Runs `cli`'s command.
 pub fn execute(cli: &Cli) -> Result<()> {
@@ -255,6 +256,8 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
     let out_dir = command.out_dir.clone().unwrap_or(config.out_dir);
     let mut summaries = Vec::new();
     let mut previous_output: Option<PathBuf> = None;
+    // The last train stage's input and checkpoints, for an eval stage after it.
+    let mut trained: Option<(String, PathBuf)> = None;
     let place = RunIn {
         out_dir: &out_dir,
         force: command.force,
@@ -313,6 +316,34 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
                 config.fallback_model = config.fallback_model.map(|m| base.join(m));
                 let job = EntropyJob::new(&config)?;
                 table_stage(entry, &input, &place, |i, r| job.run(i, r))?
+            }
+            StageEntry::Train(entry) => {
+                let output = out_dir.join(&entry.output);
+                let triples = input(entry.input.as_ref())?;
+                let summary = train_command::train_stage(entry, base, &triples, &output, progress)?;
+                trained = Some((triples, output.clone()));
+                (vec![summary], output)
+            }
+            StageEntry::Eval(entry) => {
+                let Some((train_input, checkpoints)) = &trained else {
+                    return Err(Error::Config {
+                        path: command.config.clone(),
+                        problem: format!("stage {} (eval) has no train stage before it", index + 1),
+                    });
+                };
+                let source = match &entry.input {
+                    Some(given) => (base.join(given).to_string_lossy().into_owned(), Split::All),
+                    None => (train_input.clone(), Split::Heldout),
+                };
+                let report = out_dir.join(&entry.output);
+                let summary = train_command::eval_stage(
+                    entry,
+                    base,
+                    (&source.0, source.1),
+                    checkpoints,
+                    &report,
+                )?;
+                (vec![summary], checkpoints.clone())
             }
             StageEntry::Dedup(entry) => {
                 let output = out_dir.join(&entry.output);

@@ -64,6 +64,51 @@ pub enum StageEntry {
     Segment(TableEntry<SegmentConfig>),
     /// `rlpt entropy` (the model path is relative to the config file).
     Entropy(TableEntry<EntropyConfig>),
+    /// `rlpt train` (GRPO) on the previous stage's triples.
+    Train(TrainEntry),
+    /// `rlpt eval` of the previous `train` stage's last checkpoint.
+    Eval(EvalEntry),
+}
+
+/// The settings of a `train` stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainEntry {
+    /// Triples, relative to the config file [default: the previous stage's output].
+    pub input: Option<String>,
+    /// Checkpoints and metrics, relative to `out_dir`.
+    pub output: String,
+    /// The trainer config, relative to the config file.
+    pub config: PathBuf,
+    /// Steps to reach [default: the trainer config's].
+    pub steps: Option<u64>,
+}
+
+/// The settings of an `eval` stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalEntry {
+    /// Triples to score, relative to the config file [default: the `train` stage's
+    /// input, its held-out documents].
+    pub input: Option<String>,
+    /// The report (JSON), relative to `out_dir`.
+    pub output: String,
+    /// The trainer config (templates, rewards, holdout), relative to the config file.
+    pub config: PathBuf,
+    /// Tasks to score.
+    #[serde(default = "default_eval_tasks")]
+    pub tasks: Vec<String>,
+    /// Triples read at most.
+    #[serde(default = "default_eval_limit")]
+    pub limit: usize,
+}
+
+fn default_eval_tasks() -> Vec<String> {
+    vec!["next-token".into(), "asr".into()]
+}
+
+fn default_eval_limit() -> usize {
+    200
 }
 
 /// The settings of a stage that reads a `documents` table and writes one.
@@ -188,6 +233,8 @@ impl StageEntry {
             StageEntry::Decontam(_) => "decontam",
             StageEntry::Segment(_) => "segment",
             StageEntry::Entropy(_) => "entropy",
+            StageEntry::Train(_) => "train",
+            StageEntry::Eval(_) => "eval",
         }
     }
 
@@ -213,6 +260,8 @@ impl StageEntry {
                 entry.unknown.keys().collect(),
                 TableEntry::<EntropyConfig>::known_keys(),
             ),
+            // serde refuses their unknown keys itself (nothing is flattened).
+            StageEntry::Train(_) | StageEntry::Eval(_) => (Vec::new(), Vec::new()),
         }
     }
 }
@@ -263,6 +312,35 @@ mod tests {
         let path = dir.path().join("pipeline.toml");
         std::fs::write(&path, text).unwrap();
         PipelineConfig::load(&path)
+    }
+
+    #[test]
+    fn the_shipped_configs_load_and_their_trainer_configs_validate() {
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples");
+        for name in ["pipeline.toml", "pipeline-full.toml"] {
+            let config = PipelineConfig::load(&samples.join(name)).unwrap();
+            let names: Vec<&str> = config.stages.iter().map(StageEntry::name).collect();
+            assert_eq!(names[names.len() - 2..], ["train", "eval"], "{name}");
+            for stage in &config.stages {
+                let trainer = match stage {
+                    StageEntry::Train(entry) => &entry.config,
+                    StageEntry::Eval(entry) => &entry.config,
+                    _ => continue,
+                };
+                let trainer = rlpt_trainer::TrainConfig::from_file(&samples.join(trainer)).unwrap();
+                trainer.validate().unwrap();
+                assert!(trainer.data.holdout > 0.0, "eval needs held-out documents");
+            }
+        }
+    }
+
+    #[test]
+    fn a_train_stage_refuses_unknown_keys() {
+        let error =
+            load("[[stage]]\nstage = \"train\"\noutput = \"t\"\nconfig = \"x.toml\"\nstep = 3\n")
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("unknown field `step`"), "{error}");
     }
 
     #[test]

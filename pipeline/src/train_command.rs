@@ -1,18 +1,21 @@
 //! `rlpt train`, `rlpt sft` and `rlpt eval`: the trainer config with the command
 //! line's overrides applied, `--input` expanded like every stage's, a progress bar of
-//! steps (reward or loss, tokens/s, ETA), and the run's summary on stdout.
+//! steps (reward or loss, tokens/s, ETA), and the run's summary on stdout; and the
+//! `train` and `eval` stages of `rlpt run`, which reuse finished work.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rlpt_trainer::TrainConfig;
 use rlpt_trainer::tasks::TaskKind;
+use rlpt_trainer::{EvalOptions, Split, TrainConfig, checkpoint};
 use serde_json::Value;
 
 use crate::cli::{EvalCommand, TrainCommand};
+use crate::config::{EvalEntry, TrainEntry};
 use crate::error::{IoContext, Result};
 use crate::progress::ProgressMode;
+use crate::summary::StageSummary;
 
 /// Which loop a [`TrainCommand`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,27 +40,150 @@ pub fn train(command: &TrainCommand, which: Loop, progress: ProgressMode) -> Res
     apply(&mut config.model, &command.model);
     apply(&mut config.device, &command.device);
     apply(&mut config.seed, &command.seed);
-    let files = triples_files(&config.input)?;
     let resume = command
         .resume
         .as_ref()
         .map(|path| path.clone().unwrap_or_else(|| config.output.clone()));
-    let bar = StepBar::new(progress, config.steps, which);
-    let mut on_step = |step: u64, metrics: &Value| bar.step(step, metrics);
-    let summary = match which {
-        Loop::Grpo => rlpt_trainer::train(config.clone(), files, resume.as_deref(), &mut on_step)?,
-        Loop::Sft => rlpt_trainer::sft(config.clone(), files, resume.as_deref(), &mut on_step)?,
-    };
-    bar.finish();
+    let output = config.output.clone();
+    let summary = run_loop(config, which, resume.as_deref(), progress)?;
     let resumed = summary
         .resumed_from
         .map_or("no (fresh start)".into(), |p| p.display().to_string());
     Ok(format!(
         "steps      {}\nresumed    {resumed}\noutput     {}\nlast step  {}\n",
         summary.steps,
-        config.output.display(),
+        output.display(),
         summary.last
     ))
+}
+
+/// Runs a training loop with a progress bar.
+fn run_loop(
+    config: TrainConfig,
+    which: Loop,
+    resume: Option<&Path>,
+    progress: ProgressMode,
+) -> Result<rlpt_trainer::Summary> {
+    let files = triples_files(&config.input)?;
+    let bar = StepBar::new(progress, config.steps, which);
+    let mut on_step = |step: u64, metrics: &Value| bar.step(step, metrics);
+    let summary = match which {
+        Loop::Grpo => rlpt_trainer::train(config, files, resume, &mut on_step)?,
+        Loop::Sft => rlpt_trainer::sft(config, files, resume, &mut on_step)?,
+    };
+    bar.finish();
+    Ok(summary)
+}
+
+/// The `train` stage of `rlpt run`: GRPO on `input` into `output` — reused when its
+/// latest checkpoint already has the steps under the same config, resumed when it has
+/// fewer, started otherwise.
+pub fn train_stage(
+    entry: &TrainEntry,
+    base: &Path,
+    input: &str,
+    output: &Path,
+    progress: ProgressMode,
+) -> Result<StageSummary> {
+    let started = Instant::now();
+    let mut config = TrainConfig::from_file(&base.join(&entry.config))?;
+    config.input = PathBuf::from(input);
+    config.output = output.to_path_buf();
+    apply(&mut config.steps, &entry.steps);
+    let existing = match checkpoint::resolve(output) {
+        Ok(dir) => Some(checkpoint::open(&dir)?),
+        Err(_) => None,
+    };
+    let finished = existing
+        .as_ref()
+        .is_some_and(|s| s.step >= config.steps && s.config_hash == config.hash());
+    let steps = if finished {
+        existing.map_or(0, |s| s.step)
+    } else {
+        let resume = existing.is_some().then_some(output);
+        run_loop(config, Loop::Grpo, resume, progress)?.steps
+    };
+    Ok(StageSummary {
+        stage: "train".into(),
+        output: output.to_path_buf(),
+        units_total: 1,
+        units_done: usize::from(!finished),
+        units_reused: usize::from(finished),
+        rows_out: steps,
+        counters: [("steps".to_string(), steps)].into(),
+        seconds: started.elapsed().as_secs_f64(),
+        ..StageSummary::default()
+    })
+}
+
+/// The `eval` stage of `rlpt run`: the latest checkpoint in `checkpoints` scored on
+/// `input` (its `split`), the report written to `report`; reused when the report is of
+/// the same checkpoint, input and settings.
+pub fn eval_stage(
+    entry: &EvalEntry,
+    base: &Path,
+    (input, split): (&str, Split),
+    checkpoints: &Path,
+    report: &Path,
+) -> Result<StageSummary> {
+    let started = Instant::now();
+    let config = TrainConfig::from_file(&base.join(&entry.config))?;
+    let checkpoint = checkpoint::resolve(checkpoints)?;
+    let request = serde_json::json!({
+        "checkpoint": checkpoint,
+        "input": input,
+        "split": format!("{split:?}").to_lowercase(),
+        "tasks": entry.tasks,
+        "limit": entry.limit,
+    });
+    let previous: Option<Value> = std::fs::read_to_string(report)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let reused = previous
+        .as_ref()
+        .is_some_and(|p| p.get("request") == Some(&request));
+    let written = match previous {
+        Some(previous) if reused => previous,
+        _ => {
+            let options = EvalOptions {
+                limit: entry.limit,
+                tasks: parse_tasks(&entry.tasks)?,
+                batch: EVAL_BATCH,
+                split,
+            };
+            let mut result = rlpt_trainer::evaluate(
+                &config,
+                &checkpoint,
+                triples_files(Path::new(input))?,
+                &options,
+            )?;
+            result["request"] = request;
+            let text = serde_json::to_string_pretty(&result).expect("a report serialises");
+            crate::atomic::write_file(report, text.as_bytes())?;
+            result
+        }
+    };
+    Ok(StageSummary {
+        stage: "eval".into(),
+        output: report.to_path_buf(),
+        units_total: 1,
+        units_done: usize::from(!reused),
+        units_reused: usize::from(reused),
+        rows_in: written["triples"].as_u64().unwrap_or(0),
+        rows_out: 1,
+        seconds: started.elapsed().as_secs_f64(),
+        ..StageSummary::default()
+    })
+}
+
+/// Prompts `rlpt eval` generates together.
+const EVAL_BATCH: usize = 16;
+
+fn parse_tasks(names: &[String]) -> Result<Vec<TaskKind>> {
+    Ok(names
+        .iter()
+        .map(|t| TaskKind::parse(t))
+        .collect::<rlpt_trainer::Result<Vec<_>>>()?)
 }
 
 /// `rlpt-out/train` → `rlpt-out/sft`: SFT's default output beside GRPO's.
@@ -86,15 +212,15 @@ pub fn eval(command: &EvalCommand) -> Result<String> {
         (None, Some(model)) => model.clone(),
         (None, None) => config.model.clone(),
     };
-    let tasks = command
-        .tasks
-        .iter()
-        .map(|t| TaskKind::parse(t))
-        .collect::<rlpt_trainer::Result<Vec<_>>>()?;
-    let options = rlpt_trainer::EvalOptions {
+    let options = EvalOptions {
         limit: command.limit,
-        tasks,
-        batch: 16,
+        tasks: parse_tasks(&command.tasks)?,
+        batch: EVAL_BATCH,
+        split: if command.split == "heldout" {
+            Split::Heldout
+        } else {
+            Split::All
+        },
     };
     let files = triples_files(Path::new(&command.input))?;
     let report = rlpt_trainer::evaluate(&config, &model, files, &options)?;

@@ -31,7 +31,9 @@ fn the_default_config_ingests_the_sample_and_resumes() {
             "pii",
             "decontam",
             "segment",
-            "entropy"
+            "entropy",
+            "train",
+            "eval"
         ]
     );
     let triples = read_rows(&out.path().join("triples"));
@@ -43,6 +45,20 @@ fn the_default_config_ingests_the_sample_and_resumes() {
         "the pipeline ends with tagged triples"
     );
     assert!(tagged.iter().all(|r| !get(r, "token_entropy").is_empty()));
+    // A few GRPO steps on the tagged triples, then the last checkpoint scored on the
+    // documents the trainer held out.
+    let latest = std::fs::read_to_string(out.path().join("train/latest")).unwrap();
+    assert_eq!(latest.trim(), "step-00000004");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["split"], "heldout");
+    let held = report["triples"].as_u64().unwrap();
+    assert!(
+        held > 10 && held < tagged.len() as u64 / 4,
+        "{held} held-out triples"
+    );
+    assert!(report["next-token"]["n"].as_u64().unwrap() > 0);
 
     let second = rlpt_ok(&["--log-format", "json", "run", "--out-dir", arg(out.path())]);
     let summary: serde_json::Value =
@@ -51,6 +67,14 @@ fn the_default_config_ingests_the_sample_and_resumes() {
     assert_eq!(summary["stage"], "ingest");
     assert_eq!(summary["units_reused"], 1);
     assert_eq!(summary["rows_out"], SAMPLE_DOCS);
+    let summaries: Vec<serde_json::Value> = stdout(&second)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for stage in ["train", "eval"] {
+        let line = summaries.iter().find(|s| s["stage"] == stage).unwrap();
+        assert_eq!(line["units_reused"], 1, "{line}");
+    }
     for line in stderr(&second).lines() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|_| panic!("not JSON: {line}"));

@@ -92,6 +92,9 @@ pub struct DataConfig {
     pub epochs: Option<u64>,
     /// A token whose entropy reaches this is "hard": where `next-token` prompts stop.
     pub hard_token_entropy: f32,
+    /// Share of documents held out of training (chosen by a hash of their id) for
+    /// `rlpt eval --split heldout`.
+    pub holdout: f64,
 }
 
 impl Default for DataConfig {
@@ -102,6 +105,7 @@ impl Default for DataConfig {
             min_entropy: None,
             epochs: None,
             hard_token_entropy: 1.5,
+            holdout: 0.0,
         }
     }
 }
@@ -362,6 +366,12 @@ impl TrainConfig {
         }
         if self.grpo.prompts_per_step == 0 || self.grpo.micro_batch == 0 {
             return bad("grpo.prompts_per_step and grpo.micro_batch must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.data.holdout) {
+            return bad(format!(
+                "data.holdout {} must be in [0, 1)",
+                self.data.holdout
+            ));
         }
         if !matches!(self.optim.schedule.as_str(), "constant" | "cosine") {
             return bad(format!(

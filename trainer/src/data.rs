@@ -17,6 +17,7 @@ use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use rlpt_lm::generate::SplitMix64;
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::DataConfig;
 use crate::error::{Error, Result};
@@ -24,11 +25,37 @@ use crate::error::{Error, Result};
 /// Rows read from a shard at once.
 const BATCH_ROWS: usize = 256;
 
+/// Which documents a stream reads, given `data.holdout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Documents not held out (training).
+    Train,
+    /// Only the held-out documents.
+    Heldout,
+    /// Every document.
+    All,
+}
+
+impl Split {
+    /// Whether a triple of document `doc_id` belongs to this split when `holdout` of
+    /// the documents (by a hash of their id) are held out.
+    pub fn contains(self, doc_id: &str, holdout: f64) -> bool {
+        let held = xxh3_64(doc_id.as_bytes()) % 1_000_000 < (holdout * 1e6) as u64;
+        match self {
+            Self::Train => !held,
+            Self::Heldout => held,
+            Self::All => true,
+        }
+    }
+}
+
 /// One row of `triples`, with the entropy columns when the shard has them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Triple {
     /// `doc_id#seg_index`.
     pub id: String,
+    /// The document it comes from.
+    pub doc_id: String,
     /// The text before the segment.
     pub context: String,
     /// The segment.
@@ -80,6 +107,7 @@ impl Cursor {
 pub struct TripleStream {
     files: Vec<PathBuf>,
     config: DataConfig,
+    split: Split,
     seed: u64,
     cursor: Cursor,
     rng: SplitMix64,
@@ -97,10 +125,12 @@ struct Open {
 }
 
 impl TripleStream {
-    /// A stream over `files` (sorted by the caller) from `cursor` (or the start).
+    /// A stream of the `split` of `files` (sorted by the caller) from `cursor` (or the
+    /// start).
     pub fn new(
         files: Vec<PathBuf>,
         config: DataConfig,
+        split: Split,
         seed: u64,
         cursor: Option<Cursor>,
     ) -> Result<Self> {
@@ -112,6 +142,7 @@ impl TripleStream {
             rng: SplitMix64::new(cursor.rng),
             files,
             config,
+            split,
             seed,
             accepted_this_epoch: u64::from(!cursor.buffer.is_empty() || cursor.row > 0),
             cursor,
@@ -150,8 +181,10 @@ impl TripleStream {
                 if self.accepted_this_epoch == 0 {
                     return Err(Error::Config(format!(
                         "no triple in the {} input shard(s) passes the data filter \
-                         (difficulties {:?}, min_entropy {:?})",
+                         ({:?} split of holdout {}, difficulties {:?}, min_entropy {:?})",
                         self.files.len(),
+                        self.split,
+                        self.config.holdout,
                         self.config.difficulties,
                         self.config.min_entropy
                     )));
@@ -193,6 +226,7 @@ impl TripleStream {
     }
 
     fn keeps(&self, triple: &Triple) -> bool {
+        let split_ok = self.split.contains(&triple.doc_id, self.config.holdout);
         let label_ok = self.config.difficulties.is_empty()
             || triple
                 .difficulty
@@ -202,7 +236,7 @@ impl TripleStream {
             .config
             .min_entropy
             .is_none_or(|min| triple.seg_entropy_mean.is_some_and(|e| e >= min));
-        label_ok && entropy_ok
+        split_ok && label_ok && entropy_ok
     }
 
     /// Opens the current shard of this epoch's order at the cursor's row.
@@ -322,6 +356,7 @@ pub fn read_triple(batch: &RecordBatch, row: usize) -> std::result::Result<Tripl
         .map(|c| c.value(row));
     Ok(Triple {
         id: required("id")?,
+        doc_id: required("doc_id")?,
         context: required("context")?,
         segment: required("segment")?,
         next_segment: text("next_segment")?,
@@ -348,4 +383,38 @@ fn list_values<T: ArrowPrimitiveType>(
         .filter(|list| !list.is_null(row))
         .map(|list| list.value(row).as_primitive::<T>().values().to_vec())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holdout_splits_documents_by_their_id() {
+        let docs: Vec<String> = (0..10_000)
+            .map(|i| format!("wikipedia/en/doc-{i}"))
+            .collect();
+        let held = docs
+            .iter()
+            .filter(|d| Split::Heldout.contains(d, 0.1))
+            .count();
+        assert!((900..1100).contains(&held), "{held} of 10000 held out");
+        for doc in &docs {
+            assert_ne!(
+                Split::Train.contains(doc, 0.1),
+                Split::Heldout.contains(doc, 0.1)
+            );
+            assert!(Split::Train.contains(doc, 0.0) && Split::All.contains(doc, 0.1));
+        }
+    }
+
+    #[test]
+    fn shard_order_is_a_seeded_permutation_per_epoch() {
+        let first = shard_order(10, 3, 0);
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(first, shard_order(10, 3, 0));
+        assert_ne!(first, shard_order(10, 3, 1));
+    }
 }

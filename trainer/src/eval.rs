@@ -17,7 +17,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::checkpoint;
 use crate::config::{DataConfig, TaskConfig, TrainConfig};
-use crate::data::{Triple, TripleStream};
+use crate::data::{Split, Triple, TripleStream};
 use crate::error::Result;
 use crate::grpo_run::Scorer;
 use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
@@ -36,6 +36,8 @@ pub struct EvalOptions {
     pub tasks: Vec<TaskKind>,
     /// Prompts generated together.
     pub batch: usize,
+    /// Which documents: all, or those `data.holdout` keeps out of training.
+    pub split: Split,
 }
 
 /// Counts of one bucket or task.
@@ -95,9 +97,10 @@ pub fn evaluate(
     let data = DataConfig {
         shuffle_buffer: 1,
         epochs: Some(1),
+        holdout: config.data.holdout,
         ..DataConfig::default()
     };
-    let mut stream = TripleStream::new(files, data, 0, None)?;
+    let mut stream = TripleStream::new(files, data, options.split, 0, None)?;
     let mut triples = Vec::new();
     while triples.len() < options.limit {
         match stream.next_triple()? {
@@ -109,6 +112,10 @@ pub fn evaluate(
     report.insert("model".into(), json!(policy.model.name()));
     report.insert("model_checksum".into(), json!(policy.model.checksum()));
     report.insert("triples".into(), json!(triples.len()));
+    report.insert(
+        "split".into(),
+        json!(format!("{:?}", options.split).to_lowercase()),
+    );
     for (task, spec) in scorer.tasks().iter().enumerate() {
         let instances: Vec<(Instance, Option<&'static str>)> = triples
             .iter()

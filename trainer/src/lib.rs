@@ -32,7 +32,7 @@ mod sft;
 pub mod tasks;
 
 pub use config::TrainConfig;
-pub use data::{Cursor, Triple, TripleStream};
+pub use data::{Cursor, Split, Triple, TripleStream};
 pub use error::{Error, Result};
 pub use eval::{EvalOptions, evaluate};
 pub use grpo_run::{Group, Scorer, TaskSpec, Update, train, update};

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::{OptimConfig, TrainConfig};
-use crate::data::TripleStream;
+use crate::data::{Split, TripleStream};
 use crate::error::{Error, Result, compute, io};
 use crate::optim::{AdamW, clip_grad_norm, learning_rate};
 use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
@@ -77,7 +77,8 @@ impl Run {
             File::create(&metrics_path).map_err(io(&metrics_path))?;
             let policy = Policy::load(&config.model, tokenizer, &device, &config.chat_template)?;
             let optimizer = AdamW::new(optim.clone(), &policy.params)?;
-            let stream = TripleStream::new(files, config.data.clone(), config.seed, None)?;
+            let stream =
+                TripleStream::new(files, config.data.clone(), Split::Train, config.seed, None)?;
             return Ok(Self {
                 config,
                 kind,
@@ -103,8 +104,13 @@ impl Run {
         )?;
         let mut optimizer = AdamW::new(optim.clone(), &policy.params)?;
         optimizer.load(&policy.params, &dir.join("optimizer.safetensors"), &device)?;
-        let stream =
-            TripleStream::new(files, config.data.clone(), config.seed, Some(state.cursor))?;
+        let stream = TripleStream::new(
+            files,
+            config.data.clone(),
+            Split::Train,
+            config.seed,
+            Some(state.cursor),
+        )?;
         Ok(Self {
             config,
             kind,

@@ -197,6 +197,7 @@ mod tests {
     fn triple() -> Triple {
         Triple {
             id: "d#1".into(),
+            doc_id: "d".into(),
             context: "Algebra is old. ".into(),
             segment: "It studies équations.".into(),
             next_segment: Some("It has rules.".into()),
