@@ -234,8 +234,12 @@ impl Tokenizer {
         let Some(piece) = self.inner.id_to_token(id) else {
             return Vec::new();
         };
-        let added = self.inner.get_added_vocabulary().is_special_token(&piece)
-            || self.inner.get_added_tokens_decoder().contains_key(&id);
+        // The added vocabulary's own map (Tokenizer::get_added_tokens_decoder copies it).
+        let added = self
+            .inner
+            .get_added_vocabulary()
+            .get_added_tokens_decoder()
+            .contains_key(&id);
         let byte_level = matches!(
             self.inner.get_decoder(),
             Some(tokenizers::DecoderWrapper::ByteLevel(_))
