@@ -15,7 +15,6 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::config::TrainConfig;
 use crate::data::Cursor;
@@ -180,17 +179,7 @@ fn checksums(dir: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 fn file_checksum(path: &Path) -> Result<String> {
-    let mut hasher = Xxh3::new();
-    let mut file = File::open(path).map_err(io(path))?;
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = std::io::Read::read(&mut file, &mut buffer).map_err(io(path))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(format!("{:016x}", hasher.digest()))
+    Ok(rlpt_lm::checksum(&[path])?)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

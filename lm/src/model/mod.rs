@@ -551,7 +551,9 @@ fn safetensors_files(path: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
     Ok((dir, vec![path.to_path_buf()]))
 }
 
-fn checksum(files: &[impl AsRef<Path>]) -> Result<String> {
+/// xxh3-64 of the files' bytes, one after the other, in hex (a model's identity, a
+/// checkpoint file's checksum).
+pub fn checksum(files: &[impl AsRef<Path>]) -> Result<String> {
     let files = files.iter().map(AsRef::as_ref);
     let mut hasher = Xxh3::new();
     for file in files {
