@@ -66,50 +66,38 @@ impl Run {
         fs::create_dir_all(&config.output).map_err(io(&config.output))?;
         let tokenizer = tokenizer_for(&config.model, config.tokenizer.as_deref())?;
         let metrics_path = config.output.join(METRICS);
-        let Some(resume) = resume else {
-            if config.output.join(checkpoint::LATEST).exists() {
-                return Err(Error::Config(format!(
-                    "{} already holds checkpoints of a run; pass --resume to continue it, or \
-                     choose another --output",
-                    config.output.display()
-                )));
+        let (weights, resumed) = match resume {
+            None => {
+                if config.output.join(checkpoint::LATEST).exists() {
+                    return Err(Error::Config(format!(
+                        "{} already holds checkpoints of a run; pass --resume to continue it, \
+                         or choose another --output",
+                        config.output.display()
+                    )));
+                }
+                File::create(&metrics_path).map_err(io(&metrics_path))?;
+                (config.model.clone(), None)
             }
-            File::create(&metrics_path).map_err(io(&metrics_path))?;
-            let policy = Policy::load(&config.model, tokenizer, &device, &config.chat_template)?;
-            let optimizer = AdamW::new(optim.clone(), &policy.params)?;
-            let stream =
-                TripleStream::new(files, config.data.clone(), Split::Train, config.seed, None)?;
-            return Ok(Self {
-                config,
-                kind,
-                policy,
-                optimizer,
-                stream,
-                step: 0,
-                resumed_from: None,
-                optim,
-                metrics_lines: 0,
-                last_metrics: serde_json::Value::Null,
-            });
+            Some(resume) => {
+                let dir = checkpoint::resolve(resume)?;
+                let state = checkpoint::open(&dir)?;
+                refuse_mismatch(&dir, &state, &config, kind)?;
+                keep_lines(&metrics_path, state.metrics_lines)?;
+                (checkpoint_weights(&dir), Some((dir, state)))
+            }
         };
-        let dir = checkpoint::resolve(resume)?;
-        let state = checkpoint::open(&dir)?;
-        refuse_mismatch(&dir, &state, &config, kind)?;
-        keep_lines(&metrics_path, state.metrics_lines)?;
-        let policy = Policy::load(
-            &checkpoint_weights(&dir),
-            tokenizer,
-            &device,
-            &config.chat_template,
-        )?;
+        let policy = Policy::load(&weights, tokenizer, &device, &config.chat_template)?;
         let mut optimizer = AdamW::new(optim.clone(), &policy.params)?;
-        optimizer.load(&policy.params, &dir.join("optimizer.safetensors"), &device)?;
+        if let Some((dir, _)) = &resumed {
+            optimizer.load(&policy.params, &dir.join("optimizer.safetensors"), &device)?;
+        }
+        let (resumed_from, state) = resumed.unzip();
         let stream = TripleStream::new(
             files,
             config.data.clone(),
             Split::Train,
             config.seed,
-            Some(state.cursor),
+            state.as_ref().map(|s| s.cursor.clone()),
         )?;
         Ok(Self {
             config,
@@ -117,11 +105,11 @@ impl Run {
             policy,
             optimizer,
             stream,
-            step: state.step,
-            resumed_from: Some(dir),
+            step: state.as_ref().map_or(0, |s| s.step),
+            resumed_from,
             optim,
-            metrics_lines: state.metrics_lines,
-            last_metrics: state.metrics,
+            metrics_lines: state.as_ref().map_or(0, |s| s.metrics_lines),
+            last_metrics: state.map_or(serde_json::Value::Null, |s| s.metrics),
         })
     }
 
