@@ -87,6 +87,9 @@ pub struct Cursor {
     pub buffer: Vec<Triple>,
     /// Whether the last epoch allowed has been read to its end.
     pub exhausted: bool,
+    /// Rows that passed the filter since this epoch began (none by its end: the
+    /// filter keeps nothing).
+    pub accepted: u64,
 }
 
 impl Cursor {
@@ -99,6 +102,7 @@ impl Cursor {
             rng: seed ^ 0x5EED_DA7A,
             buffer: Vec::new(),
             exhausted: false,
+            accepted: 0,
         }
     }
 }
@@ -112,8 +116,6 @@ pub struct TripleStream {
     cursor: Cursor,
     rng: SplitMix64,
     reader: Option<Open>,
-    /// Rows accepted since the current epoch began (to notice a filter that keeps none).
-    accepted_this_epoch: u64,
 }
 
 /// The shard being read.
@@ -144,7 +146,6 @@ impl TripleStream {
             config,
             split,
             seed,
-            accepted_this_epoch: u64::from(!cursor.buffer.is_empty() || cursor.row > 0),
             cursor,
             reader: None,
         })
@@ -178,7 +179,7 @@ impl TripleStream {
     fn read_row(&mut self) -> Result<Option<Triple>> {
         loop {
             if self.cursor.shard >= self.files.len() {
-                if self.accepted_this_epoch == 0 {
+                if self.cursor.accepted == 0 {
                     return Err(Error::Config(format!(
                         "no triple in the {} input shard(s) passes the data filter \
                          ({:?} split of holdout {}, difficulties {:?}, min_entropy {:?})",
@@ -192,7 +193,7 @@ impl TripleStream {
                 self.cursor.epoch += 1;
                 self.cursor.shard = 0;
                 self.cursor.row = 0;
-                self.accepted_this_epoch = 0;
+                self.cursor.accepted = 0;
                 if self.config.epochs.is_some_and(|e| self.cursor.epoch >= e) {
                     self.cursor.exhausted = true;
                     return Ok(None);
@@ -212,7 +213,7 @@ impl TripleStream {
                         problem,
                     })?;
                     if self.keeps(&triple) {
-                        self.accepted_this_epoch += 1;
+                        self.cursor.accepted += 1;
                         return Ok(Some(triple));
                     }
                 }
