@@ -33,6 +33,18 @@ fn latest(output: &Path) -> PathBuf {
     output.join(fs::read_to_string(output.join("latest")).unwrap().trim())
 }
 
+/// `COMMAND --config CONFIG --output OUTPUT EXTRA…`.
+fn run_args<'a>(
+    command: &'a str,
+    config: &'a Path,
+    output: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![command, "--config", arg(config), "--output", arg(output)];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
     let work = tempfile::tempdir().unwrap();
@@ -149,13 +161,7 @@ fn a_training_run_killed_mid_way_resumes_bit_identically() {
     let work = tempfile::tempdir().unwrap();
     let config = resumable_config(work.path());
     let reference = work.path().join("reference");
-    rlpt_ok(&[
-        "train",
-        "--config",
-        arg(&config),
-        "--output",
-        arg(&reference),
-    ]);
+    rlpt_ok(&run_args("train", &config, &reference, &[]));
     let reference_metrics = deterministic(metrics(&reference));
     assert_eq!(reference_metrics.len(), 6);
     assert!(
@@ -167,7 +173,7 @@ fn a_training_run_killed_mid_way_resumes_bit_identically() {
 
     let killed = work.path().join("killed");
     let mut child = rlpt_in(&repo_root())
-        .args(["train", "--config", arg(&config), "--output", arg(&killed)])
+        .args(run_args("train", &config, &killed, &[]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -187,14 +193,7 @@ fn a_training_run_killed_mid_way_resumes_bit_identically() {
         killed.join("step-00000006"),
         "the run finished before it was killed"
     );
-    let resumed = rlpt_ok(&[
-        "train",
-        "--config",
-        arg(&config),
-        "--output",
-        arg(&killed),
-        "--resume",
-    ]);
+    let resumed = rlpt_ok(&run_args("train", &config, &killed, &["--resume"]));
     assert!(
         stdout(&resumed).contains("step-0000000"),
         "{}",
@@ -219,17 +218,9 @@ fn corrupt_mismatched_or_missing_checkpoints_are_refused_by_name() {
     let work = tempfile::tempdir().unwrap();
     let config = resumable_config(work.path());
     let output = work.path().join("out");
-    rlpt_ok(&[
-        "sft",
-        "--config",
-        arg(&config),
-        "--output",
-        arg(&output),
-        "--steps",
-        "2",
-    ]);
+    rlpt_ok(&run_args("sft", &config, &output, &["--steps", "2"]));
     // A fresh start on a directory with checkpoints.
-    let again = rlpt(&["sft", "--config", arg(&config), "--output", arg(&output)]);
+    let again = rlpt(&run_args("sft", &config, &output, &[]));
     assert!(
         stderr(&again).contains("pass --resume"),
         "{}",
@@ -237,14 +228,7 @@ fn corrupt_mismatched_or_missing_checkpoints_are_refused_by_name() {
     );
     // Another config.
     let resume = |extra: &[&str]| {
-        let mut args = vec![
-            "sft",
-            "--config",
-            arg(&config),
-            "--output",
-            arg(&output),
-            "--resume",
-        ];
+        let mut args = run_args("sft", &config, &output, &["--resume"]);
         args.extend_from_slice(extra);
         rlpt(&args)
     };
@@ -255,14 +239,7 @@ fn corrupt_mismatched_or_missing_checkpoints_are_refused_by_name() {
         stderr(&seeded)
     );
     // GRPO cannot resume an SFT checkpoint.
-    let grpo = rlpt(&[
-        "train",
-        "--config",
-        arg(&config),
-        "--output",
-        arg(&output),
-        "--resume",
-    ]);
+    let grpo = rlpt(&run_args("train", &config, &output, &["--resume"]));
     assert!(
         stderr(&grpo).contains("is a `sft` checkpoint"),
         "{}",
@@ -333,15 +310,7 @@ every = 2
         ),
     )
     .unwrap();
-    rlpt_ok(&[
-        "train",
-        "--config",
-        arg(&config),
-        "--output",
-        arg(&output),
-        "--steps",
-        "2",
-    ]);
+    rlpt_ok(&run_args("train", &config, &output, &["--steps", "2"]));
     let lines = metrics(&output);
     assert_eq!(lines.len(), 2);
     for line in &lines {
