@@ -84,6 +84,63 @@ pub enum Command {
     /// Score a model or checkpoint on held-out triples: next-token accuracy by
     /// difficulty bucket, asr/msr reward rates.
     Eval(EvalCommand),
+    /// Run a pipeline config on a Slurm cluster: one sbatch array per step, chained.
+    #[command(subcommand)]
+    Slurm(SlurmCommand),
+}
+
+/// `rlpt slurm`.
+#[derive(Debug, Subcommand)]
+pub enum SlurmCommand {
+    /// Write one sbatch script per step into OUT/_slurm/ (an array of --array tasks for
+    /// a step of work units, one job for dedup clusters, train and eval), submit them
+    /// chained with --dependency=afterok, and print the job ids.
+    Submit(SlurmSubmitCommand),
+    /// Each step's progress (from the manifests) and its jobs' Slurm state.
+    Status(SlurmStatusCommand),
+}
+
+/// `rlpt slurm submit`.
+#[derive(Debug, Args)]
+pub struct SlurmSubmitCommand {
+    /// Pipeline config (the jobs read it from the directory you submit from).
+    #[arg(default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Array tasks of each step of work units (each task takes 1/N of the units).
+    #[arg(long, value_name = "N")]
+    pub array: usize,
+    /// Slurm partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit of each job (sbatch --time).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs of each task (its rlpt --threads).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus_per_task: usize,
+    /// Further sbatch options for every job, such as --sbatch-arg=--mem=8G.
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// Directory of stage outputs [default: the config's `out_dir`].
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// The rlpt binary the jobs run [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub rlpt: Option<PathBuf>,
+    /// Write the scripts and print the sbatch commands without submitting.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `rlpt slurm status`.
+#[derive(Debug, Args)]
+pub struct SlurmStatusCommand {
+    /// Pipeline config.
+    #[arg(default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Directory of stage outputs [default: the config's `out_dir`].
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// The default trainer config of `rlpt train`, `sft` and `eval`.
@@ -427,9 +484,22 @@ pub struct RunCommand {
     /// Directory of stage outputs [default: the config's `out_dir`].
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
-    /// Recompute every stage from scratch, replacing outputs of another config.
-    #[arg(long)]
-    pub force: bool,
+    /// Run only these steps: a step (`dedup-buckets`), a stage (`dedup`: its four
+    /// steps) or a stage's output name; comma-separated or repeated.
+    #[arg(
+        long,
+        value_name = "STEP",
+        value_delimiter = ',',
+        conflicts_with = "from"
+    )]
+    pub only: Vec<String>,
+    /// Start at this step (or stage, or output name) and run every one after it.
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    /// This process's share of the work (`--world-size` > 1 runs one step; a
+    /// single-task step runs on rank 0), and `--force`.
+    #[command(flatten)]
+    pub share: ShareArgs,
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! Carrying out a parsed command line: runs stages, prints summaries (a table, or JSON
 //! lines under `--log-format json`) on stdout unless `-q`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cli::{
     Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, ModelCommand, RunCommand,
-    TableCommand, TokenizerCommand,
+    SlurmCommand, TableCommand, TokenizerCommand,
 };
-use crate::config::{PipelineConfig, StageEntry, TableEntry};
+use crate::config::{PipelineConfig, StageEntry};
 use crate::decontam_job::DecontamJob;
 use crate::dedup::{DedupDirs, DedupRun};
 use crate::entropy_job::EntropyJob;
@@ -16,15 +16,16 @@ use crate::error::{Error, Result};
 use crate::executor::{Sharding, StageRun};
 use crate::ingest_job::IngestJob;
 use crate::inspect::inspect;
+use crate::layout::Layout;
 use crate::logging::LogFormat;
 use crate::pii_job::PiiJob;
+use crate::plan::{Plan, Step};
 use crate::progress::ProgressMode;
 use crate::segment_job::SegmentJob;
 use crate::summary::{StageSummary, render_table};
 use crate::train_command::{self, Loop};
 use rlpt_lm::Tokenizer;
 use rlpt_stages::decontam::BenchmarkSpec;
-use rlpt_trainer::Split;
 
 /// Runs `cli`'s command.
 pub fn execute(cli: &Cli) -> Result<()> {
@@ -85,6 +86,12 @@ pub fn execute(cli: &Cli) -> Result<()> {
         }
         Command::Eval(command) => train_command::eval(command)
             .and_then(|report| train_command::print(cli.quiet, &report))?,
+        Command::Slurm(SlurmCommand::Submit(command)) => {
+            print!("{}", crate::slurm::submit(command)?);
+        }
+        Command::Slurm(SlurmCommand::Status(command)) => {
+            print!("{}", crate::slurm::status(command)?);
+        }
     }
     Ok(())
 }
@@ -243,7 +250,7 @@ fn dedup(command: &DedupCommand, progress: ProgressMode) -> Result<Vec<StageSumm
     Ok(vec![summary])
 }
 
-/// Runs every stage of the config in order.
+/// Runs the selected steps of the config in order (all of them by default).
 pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<StageSummary>> {
     if !command.config.exists() && command.config == Path::new(crate::cli::DEFAULT_CONFIG) {
         return Err(Error::Usage(format!(
@@ -252,154 +259,124 @@ pub fn run_pipeline(command: &RunCommand, progress: ProgressMode) -> Result<Vec<
         )));
     }
     let config = PipelineConfig::load(&command.config)?;
-    let base = command.config.parent().unwrap_or(Path::new("."));
-    let out_dir = command.out_dir.clone().unwrap_or(config.out_dir);
-    let mut summaries = Vec::new();
-    let mut previous_output: Option<PathBuf> = None;
-    // The last train stage's input and checkpoints, for an eval stage after it.
-    let mut trained: Option<(String, PathBuf)> = None;
+    let out_dir = command.out_dir.clone().unwrap_or(config.out_dir.clone());
+    let plan = Plan::new(&config, &command.config, &out_dir)?;
+    let steps = plan.select(&command.only, command.from.as_deref())?;
     let place = RunIn {
-        out_dir: &out_dir,
-        force: command.force,
+        base: command.config.parent().unwrap_or(Path::new(".")),
+        sharding: command.share.sharding()?,
+        force: command.share.force,
         progress,
     };
-    for (index, stage) in config.stages.iter().enumerate() {
-        let input = |given: Option<&String>| -> Result<String> {
-            match (given, &previous_output) {
-                (Some(input), _) => Ok(base.join(input).to_string_lossy().into_owned()),
-                (None, Some(previous)) => Ok(previous.to_string_lossy().into_owned()),
-                (None, None) => Err(Error::Config {
-                    path: command.config.clone(),
-                    problem: format!(
-                        "stage {} ({}) has no `input` and no stage before it",
-                        index + 1,
-                        stage.name()
-                    ),
-                }),
-            }
-        };
-        let (stage_summaries, output) = match stage {
-            StageEntry::Ingest(entry) => {
-                let output = out_dir.join(&entry.output);
-                let run = StageRun {
-                    output: output.clone(),
-                    layout: entry.layout,
-                    sharding: Sharding::SINGLE,
-                    force: command.force,
-                    strict: entry.strict,
-                    progress,
-                };
-                (
-                    vec![entry.job().run(&input(Some(&entry.input))?, &run)?],
-                    output,
-                )
-            }
-            StageEntry::Pii(entry) => {
-                let job = PiiJob::new(&entry.config)?;
-                table_stage(entry, &input, &place, |i, r| job.run(i, r))?
-            }
-            StageEntry::Decontam(entry) => {
-                let mut config = entry.config.clone();
-                config.benchmarks = relative_benchmarks(&config.benchmarks, base)?;
-                let job = DecontamJob::new(&config)?;
-                table_stage(entry, &input, &place, |i, r| job.run(i, r))?
-            }
-            StageEntry::Segment(entry) => {
-                let mut config = entry.config.clone();
-                config.tokenizer = base.join(&config.tokenizer);
-                let job = SegmentJob::new(&config)?;
-                table_stage(entry, &input, &place, |i, r| job.run(i, r))?
-            }
-            StageEntry::Entropy(entry) => {
-                let mut config = entry.config.clone();
-                config.model = base.join(&config.model);
-                config.fallback_model = config.fallback_model.map(|m| base.join(m));
-                let job = EntropyJob::new(&config)?;
-                table_stage(entry, &input, &place, |i, r| job.run(i, r))?
-            }
-            StageEntry::Train(entry) => {
-                let output = out_dir.join(&entry.output);
-                let triples = input(entry.input.as_ref())?;
-                let summary = train_command::train_stage(entry, base, &triples, &output, progress)?;
-                trained = Some((triples, output.clone()));
-                (vec![summary], output)
-            }
-            StageEntry::Eval(entry) => {
-                let Some((train_input, checkpoints)) = &trained else {
-                    return Err(Error::Config {
-                        path: command.config.clone(),
-                        problem: format!("stage {} (eval) has no train stage before it", index + 1),
-                    });
-                };
-                let source = match &entry.input {
-                    Some(given) => (base.join(given).to_string_lossy().into_owned(), Split::All),
-                    None => (train_input.clone(), Split::Heldout),
-                };
-                let report = out_dir.join(&entry.output);
-                let summary = train_command::eval_stage(
-                    entry,
-                    base,
-                    (&source.0, source.1),
-                    checkpoints,
-                    &report,
-                )?;
-                (vec![summary], checkpoints.clone())
-            }
-            StageEntry::Dedup(entry) => {
-                let output = out_dir.join(&entry.output);
-                let run = DedupRun {
-                    config: entry.config.clone(),
-                    layout: entry.layout,
-                    sort_memory: entry.sort_memory,
-                    sharding: Sharding::SINGLE,
-                    force: command.force,
-                    progress,
-                };
-                (
-                    run.all(&input(entry.input.as_ref())?, &DedupDirs::new(&output))?,
-                    output,
-                )
-            }
-        };
-        for summary in &stage_summaries {
+    if place.sharding.world_size > 1 && steps.len() != 1 {
+        return Err(Error::Usage(format!(
+            "--world-size {} runs one step (every rank of a step must finish before the next \
+             step reads its output); name it with --only, or use `rlpt slurm submit`",
+            place.sharding.world_size
+        )));
+    }
+    let mut summaries = Vec::new();
+    for step in steps {
+        if step.single_task() && place.sharding.rank != 0 {
             tracing::info!(
-                stage = %summary.stage,
-                rows_out = summary.rows_out,
-                reused = summary.units_reused,
-                "stage done"
+                step = step.name,
+                rank = place.sharding.rank,
+                "a single-task step: only rank 0 runs it"
             );
+            continue;
         }
-        summaries.extend(stage_summaries);
-        previous_output = Some(output);
+        let summary = run_step(step, &place)?;
+        tracing::info!(
+            stage = %summary.stage,
+            rows_out = summary.rows_out,
+            reused = summary.units_reused,
+            "stage done"
+        );
+        summaries.push(summary);
     }
     Ok(summaries)
 }
 
-/// How a config stage runs: into `out_dir/output`, one process.
-/// Where and how a `run` stage writes: `out_dir`, `--force`, progress.
+/// Where and how `rlpt run` runs a step: the config's directory (its relative paths),
+/// this process's share, `--force`, progress.
 struct RunIn<'a> {
-    out_dir: &'a Path,
+    base: &'a Path,
+    sharding: Sharding,
     force: bool,
     progress: ProgressMode,
 }
 
-/// Runs a stage that reads one table and writes another, from its `[[stage]]` entry.
-fn table_stage<C>(
-    entry: &TableEntry<C>,
-    input: &dyn Fn(Option<&String>) -> Result<String>,
-    place: &RunIn<'_>,
-    job: impl Fn(&str, &StageRun) -> Result<StageSummary>,
-) -> Result<(Vec<StageSummary>, PathBuf)> {
-    let run = StageRun {
-        output: place.out_dir.join(&entry.output),
-        layout: entry.layout,
-        sharding: Sharding::SINGLE,
-        force: place.force,
-        strict: false,
-        progress: place.progress,
-    };
-    let summary = job(&input(entry.input.as_ref())?, &run)?;
-    Ok((vec![summary], run.output))
+impl RunIn<'_> {
+    fn stage_run(&self, output: &Path, layout: Layout, strict: bool) -> StageRun {
+        StageRun {
+            output: output.to_path_buf(),
+            layout,
+            sharding: self.sharding,
+            force: self.force,
+            strict,
+            progress: self.progress,
+        }
+    }
+}
+
+/// Runs one step of the plan.
+fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
+    let (input, output, base) = (step.input.as_str(), &step.output, place.base);
+    match step.entry {
+        StageEntry::Ingest(entry) => entry
+            .job()
+            .run(input, &place.stage_run(output, entry.layout, entry.strict)),
+        StageEntry::Pii(entry) => {
+            PiiJob::new(&entry.config)?.run(input, &place.stage_run(output, entry.layout, false))
+        }
+        StageEntry::Decontam(entry) => {
+            let mut config = entry.config.clone();
+            config.benchmarks = relative_benchmarks(&config.benchmarks, base)?;
+            DecontamJob::new(&config)?.run(input, &place.stage_run(output, entry.layout, false))
+        }
+        StageEntry::Segment(entry) => {
+            let mut config = entry.config.clone();
+            config.tokenizer = base.join(&config.tokenizer);
+            SegmentJob::new(&config)?.run(input, &place.stage_run(output, entry.layout, false))
+        }
+        StageEntry::Entropy(entry) => {
+            let mut config = entry.config.clone();
+            config.model = base.join(&config.model);
+            config.fallback_model = config.fallback_model.map(|m| base.join(m));
+            EntropyJob::new(&config)?.run(input, &place.stage_run(output, entry.layout, false))
+        }
+        StageEntry::Dedup(entry) => {
+            let run = DedupRun {
+                config: entry.config.clone(),
+                layout: entry.layout,
+                sort_memory: entry.sort_memory,
+                sharding: if step.single_task() {
+                    Sharding::SINGLE
+                } else {
+                    place.sharding
+                },
+                force: place.force,
+                progress: place.progress,
+            };
+            let dirs = DedupDirs::new(output);
+            match step.name {
+                "dedup-signatures" => run.signatures(input, &dirs),
+                "dedup-buckets" => run.buckets(&dirs),
+                "dedup-clusters" => run.clusters(&dirs),
+                _ => run.filter(input, &dirs),
+            }
+        }
+        StageEntry::Train(entry) => {
+            train_command::train_stage(entry, base, input, output, place.progress)
+        }
+        StageEntry::Eval(entry) => {
+            let checkpoints = step
+                .checkpoints
+                .as_deref()
+                .expect("the plan gives eval its train stage");
+            train_command::eval_stage(entry, base, (input, step.split), checkpoints, output)
+        }
+    }
 }
 
 /// Benchmark specs with their paths made relative to the config file's directory.

@@ -238,6 +238,34 @@ impl StageEntry {
         }
     }
 
+    /// The `input` the entry names, if any (ingest's is required, so always `Some`).
+    pub fn input(&self) -> Option<&String> {
+        match self {
+            StageEntry::Ingest(entry) => Some(&entry.input),
+            StageEntry::Dedup(entry) => entry.input.as_ref(),
+            StageEntry::Pii(entry) => entry.input.as_ref(),
+            StageEntry::Decontam(entry) => entry.input.as_ref(),
+            StageEntry::Segment(entry) => entry.input.as_ref(),
+            StageEntry::Entropy(entry) => entry.input.as_ref(),
+            StageEntry::Train(entry) => entry.input.as_ref(),
+            StageEntry::Eval(entry) => entry.input.as_ref(),
+        }
+    }
+
+    /// The `output` the entry names (relative to `out_dir`).
+    pub fn output(&self) -> &str {
+        match self {
+            StageEntry::Ingest(entry) => &entry.output,
+            StageEntry::Dedup(entry) => &entry.output,
+            StageEntry::Pii(entry) => &entry.output,
+            StageEntry::Decontam(entry) => &entry.output,
+            StageEntry::Segment(entry) => &entry.output,
+            StageEntry::Entropy(entry) => &entry.output,
+            StageEntry::Train(entry) => &entry.output,
+            StageEntry::Eval(entry) => &entry.output,
+        }
+    }
+
     fn unknown_keys(&self) -> (Vec<&String>, Vec<String>) {
         match self {
             StageEntry::Ingest(entry) => {

@@ -108,6 +108,9 @@ pub enum Error {
     /// A flag is invalid.
     #[error("{0}")]
     Usage(String),
+    /// A Slurm command failed.
+    #[error("{0}")]
+    Slurm(String),
     /// A pipeline config file is invalid.
     #[error("{}: {problem}", path.display())]
     Config {

@@ -18,8 +18,10 @@
 //! - [`dedup`]: `rlpt dedup`'s four steps (signatures, buckets, clusters, filter),
 //!   with [`external_sort`] for bands larger than memory.
 //! - [`inspect`]: `rlpt inspect`, with polars.
+//! - [`slurm`]: `rlpt slurm submit|status`, a config as chained sbatch arrays.
 //! - [`train_command`]: `rlpt train`, `rlpt sft` and `rlpt eval` over rlpt-trainer.
-//! - [`cli`], [`config`], [`commands`]: flags, `pipeline.toml`, and running them.
+//! - [`cli`], [`config`], [`plan`], [`commands`]: flags, `pipeline.toml`, its stages as
+//!   steps with resolved inputs and outputs, and running them.
 //!
 //! A new stage is a pure transform in `rlpt-stages`, a `ShardJob` here that reads its
 //! input and calls it, a [`cli::Command`] arm and a [`config::StageEntry`] arm.
@@ -43,10 +45,12 @@ pub mod layout;
 pub mod logging;
 pub mod manifest;
 pub mod pii_job;
+pub mod plan;
 pub mod progress;
 pub mod segment_job;
 pub mod shard_reader;
 pub mod shard_writer;
+pub mod slurm;
 pub mod summary;
 pub mod train_command;
 

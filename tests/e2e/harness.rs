@@ -236,3 +236,83 @@ pub fn replicate_sample(dir: &Path, copies: usize, docs_per_file: usize) -> usiz
 #[path = "../../lm/tests/common/mod.rs"]
 mod lm_common;
 pub use lm_common::asset as fetched;
+
+/// Every file a pipeline run wrote under `dir`, by relative path, for comparing two
+/// runs: manifests (`_manifest/`, which hold timings) and `rlpt slurm`'s scripts and
+/// logs (`_slurm/`) left out, and the wall-clock `timing` of the trainer's metrics
+/// (metrics.jsonl lines, the last ones in trainer_state.json, whose checksum
+/// checksums.json holds) dropped.
+pub fn run_output_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if name != "_manifest" && name != "_slurm" {
+                    pending.push(path);
+                }
+                continue;
+            }
+            let bytes = fs::read(&path).unwrap();
+            let bytes = match name.as_str() {
+                "metrics.jsonl" => String::from_utf8(bytes)
+                    .unwrap()
+                    .lines()
+                    .map(|line| without(serde_json::from_str(line).unwrap(), "timing") + "\n")
+                    .collect::<String>()
+                    .into_bytes(),
+                "trainer_state.json" => {
+                    without(serde_json::from_slice(&bytes).unwrap(), "timing").into_bytes()
+                }
+                "checksums.json" => without(
+                    serde_json::from_slice(&bytes).unwrap(),
+                    "trainer_state.json",
+                )
+                .into_bytes(),
+                _ => bytes,
+            };
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            files.insert(rel, bytes);
+        }
+    }
+    files
+}
+
+/// A JSON value as text, without `key` in any object at any depth.
+fn without(mut value: serde_json::Value, key: &str) -> String {
+    fn strip(value: &mut serde_json::Value, key: &str) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                fields.remove(key);
+                fields.values_mut().for_each(|v| strip(v, key));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| strip(v, key)),
+            _ => {}
+        }
+    }
+    strip(&mut value, key);
+    value.to_string()
+}
+
+/// Asserts that two runs wrote the same files with the same bytes, naming the first
+/// files that differ.
+pub fn assert_same_run_output(expected: &Path, actual: &Path) {
+    let (expected, actual) = (run_output_files(expected), run_output_files(actual));
+    let names = |files: &BTreeMap<String, Vec<u8>>| files.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&expected), names(&actual), "the same files");
+    let differing: Vec<&String> = expected
+        .iter()
+        .filter(|(name, bytes)| actual[*name] != **bytes)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "files with other bytes: {differing:?}"
+    );
+}

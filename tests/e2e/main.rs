@@ -13,4 +13,5 @@ mod python;
 mod resume;
 mod run;
 mod segment;
+mod slurm;
 mod train;

@@ -65,7 +65,10 @@ fn the_default_config_ingests_the_sample_and_resumes() {
         serde_json::from_str(stdout(&second).lines().next().unwrap()).unwrap();
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["stage"], "ingest");
-    assert_eq!(summary["units_reused"], 1);
+    assert_eq!(
+        summary["units_reused"], 3,
+        "the sample's three files, a unit each"
+    );
     assert_eq!(summary["rows_out"], SAMPLE_DOCS);
     let summaries: Vec<serde_json::Value> = stdout(&second)
         .lines()

@@ -1,0 +1,382 @@
+//! `rlpt slurm`: a pipeline config on a Slurm cluster. `submit` writes one sbatch
+//! script per step of the plan into `OUT/_slurm/` — an array of `--array N` tasks for
+//! a step of work units (each task `rlpt run CONFIG --only STEP --rank
+//! $SLURM_ARRAY_TASK_ID --world-size N`), a single job for a single-task step (dedup
+//! clusters, train, eval) — and submits them chained with `--dependency=afterok`,
+//! recording the job ids in `OUT/_slurm/jobs.json`. `status` reads each step's
+//! manifest (units done of units planned; train's latest checkpoint; eval's report)
+//! and asks `squeue` about the recorded jobs.
+//!
+//! The scripts run `rlpt run` from the directory `submit` ran in, with the config path
+//! and output directory as given, so a task resolves every path — and so every config
+//! hash — exactly as a local `rlpt run` does: the tables come out byte-identical.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{SlurmStatusCommand, SlurmSubmitCommand};
+use crate::config::{PipelineConfig, StageEntry};
+use crate::dedup::DedupDirs;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::Manifest;
+use crate::plan::{Plan, Step};
+
+/// Where `submit` writes its scripts, logs and `jobs.json`, under the output directory.
+pub const SLURM_DIR: &str = "_slurm";
+
+/// What `submit` submitted: read back by `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submission {
+    /// Array tasks of each step of work units.
+    pub array: usize,
+    /// One entry per step, in order.
+    pub jobs: Vec<SubmittedJob>,
+}
+
+/// One submitted step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmittedJob {
+    /// The step (`ingest`, `dedup-buckets`, …).
+    pub step: String,
+    /// Slurm's job id (of the array, for an array).
+    pub job_id: String,
+    /// Tasks: `--array` for a step of work units, 1 for a single-task step.
+    pub tasks: usize,
+    /// The sbatch script.
+    pub script: PathBuf,
+}
+
+/// The config, its plan and where it writes.
+struct Loaded {
+    config: PipelineConfig,
+    out_dir: PathBuf,
+}
+
+impl Loaded {
+    fn new(config_path: &Path, out_dir: Option<&PathBuf>) -> Result<Self> {
+        let config = PipelineConfig::load(config_path)?;
+        let out_dir = out_dir.cloned().unwrap_or_else(|| config.out_dir.clone());
+        Ok(Self { config, out_dir })
+    }
+
+    fn plan<'a>(&'a self, config_path: &Path) -> Result<Plan<'a>> {
+        Plan::new(&self.config, config_path, &self.out_dir)
+    }
+}
+
+/// `rlpt slurm submit`: writes the scripts, submits them unless `--dry-run`, and
+/// returns what to print.
+pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
+    if command.array == 0 {
+        return Err(Error::Usage("--array must be at least 1".into()));
+    }
+    let loaded = Loaded::new(&command.config, command.out_dir.as_ref())?;
+    let plan = loaded.plan(&command.config)?;
+    let slurm_dir = loaded.out_dir.join(SLURM_DIR);
+    std::fs::create_dir_all(slurm_dir.join("logs")).at(&slurm_dir)?;
+    let script_context = ScriptContext::new(command, &loaded.out_dir)?;
+    let mut jobs: Vec<SubmittedJob> = Vec::new();
+    let mut report = String::new();
+    for step in &plan.steps {
+        let tasks = if step.single_task() { 1 } else { command.array };
+        let script = slurm_dir.join(format!("{:02}-{}.sbatch", step.number, step.name));
+        crate::atomic::write_file(&script, script_context.script(step, tasks).as_bytes())?;
+        let dependency = jobs
+            .last()
+            .map(|job| format!("--dependency=afterok:{}", job.job_id));
+        let job_id = if command.dry_run {
+            let args: Vec<&str> = dependency.iter().map(String::as_str).collect();
+            let _ = writeln!(
+                report,
+                "sbatch {}{}",
+                args.iter().map(|a| format!("{a} ")).collect::<String>(),
+                script.display()
+            );
+            format!("<{}>", step.name)
+        } else {
+            sbatch(&script, dependency.as_deref(), &jobs)?
+        };
+        jobs.push(SubmittedJob {
+            step: step.name.to_string(),
+            job_id,
+            tasks,
+            script,
+        });
+    }
+    if command.dry_run {
+        let _ = writeln!(
+            report,
+            "(dry run: scripts in {}, nothing submitted)",
+            slurm_dir.display()
+        );
+        return Ok(report);
+    }
+    let submission = Submission {
+        array: command.array,
+        jobs,
+    };
+    let json = serde_json::to_vec_pretty(&submission).expect("a submission serialises");
+    crate::atomic::write_file(&slurm_dir.join("jobs.json"), &json)?;
+    let _ = writeln!(report, "{:<18} {:>8} {:>6}  script", "step", "job", "tasks");
+    for job in &submission.jobs {
+        let _ = writeln!(
+            report,
+            "{:<18} {:>8} {:>6}  {}",
+            job.step,
+            job.job_id,
+            job.tasks,
+            job.script.display()
+        );
+    }
+    Ok(report)
+}
+
+/// What every script shares: the binary, the directory, the config, sbatch options.
+struct ScriptContext {
+    rlpt: PathBuf,
+    workdir: PathBuf,
+    config: PathBuf,
+    out_dir: PathBuf,
+    logs: PathBuf,
+    options: Vec<String>,
+}
+
+impl ScriptContext {
+    fn new(command: &SlurmSubmitCommand, out_dir: &Path) -> Result<Self> {
+        let workdir = std::env::current_dir().at(".")?;
+        let rlpt = match &command.rlpt {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().at("the rlpt binary")?,
+        };
+        let mut options = vec![format!("--cpus-per-task={}", command.cpus_per_task)];
+        options.extend(command.partition.iter().map(|p| format!("--partition={p}")));
+        options.extend(command.time.iter().map(|t| format!("--time={t}")));
+        options.extend(command.sbatch_args.iter().cloned());
+        Ok(Self {
+            rlpt,
+            logs: workdir.join(out_dir).join(SLURM_DIR).join("logs"),
+            workdir,
+            config: command.config.clone(),
+            out_dir: out_dir.to_path_buf(),
+            options,
+        })
+    }
+
+    /// The sbatch script of `step` with `tasks` array tasks (1: a single job).
+    fn script(&self, step: &Step<'_>, tasks: usize) -> String {
+        let mut text = String::from("#!/bin/bash\n");
+        let _ = writeln!(
+            text,
+            "# Step {} ({}) of {}, written by `rlpt slurm submit`.",
+            step.number,
+            step.name,
+            self.config.display()
+        );
+        let _ = writeln!(text, "#SBATCH --job-name=rlpt-{}", step.name);
+        let log = if tasks > 1 { "%A_%a" } else { "%j" };
+        let _ = writeln!(
+            text,
+            "#SBATCH --output={}",
+            self.logs
+                .join(format!("{:02}-{}-{log}.log", step.number, step.name))
+                .display()
+        );
+        let _ = writeln!(text, "#SBATCH --chdir={}", self.workdir.display());
+        if tasks > 1 {
+            let _ = writeln!(text, "#SBATCH --array=0-{}", tasks - 1);
+        }
+        for option in &self.options {
+            let _ = writeln!(text, "#SBATCH {option}");
+        }
+        let share = if tasks > 1 {
+            format!(" --rank \"$SLURM_ARRAY_TASK_ID\" --world-size {tasks}")
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            text,
+            "set -euo pipefail\nexec {} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --log-format json \
+             run {} --out-dir {} --only {}{share}\n",
+            shell_quote(&self.rlpt.to_string_lossy()),
+            shell_quote(&self.config.to_string_lossy()),
+            shell_quote(&self.out_dir.to_string_lossy()),
+            step.name,
+        );
+        text
+    }
+}
+
+/// A word the shell reads back as `text`.
+fn shell_quote(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// Submits `script`; returns its job id. On failure the error lists the jobs already
+/// submitted, so they can be cancelled.
+fn sbatch(script: &Path, dependency: Option<&str>, submitted: &[SubmittedJob]) -> Result<String> {
+    let mut command = Command::new("sbatch");
+    command.arg("--parsable").args(dependency).arg(script);
+    let failure = |detail: String| {
+        let ids: Vec<&str> = submitted.iter().map(|j| j.job_id.as_str()).collect();
+        let submitted = if ids.is_empty() {
+            String::new()
+        } else {
+            format!(" (already submitted: {}; `scancel` them)", ids.join(" "))
+        };
+        Error::Slurm(format!("sbatch {}: {detail}{submitted}", script.display()))
+    };
+    let output = command
+        .output()
+        .map_err(|err| failure(format!("cannot run sbatch: {err} (is Slurm installed?)")))?;
+    if !output.status.success() {
+        return Err(failure(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // `--parsable` prints `ID` or `ID;CLUSTER`.
+    let id = stdout.trim().split(';').next().unwrap_or_default();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(failure(format!("unexpected output {stdout:?}")));
+    }
+    Ok(id.to_string())
+}
+
+/// `rlpt slurm status`: every step's progress from its manifest, and the Slurm state
+/// of the jobs `submit` recorded.
+pub fn status(command: &SlurmStatusCommand) -> Result<String> {
+    let loaded = Loaded::new(&command.config, command.out_dir.as_ref())?;
+    let plan = loaded.plan(&command.config)?;
+    let base = command.config.parent().unwrap_or(Path::new("."));
+    let jobs_file = loaded.out_dir.join(SLURM_DIR).join("jobs.json");
+    let submission: Option<Submission> = match std::fs::read(&jobs_file) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+                path: jobs_file.clone(),
+                source,
+            })?,
+        ),
+        Err(_) => None,
+    };
+    let states = submission.as_ref().map(job_states).unwrap_or_default();
+    let mut text = format!("{:<18} {:<12} {:<11} slurm\n", "step", "done", "state");
+    for step in &plan.steps {
+        let (done, state) = step_progress(step, base)?;
+        // Jobs are recorded one per step, in the plan's order.
+        let job = submission
+            .as_ref()
+            .and_then(|s| s.jobs.get(step.number - 1))
+            .filter(|job| job.step == step.name);
+        let slurm = match job {
+            Some(job) => format!(
+                "job {} {}",
+                job.job_id,
+                states
+                    .get(&job.job_id)
+                    .map_or("(not in squeue)", String::as_str)
+            ),
+            None => "-".into(),
+        };
+        let _ = writeln!(text, "{:<18} {:<12} {:<11} {slurm}", step.name, done, state);
+    }
+    Ok(text)
+}
+
+/// `done` ("3/5 units") and a state word of one step, from what it wrote.
+fn step_progress(step: &Step<'_>, base: &Path) -> Result<(String, &'static str)> {
+    let state = |done: u64, total: u64| match (done, total) {
+        (0, _) => "not started",
+        (d, t) if d >= t => "done",
+        _ => "partial",
+    };
+    match step.entry {
+        StageEntry::Train(entry) => {
+            let mut target = rlpt_trainer::TrainConfig::from_file(&base.join(&entry.config))?.steps;
+            target = entry.steps.unwrap_or(target);
+            let reached = rlpt_trainer::checkpoint::resolve(&step.output)
+                .and_then(|dir| rlpt_trainer::checkpoint::open(&dir))
+                .map_or(0, |state| state.step);
+            Ok((format!("{reached}/{target} steps"), state(reached, target)))
+        }
+        StageEntry::Eval(_) => {
+            let written = u64::from(step.output.is_file());
+            Ok((format!("{written}/1 report"), state(written, 1)))
+        }
+        _ => {
+            let dirs = DedupDirs::new(&step.output);
+            let dir = match step.name {
+                "dedup-signatures" => dirs.signatures(),
+                "dedup-buckets" => dirs.pairs(),
+                "dedup-clusters" => dirs.clusters(),
+                _ => step.output.clone(),
+            };
+            Ok(match Manifest::of(&dir).read_progress()? {
+                Some(progress) => {
+                    let (done, total) = (progress.done.len() as u64, progress.stage.units as u64);
+                    (format!("{done}/{total} units"), state(done, total))
+                }
+                None => ("-".into(), "not started"),
+            })
+        }
+    }
+}
+
+/// Slurm's state of each recorded job, from `squeue` (jobs it has forgotten, or no
+/// `squeue` at all, are left out): `COMPLETED`, or counts such as `RUNNING 2, PENDING 1`
+/// over an array's tasks.
+fn job_states(submission: &Submission) -> BTreeMap<String, String> {
+    let ids: Vec<&str> = submission.jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let Ok(output) = Command::new("squeue")
+        .args(["--noheader", "--states=all", "--format=%F|%T", "--jobs"])
+        .arg(ids.join(","))
+        .output()
+    else {
+        return BTreeMap::new();
+    };
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some((job, state)) = line.trim().split_once('|') {
+            *counts
+                .entry(job.to_string())
+                .or_default()
+                .entry(state.to_string())
+                .or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(job, states)| {
+            let text = if states.len() == 1 {
+                states.into_keys().next().unwrap_or_default()
+            } else {
+                let parts: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                parts.join(", ")
+            };
+            (job, text)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_spaces_and_quotes() {
+        assert_eq!(
+            shell_quote("data-samples/pipeline.toml"),
+            "data-samples/pipeline.toml"
+        );
+        assert_eq!(shell_quote("my dir/it's"), "'my dir/it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,236 @@
+//! `rlpt slurm`: the default config submitted to a real one-node Slurm cluster as
+//! chained 3-task arrays gives the same bytes as a local `rlpt run`. The cluster is
+//! Debian's slurm-wlm started by `tests/slurm/cluster.sh start` (`.ci/run` does it);
+//! without one the test is skipped, unless RLPT_REQUIRE_SLURM=1.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Whether a Slurm controller answers here; panics when RLPT_REQUIRE_SLURM=1 and none does.
+fn slurm_is_up() -> bool {
+    let up = Command::new("sinfo")
+        .arg("--noheader")
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if !up {
+        assert!(
+            std::env::var("RLPT_REQUIRE_SLURM").as_deref() != Ok("1"),
+            "RLPT_REQUIRE_SLURM=1 but no Slurm cluster answers: run tests/slurm/cluster.sh start"
+        );
+        eprintln!("skipped: no Slurm cluster (tests/slurm/cluster.sh start makes one)");
+    }
+    up
+}
+
+/// Job ids from `rlpt slurm submit`'s table (step, job, tasks, script).
+fn job_ids(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().nth(1).unwrap().to_string())
+        .collect()
+}
+
+/// Waits until none of `jobs` is pending or running.
+fn wait_for(jobs: &[String], out: &Path) {
+    let started = Instant::now();
+    loop {
+        let queue = Command::new("squeue")
+            .args(["--noheader", "--format=%i %T", "--jobs"])
+            .arg(jobs.join(","))
+            .output()
+            .unwrap();
+        if stdout(&queue).trim().is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30 * 60),
+            "jobs still queued after 30 minutes:\n{}\n{}",
+            stdout(&queue),
+            logs(out)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The jobs' logs, to show when something failed.
+fn logs(out: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(entries) = std::fs::read_dir(out.join("_slurm/logs")) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            text += &format!("== {}\n{}\n", path.display(), log);
+        }
+    }
+    text
+}
+
+#[test]
+fn the_default_config_on_a_slurm_cluster_matches_a_local_run() {
+    if !slurm_is_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Both runs write to the same path (moved aside in between), as a user rerunning
+    // with Slurm would: paths are part of some settings, and so of their hashes.
+    let out = dir.path().join("out");
+    rlpt_ok(&["-q", "run", "--out-dir", arg(&out)]);
+    let local = dir.path().join("local");
+    std::fs::rename(&out, &local).unwrap();
+
+    let submitted = rlpt_ok(&["slurm", "submit", "--array", "3", "--out-dir", arg(&out)]);
+    let table = stdout(&submitted);
+    let jobs = job_ids(&table);
+    assert_eq!(jobs.len(), 11, "one job per step:\n{table}");
+    let scripts: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|line| std::fs::read_to_string(line.split_whitespace().nth(3).unwrap()).unwrap())
+        .collect();
+    assert!(scripts[2].contains("--array=0-2"), "{}", scripts[2]);
+    assert!(
+        scripts[2].contains("--only dedup-buckets --rank \"$SLURM_ARRAY_TASK_ID\" --world-size 3"),
+        "{}",
+        scripts[2]
+    );
+    assert!(!scripts[3].contains("--array"), "clusters is one job");
+    wait_for(&jobs, &out);
+
+    let status = stdout(&rlpt_ok(&["slurm", "status", "--out-dir", arg(&out)]));
+    let steps: Vec<&str> = status.lines().skip(1).collect();
+    assert_eq!(steps.len(), 11, "{status}");
+    for line in &steps {
+        assert!(
+            line.contains(" done ") && line.contains("COMPLETED"),
+            "{status}\n{}",
+            logs(&out)
+        );
+    }
+    assert_same_run_output(&local, &out);
+}
+
+#[test]
+fn a_dry_run_writes_chained_scripts_and_submits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let dry = rlpt_ok(&[
+        "slurm",
+        "submit",
+        "--array",
+        "4",
+        "--partition",
+        "cpu",
+        "--sbatch-arg=--mem=8G",
+        "--out-dir",
+        arg(&out),
+        "--dry-run",
+    ]);
+    let lines: Vec<String> = stdout(&dry).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 12, "{lines:?}");
+    assert!(lines[0].starts_with("sbatch ") && lines[0].ends_with("01-ingest.sbatch"));
+    assert!(
+        lines[1].contains("--dependency=afterok:<ingest>"),
+        "{}",
+        lines[1]
+    );
+    assert!(!out.join("_slurm/jobs.json").exists());
+    let pii = std::fs::read_to_string(out.join("_slurm/06-pii.sbatch")).unwrap();
+    for expected in [
+        "#SBATCH --array=0-3",
+        "#SBATCH --partition=cpu",
+        "#SBATCH --mem=8G",
+        "--only pii --rank \"$SLURM_ARRAY_TASK_ID\" --world-size 4",
+    ] {
+        assert!(pii.contains(expected), "{expected} in\n{pii}");
+    }
+    let train = std::fs::read_to_string(out.join("_slurm/10-train.sbatch")).unwrap();
+    assert!(
+        !train.contains("--array") && train.contains("--only train\n"),
+        "{train}"
+    );
+    // Nothing ran: every step is still to do.
+    let status = stdout(&rlpt_ok(&["slurm", "status", "--out-dir", arg(&out)]));
+    assert_eq!(status.matches("not started").count(), 11, "{status}");
+}
+
+/// A three-stage config (ingest, dedup, pii) on the sample, written into `dir`.
+fn small_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("small.toml");
+    let text = format!(
+        "[[stage]]\nstage = \"ingest\"\ninput = \"{}\"\noutput = \"documents\"\n\
+         [[stage]]\nstage = \"dedup\"\noutput = \"deduped\"\n\
+         [[stage]]\nstage = \"pii\"\noutput = \"scrubbed\"\n",
+        sample_input().display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+fn steps_run(output: &std::process::Output) -> Vec<String> {
+    stdout(output)
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn run_selects_steps_with_only_and_from_and_shares_one_step_across_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    let out = dir.path().join("out");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", arg(&config), "--out-dir", arg(&out)];
+        args.extend(extra);
+        rlpt(&args)
+    };
+    let only = run(&["--only", "ingest"]);
+    assert_eq!(steps_run(&only), ["ingest"], "{}", stderr(&only));
+    assert!(!out.join("deduped").exists());
+
+    let early = run(&["--only", "pii"]);
+    assert_eq!(early.status.code(), Some(1));
+    assert!(stderr(&early).contains("deduped"), "{}", stderr(&early));
+    let unknown = run(&["--only", "dedupe"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("dedup-buckets"),
+        "{}",
+        stderr(&unknown)
+    );
+    let several = run(&["--world-size", "3", "--rank", "0"]);
+    assert_eq!(several.status.code(), Some(2));
+    assert!(
+        stderr(&several).contains("runs one step"),
+        "{}",
+        stderr(&several)
+    );
+
+    // The buckets step shared by three ranks, each doing its bands.
+    run(&["--only", "dedup-signatures"]);
+    for rank in ["0", "1", "2"] {
+        let share = run(&[
+            "--only",
+            "dedup-buckets",
+            "--rank",
+            rank,
+            "--world-size",
+            "3",
+        ]);
+        assert_eq!(steps_run(&share), ["dedup-buckets"], "{}", stderr(&share));
+    }
+    let rest = run(&["--from", "dedup-clusters"]);
+    assert_eq!(
+        steps_run(&rest),
+        ["dedup-clusters", "dedup-filter", "pii"],
+        "{}",
+        stderr(&rest)
+    );
+    let whole = dir.path().join("whole");
+    rlpt_ok(&["-q", "run", arg(&config), "--out-dir", arg(&whole)]);
+    assert_same_run_output(&whole, &out);
+}
