@@ -5,7 +5,9 @@
 //!
 //! A read error in the middle of a file (a truncated gzip, say) does not lose what came
 //! before it: the records read so far are kept and the rest of the file becomes one
-//! `unreadable` reject naming the line where reading stopped.
+//! `unreadable` reject naming the line where reading stopped; a Parquet file that
+//! cannot be opened (no footer: truncated, or not Parquet at all) or whose pages stop
+//! decoding is rejected the same way, from its first unread row.
 
 use std::cell::Cell;
 use std::fs::File;
@@ -335,12 +337,18 @@ impl FileIngest<'_, '_> {
     }
 
     fn parquet(&mut self) -> Result<()> {
-        let batches = ParquetBatches::open(&self.file.path, PARQUET_BATCH_ROWS)?;
+        let batches = match ParquetBatches::open(&self.file.path, PARQUET_BATCH_ROWS) {
+            Ok(batches) => batches,
+            Err(err) => return self.unreadable(1, &err),
+        };
         let columns = ParquetColumns::locate(self.config, &self.file.path, batches.schema())?;
         let mut progress = RowsToBytes::new(self.file.bytes, batches.total_rows());
         let mut rows_done = 0u64;
         for batch in batches {
-            let batch = batch?;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(err) => return self.unreadable(rows_done + 1, &err),
+            };
             let ids = columns.ids(&batch, &self.file.path)?;
             let metas = columns.metas(&batch, &self.file.path)?;
             let text = batch.column(columns.text);
@@ -387,7 +395,8 @@ impl FileIngest<'_, '_> {
         Ok(())
     }
 
-    fn unreadable(&mut self, line: u64, err: &io::Error) -> Result<()> {
+    /// Rejects the rest of the file from `line` (a row for Parquet) as `unreadable`.
+    fn unreadable(&mut self, line: u64, err: &dyn std::fmt::Display) -> Result<()> {
         self.tally.counters.records += 1;
         self.tally.counters.rejected += 1;
         self.sink.reject(Reject {

@@ -1,6 +1,7 @@
 //! End-to-end tests: each runs the `rlpt` binary on real data in temp directories, the
 //! way a user would, and checks what it wrote byte for byte where it matters.
 
+mod bad_input;
 mod decontam;
 mod dedup;
 mod determinism;
