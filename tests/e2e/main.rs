@@ -2,6 +2,7 @@
 //! way a user would, and checks what it wrote byte for byte where it matters.
 
 mod bad_input;
+mod crash;
 mod decontam;
 mod dedup;
 mod determinism;
