@@ -17,6 +17,7 @@ Options: --copies N repeats the corpus (ids made distinct); --skip-datatrove.
 
 import argparse
 import json
+from importlib.metadata import version
 import os
 import re
 import shutil
@@ -26,9 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RLPT = ROOT / "target" / "release" / "rlpt"
-CACHE = Path(os.environ.get("RLPT_CACHE", ROOT / "data-samples" / "cache"))
+from common import CACHE, RLPT, measure, report
 
 
 def write_corpus(out: Path, copies: int) -> int:
@@ -50,36 +49,25 @@ def write_corpus(out: Path, copies: int) -> int:
     return docs
 
 
-def timed(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of a command."""
-    started = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
-    return elapsed, int(result.stderr.strip().splitlines()[-1])
-
-
-def rlpt_dedup(corpus: Path, work: Path, threads: int) -> tuple[float, int, int]:
-    """Seconds, peak RSS and documents kept by `rlpt dedup` (ingest not timed)."""
+def rlpt_dedup(corpus: Path, work: Path, threads: int) -> tuple[float, float, int]:
+    """Seconds, peak RSS (MB) and documents kept by `rlpt dedup` (ingest not timed)."""
     documents = work / "documents"
     if not documents.exists():
         subprocess.run([RLPT, "-q", "ingest", "--input", corpus, "--output", documents], check=True)
     output = work / f"dedup-{threads}t"
-    seconds, rss = timed([str(RLPT), "-q", "--threads", str(threads), "dedup",
-                          "--input", str(documents), "--output", str(output),
-                          "--bands", "14", "--rows", "8"])
+    seconds, rss = measure([RLPT, "-q", "--threads", threads, "dedup", "--input", documents,
+                            "--output", output, "--bands", "14", "--rows", "8"])
     unit_files = sorted((output / "_manifest").glob("unit-*.json"))
     kept = sum(json.loads(f.read_text())["rows_out"] for f in unit_files)
     return seconds, rss, kept
 
 
-def rlpt_signatures_rss(corpus: Path, work: Path) -> int:
+def rlpt_signatures_rss(corpus: Path, work: Path) -> float:
     documents = work / "documents"
     if not documents.exists():
         subprocess.run([RLPT, "-q", "ingest", "--input", corpus, "--output", documents], check=True)
-    _, rss = timed([str(RLPT), "-q", "--threads", "1", "dedup", "signatures",
-                    "--input", str(documents), "--output", str(work / "signatures-only")])
+    _, rss = measure([RLPT, "-q", "--threads", "1", "dedup", "signatures", "--input", documents,
+                      "--output", work / "signatures-only"])
     return rss
 
 
@@ -133,22 +121,25 @@ def main() -> None:
         print(f"corpus: fetched Wikipedia extracts x{args.copies}: {docs} documents, {mb:.1f} MB of JSONL")
         one_s, one_rss, kept = rlpt_dedup(corpus, tmp / "rlpt", 1)
         all_s, all_rss, _ = rlpt_dedup(corpus, tmp / "rlpt", os.cpu_count())
-        print(f"rlpt dedup, 1 thread:   {one_s:7.2f} s  {docs / one_s:9.0f} docs/s  peak RSS {one_rss / 1024:.0f} MB  kept {kept}")
-        print(f"rlpt dedup, {os.cpu_count()} threads:  {all_s:7.2f} s  {docs / all_s:9.0f} docs/s  peak RSS {all_rss / 1024:.0f} MB")
+        print(f"rlpt dedup, 1 thread:   {one_s:7.2f} s  {docs / one_s:9.0f} docs/s  peak RSS {one_rss :.0f} MB  kept {kept}")
+        print(f"rlpt dedup, {os.cpu_count()} threads:  {all_s:7.2f} s  {docs / all_s:9.0f} docs/s  peak RSS {all_rss :.0f} MB")
         four = tmp / "corpus-x4"
         write_corpus(four, 4 * args.copies)
         rss_1 = rlpt_signatures_rss(corpus, tmp / "sig-1x")
         rss_4 = rlpt_signatures_rss(four, tmp / "sig-4x")
-        print(f"rlpt dedup signatures peak RSS: {rss_1 / 1024:.0f} MB at 1x, {rss_4 / 1024:.0f} MB at 4x")
+        print(f"rlpt dedup signatures peak RSS: {rss_1 :.0f} MB at 1x, {rss_4 :.0f} MB at 4x")
         if args.skip_datatrove:
+            report("dedup (all 4 steps, 1 core)", docs / one_s, "docs/s", rss_mb=one_rss)
             return
         dt_s, dt_kept = datatrove_dedup(corpus, tmp / "datatrove")
         print(f"datatrove, 1 worker:    {dt_s:7.2f} s  {docs / dt_s:9.0f} docs/s  kept {dt_kept}")
         print(f"ratio rlpt / datatrove, docs/s per core: {dt_s / one_s:.1f}x")
+        report("dedup (all 4 steps, 1 core)", docs / one_s, "docs/s", rss_mb=one_rss, vs_peer=dt_s / one_s,
+               peer=f"datatrove {version('datatrove')} MinHash, 1 worker", note=f"{docs / all_s:,.0f} docs/s on {os.cpu_count()} cores")
         print()
         print("| stage | corpus | docs/s (1 core) | docs/s (all cores) | vs datatrove per core | peak RSS |")
         print(f"| dedup | Wikipedia x{args.copies}, {docs} docs, {mb:.0f} MB | {docs / one_s:,.0f} | {docs / all_s:,.0f} | "
-              f"{dt_s / one_s:.1f}x ({docs / dt_s:,.0f} docs/s) | {one_rss / 1024:.0f} MB (signatures: {rss_1 / 1024:.0f} MB at 1x, {rss_4 / 1024:.0f} MB at 4x) |")
+              f"{dt_s / one_s:.1f}x ({docs / dt_s:,.0f} docs/s) | {one_rss :.0f} MB (signatures: {rss_1 :.0f} MB at 1x, {rss_4 :.0f} MB at 4x) |")
 
 
 if __name__ == "__main__":

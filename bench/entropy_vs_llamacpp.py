@@ -26,8 +26,8 @@ import numpy as np
 import polars as pl
 from llama_cpp import Llama
 
-ROOT = Path(__file__).resolve().parent.parent
-RLPT = ROOT / "target" / "release" / "rlpt"
+from common import RLPT, ROOT, measure, report
+
 GGUF = ROOT / "data-samples/cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 TOKENIZER = ROOT / "data-samples/tokenizers/smollm2-135m.json.gz"
 
@@ -60,9 +60,8 @@ def main() -> None:
         run = lambda *a: subprocess.run([RLPT, "-q", *a], check=True)
         run("ingest", "--input", tmp / "docs.jsonl", "--output", tmp / "documents")
         run("segment", "--input", tmp / "documents", "--output", tmp / "triples", "--tokenizer", TOKENIZER)
-        started = time.perf_counter()
-        run("--threads", "2", "entropy", "--input", tmp / "triples", "--output", tmp / "tagged", "--model", GGUF)
-        rlpt_s = time.perf_counter() - started
+        rlpt_s, rss_mb = measure([RLPT, "-q", "--threads", "2", "entropy", "--input", tmp / "triples", "--output",
+                                  tmp / "tagged", "--model", GGUF])
         counters = json.loads((tmp / "tagged/_manifest/unit-00000.json").read_text())["counters"]
         tagged = pl.read_parquet(tmp / "tagged/*.parquet")
 
@@ -96,6 +95,9 @@ def main() -> None:
     agreement = np.array(agreement)
     print(f"top-16 entropy agreement on {len(agreement)} segment tokens: mean |d| {agreement.mean():.4f} nats, "
           f"p99 {np.quantile(agreement, 0.99):.3f}, max {agreement.max():.3f}")
+    report("entropy (SmolLM2-135M, 2 threads)", ours_tps, "tokens/s", vs_peer=ours_tps / theirs_tps, rss_mb=rss_mb,
+           peer=f"llama.cpp (llama-cpp-python {__import__('llama_cpp').__version__}), same passes",
+           note=f"top-16 entropy mean |d| {agreement.mean():.3f} nats")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import polars as pl
 
-REPO = Path(__file__).resolve().parent.parent
+from common import ROOT as REPO, measure, report
+
 SAMPLES = REPO / "data-samples"
 MODELS = {
     "tiny": (SAMPLES / "tiny", SAMPLES / "tiny/tokenizer.json"),
@@ -79,15 +80,12 @@ every = 1000000
 """
     )
     rlpt = REPO / "target/release/rlpt"
-    subprocess.run(
-        [rlpt, "-q", "--threads", "2", "train", "--config", config, "--output", out],
-        check=True,
-    )
+    _, rss_mb = measure([rlpt, "-q", "--threads", "2", "train", "--config", config, "--output", out])
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     times = [l["timing"]["rollout_s"] + l["timing"]["update_s"] for l in lines]
     tokens = [l["response_length_mean"] * args.group * args.prompts for l in lines]
     rollout = [l["timing"]["rollout_s"] for l in lines]
-    return summarise(times, tokens, rollout)
+    return summarise(times, tokens, rollout) | {"rss_mb": rss_mb}
 
 
 def run_trl(model_name: str, tokenizer, prompts: list[str], out: Path, args) -> dict:
@@ -195,6 +193,9 @@ def main() -> None:
     print(f"rlpt rollout alone: {rlpt['rollout_tokens_per_s']:.1f} tokens/s")
     print(f"ratio rlpt/TRL: {trl['step_s'] / rlpt['step_s']:.2f}x step time, "
           f"{rlpt['tokens_per_s'] / trl['tokens_per_s']:.2f}x tokens/s")
+    report(f"GRPO step ({args.model}, CPU, 2 threads)", rlpt["tokens_per_s"], "tokens/s", rss_mb=rlpt["rss_mb"],
+           vs_peer=trl["step_s"] / rlpt["step_s"], peer=f"TRL {__import__('trl').__version__} GRPOTrainer, step time",
+           note=f"{rlpt['step_s']:.2f} s vs {trl['step_s']:.2f} s per step")
 
 
 if __name__ == "__main__":

@@ -13,16 +13,14 @@ process (reading and writing Parquet included), so the ratio is conservative.
 """
 
 import json
-import os
+from importlib.metadata import version
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RLPT = ROOT / "target" / "release" / "rlpt"
-CACHE = Path(os.environ.get("RLPT_CACHE", ROOT / "data-samples" / "cache"))
+from common import CACHE, RLPT, measure, report
 PII = " Corrections: write to editor.desk@example.org or call +44 20 7946 0958; mirror at 81.2.69.142."
 
 
@@ -57,9 +55,8 @@ def main() -> None:
         dt_changed = sum(a != b for a, b in zip(texts, formatted))
 
         subprocess.run([RLPT, "-q", "ingest", "--input", tmp / "corpus.jsonl", "--output", tmp / "docs"], check=True)
-        started = time.perf_counter()
-        subprocess.run([RLPT, "-q", "--threads", "1", "pii", "--input", tmp / "docs", "--output", tmp / "pii"], check=True)
-        rlpt_seconds = time.perf_counter() - started
+        rlpt_seconds, rss_mb = measure([RLPT, "-q", "--threads", "1", "pii", "--input", tmp / "docs",
+                                        "--output", tmp / "pii"])
         unit = json.loads((tmp / "pii" / "_manifest" / "unit-00000.json").read_text())
 
         print(f"corpus: {len(texts)} documents, {mb:.1f} MB of text, PII in every 20th")
@@ -68,6 +65,8 @@ def main() -> None:
         print(f"rlpt --threads 1 pii (7 kinds; Parquet in and out): {rlpt_seconds:6.2f} s  {mb / rlpt_seconds:6.1f} MB/s  "
               f"{len(texts) / rlpt_seconds:8.0f} docs/s  changed {unit['counters']['documents_with_pii']}")
         print(f"ratio rlpt / datatrove, MB/s on one core: {dt_seconds / rlpt_seconds:.1f}x")
+        report("pii, 1 core", mb / rlpt_seconds, "MB/s of text", rss_mb=rss_mb, vs_peer=dt_seconds / rlpt_seconds,
+               peer=f"datatrove {version('datatrove')} PIIFormatter (emails, IPs; in memory)")
 
 
 if __name__ == "__main__":

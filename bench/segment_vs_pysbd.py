@@ -16,16 +16,13 @@ triple included.
 """
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RLPT = ROOT / "target" / "release" / "rlpt"
-CACHE = Path(os.environ.get("RLPT_CACHE", ROOT / "data-samples" / "cache"))
+from common import CACHE, RLPT, ROOT, measure, report
 LANGUAGES = {"en": "english", "fr": "french", "es": "spanish"}
 
 
@@ -71,11 +68,9 @@ def main() -> None:
             for index, (lang, text) in enumerate(docs):
                 out.write(json.dumps({"id": f"{lang}-{index}", "text": text}, ensure_ascii=False) + "\n")
         subprocess.run([RLPT, "-q", "ingest", "--input", tmp / "corpus.jsonl", "--output", tmp / "docs"], check=True)
-        started = time.perf_counter()
-        subprocess.run([RLPT, "-q", "--threads", "1", "segment", "--input", tmp / "docs", "--output", tmp / "triples",
-                        "--tokenizer", ROOT / "data-samples/tokenizers/smollm2-135m.json.gz", "--min-segment-chars", "0"],
-                       check=True)
-        rlpt_s = time.perf_counter() - started
+        rlpt_s, rss_mb = measure([RLPT, "-q", "--threads", "1", "segment", "--input", tmp / "docs", "--output",
+                                  tmp / "triples", "--tokenizer", ROOT / "data-samples/tokenizers/smollm2-135m.json.gz",
+                                  "--min-segment-chars", "0"])
         unit = json.loads((tmp / "triples" / "_manifest" / "unit-00000.json").read_text())
         rlpt_n = unit["counters"]["sentences"]
 
@@ -87,6 +82,10 @@ def main() -> None:
         print(f"{name:52} {seconds:7.2f} s {len(docs) / seconds:9.0f} docs/s {mb / seconds:7.2f} MB/s  {sentences} sentences")
     for name, seconds in [("splitter", splitter["seconds"]), ("segment stage", rlpt_s)]:
         print(f"rlpt {name} / pysbd: {pysbd_s / seconds:.0f}x docs/s; / punkt: {punkt_s / seconds:.1f}x")
+    report("sentence splitter, 1 core", mb / splitter["seconds"], "MB/s of text", vs_peer=pysbd_s / splitter["seconds"],
+           peer="pysbd 0.3.4", note=f"{punkt_s / splitter['seconds']:.1f}x NLTK Punkt")
+    report("segment stage, 1 core", mb / rlpt_s, "MB/s of text", vs_peer=pysbd_s / rlpt_s, peer="pysbd 0.3.4",
+           rss_mb=rss_mb, note=f"{punkt_s / rlpt_s:.1f}x NLTK Punkt")
 
 
 def splitter_alone() -> dict:
