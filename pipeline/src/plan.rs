@@ -181,22 +181,12 @@ mod tests {
         let (config, path) = sample();
         let plan = Plan::new(&config, &path, Path::new("out")).unwrap();
         let all = plan.select(&[], None).unwrap();
-        assert_eq!(
-            names(&all),
-            [
-                "ingest",
-                "dedup-signatures",
-                "dedup-buckets",
-                "dedup-clusters",
-                "dedup-filter",
-                "pii",
-                "decontam",
-                "segment",
-                "entropy",
-                "train",
-                "eval"
-            ]
-        );
+        let stages_after_dedup = ["pii", "decontam", "segment", "entropy", "train", "eval"];
+        let expected: Vec<&str> = std::iter::once("ingest")
+            .chain(DEDUP_STEPS)
+            .chain(stages_after_dedup)
+            .collect();
+        assert_eq!(names(&all), expected);
         assert!(all[0].input.ends_with("wiki-stem/*.jsonl"));
         assert_eq!(all[5].input, "out/deduped");
         let eval = all[10];
