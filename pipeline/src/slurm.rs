@@ -276,19 +276,28 @@ pub fn status(command: &SlurmStatusCommand) -> Result<String> {
             .as_ref()
             .and_then(|s| s.jobs.get(step.number - 1))
             .filter(|job| job.step == step.name);
+        let job_state = job.and_then(|job| states.get(&job.job_id));
         let slurm = match job {
             Some(job) => format!(
                 "job {} {}",
                 job.job_id,
-                states
-                    .get(&job.job_id)
-                    .map_or("(not in squeue)", String::as_str)
+                job_state.map_or("(not in squeue)", String::as_str)
             ),
             None => "-".into(),
         };
+        let state = shown_state(state, job_state.map(String::as_str));
         let _ = writeln!(text, "{:<18} {:<12} {:<11} {slurm}", step.name, done, state);
     }
     Ok(text)
+}
+
+/// The state shown for a step: what its manifest says, except that an unfinished step
+/// whose job has running tasks is `running`.
+fn shown_state(written: &'static str, slurm: Option<&str>) -> &'static str {
+    match slurm {
+        Some(slurm) if written != "done" && slurm.contains("RUNNING") => "running",
+        _ => written,
+    }
 }
 
 /// `done` ("3/5 units") and a state word of one step, from what it wrote.
@@ -369,6 +378,18 @@ fn job_states(submission: &Submission) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_is_running_while_its_job_runs_and_done_by_its_manifest() {
+        assert_eq!(shown_state("not started", Some("RUNNING")), "running");
+        assert_eq!(
+            shown_state("partial", Some("COMPLETED 1, RUNNING 2")),
+            "running"
+        );
+        assert_eq!(shown_state("partial", Some("PENDING")), "partial");
+        assert_eq!(shown_state("done", Some("RUNNING")), "done");
+        assert_eq!(shown_state("not started", None), "not started");
+    }
 
     #[test]
     fn shell_quoting_survives_spaces_and_quotes() {
