@@ -1,15 +1,18 @@
 //! Atomic file replacement: write `NAME.tmp`, fsync, rename over `NAME`, fsync the
 //! directory. A reader (or a rerun after a crash) sees the old file or the new one,
 //! never a half-written one; a leftover `.tmp` is garbage a rerun deletes. A file that
-//! several processes may write at once (`stage.json`, written by every rank) gets a
-//! temporary name of its own per process, so their writes never mix.
+//! several processes may write at once (`stage.json`, written by every rank, always
+//! with the same bytes) gets a temporary name of its own per write, so their writes
+//! never mix; each such write first deletes the temporaries writes killed before their
+//! rename left behind, and a write whose own temporary another one deleted that way
+//! counts as done once the file holds its bytes (else it writes again).
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Suffix of files being written.
 pub const TMP_SUFFIX: &str = ".tmp";
@@ -30,10 +33,51 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// writing it too: each write goes through a temporary name of its own.
 pub fn write_shared_file(path: &Path, bytes: &[u8]) -> Result<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
-    let write = WRITES.fetch_add(1, Ordering::Relaxed);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}-{write}{TMP_SUFFIX}", std::process::id()));
-    write_via(Path::new(&tmp), path, bytes)
+    const ATTEMPTS: usize = 4;
+    remove_shared_temporaries(path)?;
+    for attempt in 1.. {
+        let write = WRITES.fetch_add(1, Ordering::Relaxed);
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}-{write}{TMP_SUFFIX}", std::process::id()));
+        match write_via(Path::new(&tmp), path, bytes) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempt < ATTEMPTS =>
+            {
+                // Another writer may have removed our temporary as a leftover.
+                if fs::read(path).is_ok_and(|written| written == bytes) {
+                    return Ok(());
+                }
+            }
+            done => return done,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Deletes the per-write temporaries of `path` (`NAME.PID-N.tmp`) in its directory.
+fn remove_shared_temporaries(path: &Path) -> Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).at(dir),
+    };
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let tag = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(TMP_SUFFIX));
+        if tag.is_some_and(|t| t.contains('-') && t.chars().all(|c| c.is_ascii_digit() || c == '-'))
+        {
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn write_via(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -79,6 +123,20 @@ mod tests {
         remove_if_exists(&path).unwrap();
         remove_if_exists(&path).unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_shared_write_deletes_what_killed_writes_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stage.json");
+        let killed = dir.path().join("stage.json.4242-0.tmp");
+        fs::write(&killed, b"half").unwrap();
+        fs::write(dir.path().join("stage.json.tmp"), b"not a shared write's").unwrap();
+        fs::write(dir.path().join("unit-00000.json"), b"{}").unwrap();
+        write_shared_file(&path, b"whole").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"whole");
+        assert!(!killed.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 
     #[test]
