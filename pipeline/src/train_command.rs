@@ -109,11 +109,24 @@ pub fn train_stage(
         units_total: 1,
         units_done: usize::from(!finished),
         units_reused: usize::from(finished),
+        rows_in: triples_drawn(output)?,
         rows_out: steps,
         counters: [("steps".to_string(), steps)].into(),
         seconds: started.elapsed().as_secs_f64(),
         ..StageSummary::default()
     })
+}
+
+/// The triples a GRPO run in `output` drew as prompts: the sum of its steps'
+/// `groups_sampled` in the metrics file (which holds exactly the checkpointed steps).
+fn triples_drawn(output: &Path) -> Result<u64> {
+    let path = output.join(rlpt_trainer::run::METRICS);
+    let text = std::fs::read_to_string(&path).at(&path)?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|metrics| metrics["groups_sampled"].as_u64())
+        .sum())
 }
 
 /// The `eval` stage of `rlpt run`: the latest checkpoint in `checkpoints` scored on

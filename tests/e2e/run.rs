@@ -78,6 +78,10 @@ fn the_default_config_ingests_the_sample_and_resumes() {
         let line = summaries.iter().find(|s| s["stage"] == stage).unwrap();
         assert_eq!(line["units_reused"], 1, "{line}");
     }
+    // train.toml: 2 prompts a step, more when dynamic sampling refills.
+    let train = summaries.iter().find(|s| s["stage"] == "train").unwrap();
+    assert_eq!(train["rows_out"], 4, "{train}");
+    assert!(train["rows_in"].as_u64().unwrap() >= 4 * 2, "{train}");
     for line in stderr(&second).lines() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|_| panic!("not JSON: {line}"));
