@@ -97,7 +97,10 @@ pub enum SlurmCommand {
     /// chained with --dependency=afterok, and print the job ids.
     Submit(SlurmSubmitCommand),
     /// Each step's progress (from the manifests) and its jobs' Slurm state.
-    Status(SlurmStatusCommand),
+    Status(SubmissionArgs),
+    /// Cancel every job `submit` recorded in OUT/_slurm/jobs.json (scancel); finished
+    /// units stay, and a later submit or run reuses them.
+    Cancel(SubmissionArgs),
 }
 
 /// `rlpt slurm submit`.
@@ -132,9 +135,9 @@ pub struct SlurmSubmitCommand {
     pub dry_run: bool,
 }
 
-/// `rlpt slurm status`.
+/// `rlpt slurm status` and `rlpt slurm cancel`: where a submission wrote.
 #[derive(Debug, Args)]
-pub struct SlurmStatusCommand {
+pub struct SubmissionArgs {
     /// Pipeline config.
     #[arg(default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,

@@ -92,6 +92,9 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::Slurm(SlurmCommand::Status(command)) => {
             print!("{}", crate::slurm::status(command)?);
         }
+        Command::Slurm(SlurmCommand::Cancel(command)) => {
+            print!("{}", crate::slurm::cancel(command)?);
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! clusters, train, eval) — and submits them chained with `--dependency=afterok`,
 //! recording the job ids in `OUT/_slurm/jobs.json`. `status` reads each step's
 //! manifest (units done of units planned; train's latest checkpoint; eval's report)
-//! and asks `squeue` about the recorded jobs.
+//! and asks `squeue` about the recorded jobs; `cancel` runs `scancel` on them.
 //!
 //! The scripts run `rlpt run` from the directory `submit` ran in, with the config path
 //! and output directory as given, so a task resolves every path — and so every config
@@ -18,7 +18,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{SlurmStatusCommand, SlurmSubmitCommand};
+use crate::cli::{SlurmSubmitCommand, SubmissionArgs};
 use crate::config::{PipelineConfig, StageEntry};
 use crate::dedup::DedupDirs;
 use crate::error::{Error, IoContext, Result};
@@ -27,6 +27,9 @@ use crate::plan::{Plan, Step};
 
 /// Where `submit` writes its scripts, logs and `jobs.json`, under the output directory.
 pub const SLURM_DIR: &str = "_slurm";
+
+/// The record of a submission's jobs, in [`SLURM_DIR`].
+const JOBS_FILE: &str = "jobs.json";
 
 /// What `submit` submitted: read back by `status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +109,10 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
             tasks,
             script,
         });
+        if !command.dry_run {
+            // Recorded as it grows, so that `cancel` finds a partial submission's jobs.
+            write_submission(&slurm_dir, command.array, &jobs)?;
+        }
     }
     if command.dry_run {
         let _ = writeln!(
@@ -119,8 +126,6 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
         array: command.array,
         jobs,
     };
-    let json = serde_json::to_vec_pretty(&submission).expect("a submission serialises");
-    crate::atomic::write_file(&slurm_dir.join("jobs.json"), &json)?;
     let _ = writeln!(report, "{:<18} {:>8} {:>6}  script", "step", "job", "tasks");
     for job in &submission.jobs {
         let _ = writeln!(
@@ -133,6 +138,28 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
         );
     }
     Ok(report)
+}
+
+/// Records the jobs submitted so far in `OUT/_slurm/jobs.json`.
+fn write_submission(slurm_dir: &Path, array: usize, jobs: &[SubmittedJob]) -> Result<()> {
+    let submission = Submission {
+        array,
+        jobs: jobs.to_vec(),
+    };
+    let json = serde_json::to_vec_pretty(&submission).expect("a submission serialises");
+    crate::atomic::write_file(&slurm_dir.join(JOBS_FILE), &json)
+}
+
+/// The submission `submit` recorded under `out_dir`, if any.
+fn read_submission(out_dir: &Path) -> Result<Option<Submission>> {
+    let path = out_dir.join(SLURM_DIR).join(JOBS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::Json { path, source }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).at(path),
+    }
 }
 
 /// What every script shares: the binary, the directory, the config, sbatch options.
@@ -230,7 +257,10 @@ fn sbatch(script: &Path, dependency: Option<&str>, submitted: &[SubmittedJob]) -
         let submitted = if ids.is_empty() {
             String::new()
         } else {
-            format!(" (already submitted: {}; `scancel` them)", ids.join(" "))
+            format!(
+                " (already submitted, recorded in {JOBS_FILE}: {}; `rlpt slurm cancel` cancels them)",
+                ids.join(" ")
+            )
         };
         Error::Slurm(format!("sbatch {}: {detail}{submitted}", script.display()))
     };
@@ -253,20 +283,11 @@ fn sbatch(script: &Path, dependency: Option<&str>, submitted: &[SubmittedJob]) -
 
 /// `rlpt slurm status`: every step's progress from its manifest, and the Slurm state
 /// of the jobs `submit` recorded.
-pub fn status(command: &SlurmStatusCommand) -> Result<String> {
+pub fn status(command: &SubmissionArgs) -> Result<String> {
     let loaded = Loaded::new(&command.config, command.out_dir.as_ref())?;
     let plan = loaded.plan(&command.config)?;
     let base = command.config.parent().unwrap_or(Path::new("."));
-    let jobs_file = loaded.out_dir.join(SLURM_DIR).join("jobs.json");
-    let submission: Option<Submission> = match std::fs::read(&jobs_file) {
-        Ok(bytes) => Some(
-            serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-                path: jobs_file.clone(),
-                source,
-            })?,
-        ),
-        Err(_) => None,
-    };
+    let submission = read_submission(&loaded.out_dir)?;
     let states = submission.as_ref().map(job_states).unwrap_or_default();
     let mut text = format!("{:<18} {:<12} {:<11} slurm\n", "step", "done", "state");
     for step in &plan.steps {
@@ -289,6 +310,62 @@ pub fn status(command: &SlurmStatusCommand) -> Result<String> {
         let _ = writeln!(text, "{:<18} {:<12} {:<11} {slurm}", step.name, done, state);
     }
     Ok(text)
+}
+
+/// `rlpt slurm cancel`: `scancel` of the jobs `submit` recorded that Slurm still has
+/// pending or running; returns what to print, a line per step.
+pub fn cancel(command: &SubmissionArgs) -> Result<String> {
+    let loaded = Loaded::new(&command.config, command.out_dir.as_ref())?;
+    let Some(submission) = read_submission(&loaded.out_dir)? else {
+        return Err(Error::Slurm(format!(
+            "nothing to cancel: no {JOBS_FILE} in {} (was `rlpt slurm submit` run with this output directory?)",
+            loaded.out_dir.join(SLURM_DIR).display()
+        )));
+    };
+    let states = job_states(&submission);
+    let state_of = |job: &SubmittedJob| states.get(&job.job_id).map(String::as_str);
+    let active: Vec<&str> = (submission.jobs.iter())
+        .filter(|job| state_of(job).is_some_and(is_active))
+        .map(|job| job.job_id.as_str())
+        .collect();
+    if !active.is_empty() {
+        let output = Command::new("scancel")
+            .args(&active)
+            .output()
+            .map_err(|err| {
+                Error::Slurm(format!("cannot run scancel: {err} (is Slurm installed?)"))
+            })?;
+        if !output.status.success() {
+            return Err(Error::Slurm(format!(
+                "scancel {}: {}",
+                active.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+    }
+    let mut report = String::new();
+    for job in &submission.jobs {
+        let what = if active.contains(&job.job_id.as_str()) {
+            "cancelled".to_string()
+        } else {
+            format!("left as {}", state_of(job).unwrap_or("(not in squeue)"))
+        };
+        let _ = writeln!(report, "{:<18} job {:>8}  {what}", job.step, job.job_id);
+    }
+    Ok(report)
+}
+
+/// Whether a job in this [`job_states`] state has tasks Slurm has yet to end.
+fn is_active(state: &str) -> bool {
+    const ACTIVE: [&str; 6] = [
+        "PENDING",
+        "RUNNING",
+        "CONFIGURING",
+        "COMPLETING",
+        "SUSPENDED",
+        "REQUEUE",
+    ];
+    ACTIVE.iter().any(|word| state.contains(word))
 }
 
 /// The state shown for a step: what its manifest says, except that an unfinished step
@@ -389,6 +466,15 @@ mod tests {
         assert_eq!(shown_state("partial", Some("PENDING")), "partial");
         assert_eq!(shown_state("done", Some("RUNNING")), "done");
         assert_eq!(shown_state("not started", None), "not started");
+    }
+
+    #[test]
+    fn only_jobs_with_unended_tasks_are_cancelled() {
+        assert!(is_active("PENDING"));
+        assert!(is_active("COMPLETED 2, RUNNING 1"));
+        assert!(!is_active("COMPLETED"));
+        assert!(!is_active("CANCELLED 1, COMPLETED 2"));
+        assert!(!is_active("FAILED"));
     }
 
     #[test]

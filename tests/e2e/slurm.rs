@@ -1,7 +1,8 @@
 //! `rlpt slurm`: the default config submitted to a real one-node Slurm cluster as
 //! chained 3-task arrays gives the same bytes as a local `rlpt run`. The cluster is
 //! Debian's slurm-wlm started by `tests/slurm/cluster.sh start` (`.ci/run` does it);
-//! without one the test is skipped, unless RLPT_REQUIRE_SLURM=1.
+//! without one the test is skipped, unless RLPT_REQUIRE_SLURM=1. Also: dry runs,
+//! `rlpt slurm cancel`, and `rlpt run`'s step selection that the scripts use.
 
 use std::path::Path;
 use std::process::Command;
@@ -152,9 +153,51 @@ fn a_dry_run_writes_chained_scripts_and_submits_nothing() {
         !train.contains("--array") && train.contains("--only train\n"),
         "{train}"
     );
-    // Nothing ran: every step is still to do.
+    // Nothing ran: every step is still to do, and there is nothing to cancel.
     let status = stdout(&rlpt_ok(&["slurm", "status", "--out-dir", arg(&out)]));
     assert_eq!(status.matches("not started").count(), 11, "{status}");
+    let cancel = rlpt(&["slurm", "cancel", "--out-dir", arg(&out)]);
+    assert_eq!(cancel.status.code(), Some(1));
+    assert!(
+        stderr(&cancel).contains("nothing to cancel") && stderr(&cancel).contains("jobs.json"),
+        "{}",
+        stderr(&cancel)
+    );
+}
+
+#[test]
+fn cancel_ends_the_unfinished_jobs_of_a_submission() {
+    if !slurm_is_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let submitted = rlpt_ok(&["slurm", "submit", "--array", "2", "--out-dir", arg(&out)]);
+    let jobs = job_ids(&stdout(&submitted));
+    let cancelled = stdout(&rlpt_ok(&["slurm", "cancel", "--out-dir", arg(&out)]));
+    let lines: Vec<&str> = cancelled.lines().collect();
+    assert_eq!(lines.len(), 11, "{cancelled}");
+    // Eval waits on ten jobs before it: still pending, so cancelled.
+    assert!(
+        lines[10].starts_with("eval")
+            && lines[10].contains(&jobs[10])
+            && lines[10].ends_with("cancelled"),
+        "{cancelled}"
+    );
+    wait_for(&jobs, &out);
+    let status = stdout(&rlpt_ok(&["slurm", "status", "--out-dir", arg(&out)]));
+    let eval = status.lines().find(|l| l.starts_with("eval")).unwrap();
+    assert!(
+        eval.contains("not started") && eval.contains("CANCELLED"),
+        "{status}"
+    );
+    assert!(!out.join("eval.json").exists());
+    // Nothing is left to cancel.
+    let again = stdout(&rlpt_ok(&["slurm", "cancel", "--out-dir", arg(&out)]));
+    assert!(
+        !again.contains("cancelled\n") && again.contains("left as CANCELLED"),
+        "{again}"
+    );
 }
 
 /// A three-stage config (ingest, dedup, pii) on the sample, written into `dir`.
