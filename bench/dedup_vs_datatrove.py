@@ -49,11 +49,17 @@ def write_corpus(out: Path, copies: int) -> int:
     return docs
 
 
-def rlpt_dedup(corpus: Path, work: Path, threads: int) -> tuple[float, float, int]:
-    """Seconds, peak RSS (MB) and documents kept by `rlpt dedup` (ingest not timed)."""
+def ingested(corpus: Path, work: Path) -> Path:
+    """The corpus as a documents table under `work` (ingested once, not timed)."""
     documents = work / "documents"
     if not documents.exists():
         subprocess.run([RLPT, "-q", "ingest", "--input", corpus, "--output", documents], check=True)
+    return documents
+
+
+def rlpt_dedup(corpus: Path, work: Path, threads: int) -> tuple[float, float, int]:
+    """Seconds, peak RSS (MB) and documents kept by `rlpt dedup` (ingest not timed)."""
+    documents = ingested(corpus, work)
     output = work / f"dedup-{threads}t"
     seconds, rss = measure([RLPT, "-q", "--threads", threads, "dedup", "--input", documents,
                             "--output", output, "--bands", "14", "--rows", "8"])
@@ -63,9 +69,7 @@ def rlpt_dedup(corpus: Path, work: Path, threads: int) -> tuple[float, float, in
 
 
 def rlpt_signatures_rss(corpus: Path, work: Path) -> float:
-    documents = work / "documents"
-    if not documents.exists():
-        subprocess.run([RLPT, "-q", "ingest", "--input", corpus, "--output", documents], check=True)
+    documents = ingested(corpus, work)
     _, rss = measure([RLPT, "-q", "--threads", "1", "dedup", "signatures", "--input", documents,
                       "--output", work / "signatures-only"])
     return rss
@@ -121,13 +125,13 @@ def main() -> None:
         print(f"corpus: fetched Wikipedia extracts x{args.copies}: {docs} documents, {mb:.1f} MB of JSONL")
         one_s, one_rss, kept = rlpt_dedup(corpus, tmp / "rlpt", 1)
         all_s, all_rss, _ = rlpt_dedup(corpus, tmp / "rlpt", os.cpu_count())
-        print(f"rlpt dedup, 1 thread:   {one_s:7.2f} s  {docs / one_s:9.0f} docs/s  peak RSS {one_rss :.0f} MB  kept {kept}")
-        print(f"rlpt dedup, {os.cpu_count()} threads:  {all_s:7.2f} s  {docs / all_s:9.0f} docs/s  peak RSS {all_rss :.0f} MB")
+        print(f"rlpt dedup, 1 thread:   {one_s:7.2f} s  {docs / one_s:9.0f} docs/s  peak RSS {one_rss:.0f} MB  kept {kept}")
+        print(f"rlpt dedup, {os.cpu_count()} threads:  {all_s:7.2f} s  {docs / all_s:9.0f} docs/s  peak RSS {all_rss:.0f} MB")
         four = tmp / "corpus-x4"
         write_corpus(four, 4 * args.copies)
         rss_1 = rlpt_signatures_rss(corpus, tmp / "sig-1x")
         rss_4 = rlpt_signatures_rss(four, tmp / "sig-4x")
-        print(f"rlpt dedup signatures peak RSS: {rss_1 :.0f} MB at 1x, {rss_4 :.0f} MB at 4x")
+        print(f"rlpt dedup signatures peak RSS: {rss_1:.0f} MB at 1x, {rss_4:.0f} MB at 4x")
         if args.skip_datatrove:
             report("dedup (all 4 steps, 1 core)", docs / one_s, "docs/s", rss_mb=one_rss)
             return
@@ -139,7 +143,7 @@ def main() -> None:
         print()
         print("| stage | corpus | docs/s (1 core) | docs/s (all cores) | vs datatrove per core | peak RSS |")
         print(f"| dedup | Wikipedia x{args.copies}, {docs} docs, {mb:.0f} MB | {docs / one_s:,.0f} | {docs / all_s:,.0f} | "
-              f"{dt_s / one_s:.1f}x ({docs / dt_s:,.0f} docs/s) | {one_rss :.0f} MB (signatures: {rss_1 :.0f} MB at 1x, {rss_4 :.0f} MB at 4x) |")
+              f"{dt_s / one_s:.1f}x ({docs / dt_s:,.0f} docs/s) | {one_rss:.0f} MB (signatures: {rss_1:.0f} MB at 1x, {rss_4:.0f} MB at 4x) |")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@
 //! - [`dedup`]: `rlpt dedup`'s four steps (signatures, buckets, clusters, filter),
 //!   with [`external_sort`] for bands larger than memory.
 //! - [`inspect`]: `rlpt inspect`, with polars.
-//! - [`slurm`]: `rlpt slurm submit|status`, a config as chained sbatch arrays.
+//! - [`slurm`]: `rlpt slurm submit|status|cancel`, a config as chained sbatch arrays.
 //! - [`train_command`]: `rlpt train`, `rlpt sft` and `rlpt eval` over rlpt-trainer.
 //! - [`cli`], [`config`], [`plan`], [`commands`]: flags, `pipeline.toml`, its stages as
 //!   steps with resolved inputs and outputs, and running them.

@@ -82,28 +82,27 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
     let slurm_dir = loaded.out_dir.join(SLURM_DIR);
     std::fs::create_dir_all(slurm_dir.join("logs")).at(&slurm_dir)?;
     let script_context = ScriptContext::new(command, &loaded.out_dir)?;
-    let mut jobs: Vec<SubmittedJob> = Vec::new();
+    let mut submission = Submission {
+        array: command.array,
+        jobs: Vec::new(),
+    };
     let mut report = String::new();
     for step in &plan.steps {
         let tasks = if step.single_task() { 1 } else { command.array };
         let script = slurm_dir.join(format!("{:02}-{}.sbatch", step.number, step.name));
         crate::atomic::write_file(&script, script_context.script(step, tasks).as_bytes())?;
-        let dependency = jobs
+        let dependency = submission
+            .jobs
             .last()
             .map(|job| format!("--dependency=afterok:{}", job.job_id));
         let job_id = if command.dry_run {
-            let args: Vec<&str> = dependency.iter().map(String::as_str).collect();
-            let _ = writeln!(
-                report,
-                "sbatch {}{}",
-                args.iter().map(|a| format!("{a} ")).collect::<String>(),
-                script.display()
-            );
+            let args: String = dependency.iter().map(|a| format!("{a} ")).collect();
+            let _ = writeln!(report, "sbatch {args}{}", script.display());
             format!("<{}>", step.name)
         } else {
-            sbatch(&script, dependency.as_deref(), &jobs)?
+            sbatch(&script, dependency.as_deref(), &submission.jobs)?
         };
-        jobs.push(SubmittedJob {
+        submission.jobs.push(SubmittedJob {
             step: step.name.to_string(),
             job_id,
             tasks,
@@ -111,7 +110,7 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
         });
         if !command.dry_run {
             // Recorded as it grows, so that `cancel` finds a partial submission's jobs.
-            write_submission(&slurm_dir, command.array, &jobs)?;
+            write_submission(&slurm_dir, &submission)?;
         }
     }
     if command.dry_run {
@@ -122,10 +121,6 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
         );
         return Ok(report);
     }
-    let submission = Submission {
-        array: command.array,
-        jobs,
-    };
     let _ = writeln!(report, "{:<18} {:>8} {:>6}  script", "step", "job", "tasks");
     for job in &submission.jobs {
         let _ = writeln!(
@@ -141,12 +136,8 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
 }
 
 /// Records the jobs submitted so far in `OUT/_slurm/jobs.json`.
-fn write_submission(slurm_dir: &Path, array: usize, jobs: &[SubmittedJob]) -> Result<()> {
-    let submission = Submission {
-        array,
-        jobs: jobs.to_vec(),
-    };
-    let json = serde_json::to_vec_pretty(&submission).expect("a submission serialises");
+fn write_submission(slurm_dir: &Path, submission: &Submission) -> Result<()> {
+    let json = serde_json::to_vec_pretty(submission).expect("a submission serialises");
     crate::atomic::write_file(&slurm_dir.join(JOBS_FILE), &json)
 }
 
@@ -324,7 +315,9 @@ pub fn cancel(command: &SubmissionArgs) -> Result<String> {
     };
     let states = job_states(&submission);
     let state_of = |job: &SubmittedJob| states.get(&job.job_id).map(String::as_str);
-    let active: Vec<&str> = (submission.jobs.iter())
+    let active: Vec<&str> = submission
+        .jobs
+        .iter()
         .filter(|job| state_of(job).is_some_and(is_active))
         .map(|job| job.job_id.as_str())
         .collect();

@@ -91,26 +91,6 @@ fn interrupted_step(config: &Path, out: &Path) -> String {
         .map_or("nothing (all done)".into(), |(step, _)| step)
 }
 
-fn tmp_entries(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.to_string_lossy().ends_with(".tmp") {
-                found.push(path.strip_prefix(dir).unwrap().display().to_string());
-            }
-            if path.is_dir() {
-                pending.push(path);
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn sigkill_at_twenty_moments_across_every_step_then_rerun_gives_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();

@@ -237,49 +237,71 @@ pub fn replicate_sample(dir: &Path, copies: usize, docs_per_file: usize) -> usiz
 mod lm_common;
 pub use lm_common::asset as fetched;
 
+/// Every file and directory below `dir`, recursively (none when `dir` is missing).
+pub fn entries_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The temporaries (`*.tmp` files and directories) anywhere below `dir`, by path
+/// relative to it: what a finished run must not leave.
+pub fn tmp_entries(dir: &Path) -> Vec<String> {
+    entries_under(dir)
+        .into_iter()
+        .filter(|path| path.to_string_lossy().ends_with(".tmp"))
+        .map(|path| path.strip_prefix(dir).unwrap().display().to_string())
+        .collect()
+}
+
 /// Every file a pipeline run wrote under `dir`, by relative path, for comparing two
 /// runs: manifests (`_manifest/`, which hold timings) and `rlpt slurm`'s scripts and
 /// logs (`_slurm/`) left out, and the wall-clock `timing` of the trainer's metrics
 /// (metrics.jsonl lines, the last ones in trainer_state.json, whose checksum
 /// checksums.json holds) dropped.
 pub fn run_output_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    assert!(dir.is_dir(), "no run output at {}", dir.display());
     let mut files = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in fs::read_dir(&current).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if path.is_dir() {
-                if name != "_manifest" && name != "_slurm" {
-                    pending.push(path);
-                }
-                continue;
-            }
-            let bytes = fs::read(&path).unwrap();
-            let bytes = match name.as_str() {
-                "metrics.jsonl" => String::from_utf8(bytes)
-                    .unwrap()
-                    .lines()
-                    .map(|line| without(serde_json::from_str(line).unwrap(), "timing") + "\n")
-                    .collect::<String>()
-                    .into_bytes(),
-                "trainer_state.json" => {
-                    without(serde_json::from_slice(&bytes).unwrap(), "timing").into_bytes()
-                }
-                "checksums.json" => without(
-                    serde_json::from_slice(&bytes).unwrap(),
-                    "trainer_state.json",
-                )
-                .into_bytes(),
-                _ => bytes,
-            };
-            let rel = path
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            files.insert(rel, bytes);
+    for path in entries_under(dir) {
+        let rel = path.strip_prefix(dir).unwrap();
+        let bookkeeping = rel
+            .components()
+            .any(|c| c.as_os_str() == "_manifest" || c.as_os_str() == "_slurm");
+        if bookkeeping || path.is_dir() {
+            continue;
         }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = fs::read(&path).unwrap();
+        let bytes = match name.as_str() {
+            "metrics.jsonl" => String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(|line| without(serde_json::from_str(line).unwrap(), "timing") + "\n")
+                .collect::<String>()
+                .into_bytes(),
+            "trainer_state.json" => {
+                without(serde_json::from_slice(&bytes).unwrap(), "timing").into_bytes()
+            }
+            "checksums.json" => without(
+                serde_json::from_slice(&bytes).unwrap(),
+                "trainer_state.json",
+            )
+            .into_bytes(),
+            _ => bytes,
+        };
+        files.insert(rel.to_string_lossy().into_owned(), bytes);
     }
     files
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{arg, fetched, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout};
+use crate::harness::{
+    arg, fetched, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout, tmp_entries,
+};
 
 const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -205,12 +207,7 @@ fn a_training_run_killed_mid_way_resumes_bit_identically() {
         step_files(&latest(&reference)),
         "weights and optimizer state differ after resuming"
     );
-    let leftovers: Vec<_> = fs::read_dir(&killed)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(tmp_entries(&killed), Vec::<String>::new());
 }
 
 #[test]
