@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
-"""rlpt's sentence splitting against pysbd and NLTK's Punkt, same corpus, same run, one
-core each.
+"""rlpt's sentence splitting against pysbd and NLTK's Punkt: accuracy on the same
+hand-written boundary cases and speed on the same corpus, same run, one core each.
+
+Accuracy: stages/src/segment/boundary_cases.jsonl holds sentence-boundary cases by
+category (abbreviations, initials, numbers, times, ellipses, quotations, lists, URLs,
+geo coordinates…) in English, Spanish and French; a case counts when the trimmed
+sentences equal the expected ones exactly. pysbd splits each with its language's rules.
 
 The corpus is the fetched Wikipedia extracts (English, French, Spanish). pysbd splits
 each document with its language's rules; Punkt is trained (unsupervised, not timed) on
@@ -42,12 +47,44 @@ def timed(split, docs) -> tuple[float, int]:
     return time.perf_counter() - started, sentences
 
 
+CASES = ROOT / "stages" / "src" / "segment" / "boundary_cases.jsonl"
+
+
+def accuracy(pysbd) -> dict:
+    """Cases right per language for rlpt and pysbd, and the totals, on the boundary cases."""
+    cases = [json.loads(line) for line in open(CASES, encoding="utf-8")]
+    bench = subprocess.run(["cargo", "bench", "-q", "-p", "rlpt-stages", "--bench", "sentences", "--", "--cases",
+                            str(CASES)], cwd=ROOT, check=True, capture_output=True, text=True)
+    rlpt = json.loads(bench.stdout.strip().splitlines()[-1])["sentences"]
+    segmenters = {lang: pysbd.Segmenter(language=lang, clean=False) for lang in LANGUAGES}
+    right = {"rlpt": {}, "pysbd": {}, "total": {}}
+    for case, ours in zip(cases, rlpt, strict=True):
+        theirs = [s.strip() for s in segmenters[case["lang"]].segment(case["text"]) if s.strip()]
+        lang = case["lang"]
+        right["total"][lang] = right["total"].get(lang, 0) + 1
+        for name, got in (("rlpt", ours), ("pysbd", theirs)):
+            right[name][lang] = right[name].get(lang, 0) + (got == case["sentences"])
+            if got != case["sentences"]:
+                print(f"  {name:5} wrong [{lang} {case['category']}] {case['text']!r}: {got}")
+    return right
+
+
 def main() -> None:
     import pysbd
     from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
 
     if not RLPT.exists():
         sys.exit(f"{RLPT} is missing: run cargo build --release")
+    right = accuracy(pysbd)
+    for lang in LANGUAGES:
+        print(f"boundary cases, {lang}: rlpt {right['rlpt'][lang]}/{right['total'][lang]}, "
+              f"pysbd {right['pysbd'][lang]}/{right['total'][lang]}")
+    total = sum(right["total"].values())
+    ours, theirs = sum(right["rlpt"].values()), sum(right["pysbd"].values())
+    print(f"boundary cases, all: rlpt {ours}/{total}, pysbd {theirs}/{total}")
+    cases_note = (f"boundary cases right: rlpt {ours}/{total}, pysbd {theirs}/{total} ("
+                  + ", ".join(f"{lang} {right['rlpt'][lang]} vs {right['pysbd'][lang]} of {right['total'][lang]}"
+                              for lang in LANGUAGES) + ")")
     docs = corpus()
     mb = sum(len(text.encode()) for _, text in docs) / 1e6
     print(f"corpus: {len(docs)} Wikipedia extracts (en, fr, es), {mb:.1f} MB")
@@ -83,7 +120,7 @@ def main() -> None:
     for name, seconds in [("splitter", splitter["seconds"]), ("segment stage", rlpt_s)]:
         print(f"rlpt {name} / pysbd: {pysbd_s / seconds:.0f}x docs/s; / punkt: {punkt_s / seconds:.1f}x")
     report("sentence splitter, 1 core", mb / splitter["seconds"], "MB/s of text", vs_peer=pysbd_s / splitter["seconds"],
-           peer="pysbd 0.3.4", note=f"{punkt_s / splitter['seconds']:.1f}x NLTK Punkt")
+           peer="pysbd 0.3.4", note=f"{punkt_s / splitter['seconds']:.1f}x NLTK Punkt; {cases_note}")
     report("segment stage, 1 core", mb / rlpt_s, "MB/s of text", vs_peer=pysbd_s / rlpt_s, peer="pysbd 0.3.4",
            rss_mb=rss_mb, note=f"{punkt_s / rlpt_s:.1f}x NLTK Punkt")
 

@@ -1,22 +1,31 @@
-//! Throughput of the sentence splitter alone — what pysbd and Punkt do — over JSONL
-//! files' `text` fields, one core, texts already in memory. Prints one JSON line
-//! (documents, bytes, sentences, seconds) for `bench/segment_vs_pysbd.py`, which runs
-//! it beside the peers:
+//! The sentence splitter alone — what pysbd and Punkt do — for
+//! `bench/segment_vs_pysbd.py`, which runs it beside the peers. Two modes, each printing
+//! one JSON line:
 //!
 //!     cargo bench -p rlpt-stages --bench sentences -- FILE.jsonl [FILE.jsonl …]
+//!         throughput over the files' `text` fields, one core, texts in memory:
+//!         {"documents", "bytes", "sentences", "seconds"}
+//!     cargo bench -p rlpt-stages --bench sentences -- --cases CASES.jsonl
+//!         the sentences of each case's `text`, trimmed: {"sentences": [[…], …]}
 
 use std::time::Instant;
 
 use rlpt_stages::segment::sentences::sentences;
 
 fn main() {
-    // `cargo bench` adds `--bench`; every other argument is a file.
-    let files: Vec<String> = std::env::args()
+    // `cargo bench` adds `--bench`; every other argument is a file or `--cases FILE`.
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|arg| !arg.starts_with("--"))
+        .filter(|arg| arg != "--bench")
         .collect();
-    assert!(!files.is_empty(), "give one or more JSONL files");
-    let texts: Vec<String> = files.iter().flat_map(|file| texts(file)).collect();
+    if let [flag, cases] = args.as_slice()
+        && flag == "--cases"
+    {
+        split_cases(cases);
+        return;
+    }
+    assert!(!args.is_empty(), "give one or more JSONL files");
+    let texts: Vec<String> = args.iter().flat_map(|file| texts(file)).collect();
     let started = Instant::now();
     let count: usize = texts.iter().map(|text| sentences(text).len()).sum();
     let seconds = started.elapsed().as_secs_f64();
@@ -25,6 +34,21 @@ fn main() {
         "{}",
         serde_json::json!({"documents": texts.len(), "bytes": bytes, "sentences": count, "seconds": seconds})
     );
+}
+
+fn split_cases(file: &str) {
+    let texts = texts(file);
+    let split: Vec<Vec<&str>> = texts
+        .iter()
+        .map(|text| {
+            sentences(text)
+                .into_iter()
+                .map(|range| text[range].trim())
+                .filter(|sentence| !sentence.is_empty())
+                .collect()
+        })
+        .collect();
+    println!("{}", serde_json::json!({ "sentences": split }));
 }
 
 fn texts(file: &str) -> Vec<String> {

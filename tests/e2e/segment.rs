@@ -170,3 +170,32 @@ fn a_missing_tokenizer_is_named() {
         stderr(&output)
     );
 }
+
+/// Regression: `--min-context-segments 0` panicked (index out of bounds) on the first
+/// segment of every document.
+#[test]
+fn zero_min_context_segments_gives_every_segment_a_triple() {
+    let work = tempfile::tempdir().unwrap();
+    let documents = documents(work.path());
+    let with_context = work.path().join("with-context");
+    segment(&documents, &with_context, &[]);
+    let every = work.path().join("every");
+    segment(&documents, &every, &["--min-context-segments", "0"]);
+    let rows = read_rows(&every);
+    let firsts: Vec<_> = rows.iter().filter(|r| get(r, "seg_index") == "0").collect();
+    assert_eq!(
+        firsts.len(),
+        texts(&documents).len(),
+        "each document's first segment is a triple"
+    );
+    for first in &firsts {
+        assert_eq!(get(first, "context"), "");
+        assert_eq!(get(first, "context_segments"), "0");
+        assert_eq!(get(first, "context_tokens"), "0");
+    }
+    assert_eq!(
+        rows.len(),
+        read_rows(&with_context).len() + firsts.len(),
+        "the other triples are those of the default"
+    );
+}

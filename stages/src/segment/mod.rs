@@ -82,6 +82,10 @@ impl Default for SegmentConfig {
     }
 }
 
+/// Bytes a single token covers at most, for cutting an over-long word into pieces
+/// (tokenizer vocabularies hold far shorter tokens).
+const MAX_TOKEN_BYTES: usize = 256;
+
 /// One (context, segment, next segment) triple of a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Triple {
@@ -193,7 +197,9 @@ impl<'a> Segmenter<'a> {
                 && self.count(piece)? < self.config.min_segment_tokens))
     }
 
-    /// Short pieces join the next one (a short last piece joins the previous).
+    /// Short pieces join the next one (a short last piece joins the previous), unless
+    /// the joined segment would exceed `max_segment_tokens`: then the short piece stays
+    /// a segment of its own.
     fn merge_short(
         &self,
         text: &str,
@@ -202,7 +208,16 @@ impl<'a> Segmenter<'a> {
         let mut segments: Vec<Range<usize>> = Vec::with_capacity(pieces.len());
         let mut pending: Option<Range<usize>> = None;
         for piece in pieces {
-            let range = pending.take().map_or(piece.start, |p| p.start)..piece.end;
+            let range = match pending.take() {
+                Some(short) if self.within_max(&text[short.start..piece.end])? => {
+                    short.start..piece.end
+                }
+                Some(short) => {
+                    segments.push(short);
+                    piece
+                }
+                None => piece,
+            };
             if self.is_short(&text[range.clone()])? {
                 pending = Some(range);
             } else {
@@ -211,11 +226,17 @@ impl<'a> Segmenter<'a> {
         }
         if let Some(rest) = pending {
             match segments.last_mut() {
-                Some(last) => last.end = rest.end,
-                None => segments.push(rest),
+                Some(last) if self.within_max(&text[last.start..rest.end])? => last.end = rest.end,
+                _ => segments.push(rest),
             }
         }
         Ok(segments)
+    }
+
+    /// Whether `piece` is within `max_segment_tokens` (0: no limit).
+    fn within_max(&self, piece: &str) -> Result<bool, CountError> {
+        let max = self.config.max_segment_tokens;
+        Ok(max == 0 || self.fits(piece, max)?)
     }
 
     /// A sentence of more than `max_segment_tokens`, split at clause boundaries and,
@@ -226,7 +247,7 @@ impl<'a> Segmenter<'a> {
         sentence: Range<usize>,
     ) -> Result<Vec<Range<usize>>, CountError> {
         let max = self.config.max_segment_tokens;
-        if max == 0 || self.fits(&text[sentence.clone()], max)? {
+        if self.within_max(&text[sentence.clone()])? {
             return Ok(vec![sentence]);
         }
         let clauses = split_after(text, sentence, |c| {
@@ -238,8 +259,47 @@ impl<'a> Segmenter<'a> {
                 pieces.push(clause);
             } else {
                 let words = split_after(text, clause, char::is_whitespace);
-                pieces.extend(self.pack(text, words)?);
+                for piece in self.pack(text, words)? {
+                    if self.count(&text[piece.clone()])? <= max {
+                        pieces.push(piece);
+                    } else {
+                        pieces.extend(self.split_word(text, piece)?);
+                    }
+                }
             }
+        }
+        Ok(pieces)
+    }
+
+    /// A word of more than `max_segment_tokens` (a long URL, a run of digits) cut
+    /// between characters into the longest pieces within the budget.
+    fn split_word(&self, text: &str, word: Range<usize>) -> Result<Vec<Range<usize>>, CountError> {
+        let max = self.config.max_segment_tokens;
+        let mut pieces = Vec::new();
+        let mut start = word.start;
+        while start < word.end {
+            // No token is longer than this, so the piece ends inside the window.
+            let mut window = word
+                .end
+                .min(start.saturating_add(max.saturating_mul(MAX_TOKEN_BYTES)));
+            while !text.is_char_boundary(window) {
+                window -= 1;
+            }
+            let ends: Vec<usize> = text[start..window]
+                .char_indices()
+                .skip(1)
+                .map(|(offset, _)| start + offset)
+                .chain([window])
+                .collect();
+            // The first end whose piece is over the budget; one character at least.
+            let over = ends.partition_point(|&end| {
+                self.count(&text[start..end])
+                    .is_ok_and(|count| count <= max)
+            });
+            let end = ends[over.saturating_sub(1)];
+            self.count(&text[start..end])?;
+            pieces.push(start..end);
+            start = end;
         }
         Ok(pieces)
     }
@@ -288,7 +348,13 @@ impl<'a> Segmenter<'a> {
                         segment_tokens: tokens.alone[index],
                     });
                 }
-                None => counters.segments_without_context += 1,
+                None => {
+                    // A context that does not fit only grows with the segment: the
+                    // next one's search starts past every start tried here, so each
+                    // document is walked once.
+                    first = first.max((index + 1).saturating_sub(self.config.min_context_segments));
+                    counters.segments_without_context += 1;
+                }
             }
         }
         counters.triples = triples.len() as u64;
@@ -296,7 +362,8 @@ impl<'a> Segmenter<'a> {
     }
 
     /// The earliest segment (from `first` on) whose context up to `index` fits the
-    /// budget, with its token count; `None` when fewer than `min_context_segments` fit.
+    /// budget, with its token count (an empty context, `start == index`, has none);
+    /// `None` when fewer than `min_context_segments` fit.
     fn context_start(
         &self,
         tokens: &SegmentTokens<'_>,
@@ -307,16 +374,15 @@ impl<'a> Segmenter<'a> {
         if index < minimum {
             return Ok(None);
         }
-        let mut start = first.min(index);
-        while index - start >= minimum {
-            let count = tokens.context(self, start, index)?;
+        for start in first.min(index)..=index - minimum {
+            let count = if start == index {
+                0
+            } else {
+                tokens.context(self, start, index)?
+            };
             if count <= self.config.max_context_tokens {
                 return Ok(Some((start, count)));
             }
-            if start == index {
-                break;
-            }
-            start += 1;
         }
         Ok(None)
     }

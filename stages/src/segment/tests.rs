@@ -213,6 +213,61 @@ fn chinese() {
     );
 }
 
+/// One hand-written sentence-boundary case of `boundary_cases.jsonl`.
+#[derive(serde::Deserialize)]
+struct BoundaryCase {
+    lang: String,
+    category: String,
+    text: String,
+    sentences: Vec<String>,
+}
+
+/// The standard categories of sentence-boundary rules (abbreviations, initials,
+/// numbers, times, ellipses, quotations, parentheses, lists, emails and URLs, geo
+/// coordinates, multi-period abbreviations…) in English, Spanish and French, each with
+/// cases where the rule does and does not end a sentence. `bench/segment_vs_pysbd.py`
+/// scores pysbd on the same file.
+#[test]
+fn boundary_cases_per_category() {
+    let cases: Vec<BoundaryCase> = include_str!("boundary_cases.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut failures = Vec::new();
+    let mut per_category: std::collections::BTreeMap<(String, String), (usize, usize)> =
+        std::collections::BTreeMap::new();
+    for case in &cases {
+        let got = split(&case.text);
+        let entry = per_category
+            .entry((case.lang.clone(), case.category.clone()))
+            .or_default();
+        entry.1 += 1;
+        if got == case.sentences {
+            entry.0 += 1;
+        } else {
+            failures.push(format!(
+                "[{} {}] {:?}\n   expected {:?}\n   got      {:?}",
+                case.lang, case.category, case.text, case.sentences, got
+            ));
+        }
+    }
+    for ((lang, category), (passed, total)) in &per_category {
+        eprintln!("{lang} {category:24} {passed}/{total}");
+    }
+    assert!(cases.len() >= 120, "{} cases", cases.len());
+    assert!(
+        per_category.values().all(|&(_, total)| total >= 1),
+        "every category has cases"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
 /// Counts whitespace-separated words: a stand-in tokenizer for segment tests.
 fn words(text: &str) -> Result<usize, String> {
     Ok(text.split_whitespace().count())
@@ -461,4 +516,179 @@ fn pari_doc_tex_is_never_split_inside_math_and_wrapped_lines_are_joined() {
         checked += ranges.len();
     }
     eprintln!("pari-doc: {checked} sentences checked");
+}
+
+#[test]
+fn zero_min_context_segments_makes_every_segment_a_triple_the_first_with_an_empty_context() {
+    let text = "First sentence of the text. Second sentence of the text. Third one.";
+    for counter in [&words as &dyn TokenCounter, &AdditiveWords] {
+        for max_context_tokens in [0, 1, 2048] {
+            let config = SegmentConfig {
+                min_segment_chars: 0,
+                min_context_segments: 0,
+                max_context_tokens,
+                ..SegmentConfig::default()
+            };
+            let out = Segmenter::new(&config, counter).run(text).unwrap();
+            assert_eq!(out.triples.len(), 3, "budget {max_context_tokens}");
+            let first = &out.triples[0];
+            assert_eq!(
+                (
+                    first.context.as_str(),
+                    first.context_segments,
+                    first.context_tokens
+                ),
+                ("", 0, 0)
+            );
+            assert_eq!(first.segment, "First sentence of the text.");
+            let last = &out.triples[2];
+            if max_context_tokens == 2048 {
+                assert_eq!(
+                    last.context,
+                    "First sentence of the text. Second sentence of the text. "
+                );
+            } else {
+                assert_eq!((last.context.as_str(), last.context_segments), ("", 0));
+            }
+            assert_eq!(out.counters.segments_without_context, 0);
+        }
+    }
+}
+
+#[test]
+fn no_segment_exceeds_max_segment_tokens() {
+    let url = format!("https://example.org/{}", "a-b".repeat(200));
+    let text = format!(
+        "Tiny. Short. {url} follows. Small bits. Then a much longer sentence of many plain words here."
+    );
+    let config = SegmentConfig {
+        min_segment_chars: 12,
+        max_segment_tokens: 5,
+        ..SegmentConfig::default()
+    };
+    // Characters as tokens: a word is as many tokens as it has characters.
+    let characters = |text: &str| Ok(text.chars().filter(|c| !c.is_whitespace()).count());
+    let segmenter = Segmenter::new(&config, &characters);
+    let (segments, _, split) = segmenter.segments(&text).unwrap();
+    for segment in &segments {
+        assert!(
+            characters(&text[segment.clone()]).unwrap() <= 5,
+            "{:?} is over the budget",
+            &text[segment.clone()]
+        );
+    }
+    assert!(split >= 2);
+    let joined: String = segments.iter().map(|s| &text[s.clone()]).collect();
+    let letters: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    assert_eq!(joined.replace(' ', ""), letters, "nothing lost");
+}
+
+/// `words`, counting its calls.
+struct CountedWords(std::sync::atomic::AtomicUsize);
+
+impl TokenCounter for CountedWords {
+    fn count(&self, text: &str) -> Result<usize, String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        words(text)
+    }
+}
+
+#[test]
+fn a_document_where_no_context_fits_is_walked_once() {
+    let text = "Alpha beta gamma delta epsilon. ".repeat(2000);
+    for min_context_segments in [1, 3] {
+        let config = SegmentConfig {
+            min_segment_chars: 0,
+            max_context_tokens: 4,
+            min_context_segments,
+            ..SegmentConfig::default()
+        };
+        let counter = CountedWords(Default::default());
+        let out = Segmenter::new(&config, &counter).run(&text).unwrap();
+        assert!(out.triples.is_empty());
+        let calls = counter.0.into_inner();
+        assert!(calls <= 4 * 2000, "{calls} token counts for 2000 segments");
+    }
+}
+
+#[test]
+fn sentences_tile_any_text_of_tricky_characters() {
+    const PALETTE: &[&str] = &[
+        "a",
+        "B",
+        "é",
+        "I",
+        "U.S.",
+        " ",
+        "\u{a0}",
+        "\u{2009}",
+        "\n",
+        "\n\n",
+        ".",
+        "...",
+        "…",
+        "!",
+        "?",
+        "?!",
+        "\"",
+        "'",
+        "«",
+        "»",
+        "“",
+        "”",
+        "(",
+        ")",
+        "[",
+        "]",
+        "1",
+        "2.",
+        "3)",
+        "(iv)",
+        "•",
+        "⁃",
+        "-",
+        ":",
+        ";",
+        "$",
+        "$$",
+        "`",
+        "\\begin{x}",
+        "\\end{x}",
+        "@",
+        "/",
+        "°",
+        "a.m.",
+        "Mr.",
+        "etc.",
+        "J.-C.",
+        "數",
+        "。",
+        "¿",
+        "¡",
+        "\r\n",
+        "\t",
+        "x.Y",
+        "Ab",
+        "p.",
+        "no.",
+        "N°.",
+        "i.",
+        "b)",
+    ];
+    let mut state = 0x5eed_u64;
+    let mut next = || crate::dedup::minhash::splitmix(&mut state);
+    for _ in 0..20_000 {
+        let length = (next() % 40) as usize;
+        let text: String = (0..length)
+            .map(|_| PALETTE[(next() % PALETTE.len() as u64) as usize])
+            .collect();
+        let ranges = sentences(&text);
+        let mut at = 0;
+        for range in &ranges {
+            assert_eq!(range.start, at, "{text:?}: {ranges:?}");
+            assert!(range.end > range.start, "{text:?}: {ranges:?}");
+            at = range.end;
+        }
+        assert_eq!(at, text.len(), "{text:?}: {ranges:?}");
+    }
 }
