@@ -24,8 +24,12 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes `bytes` to `path` atomically; only one process writes `path` at a time.
+/// Writes `bytes` to `path` atomically (creating its directory); only one process
+/// writes `path` at a time.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).at(parent)?;
+    }
     write_via(&tmp_path(path), path, bytes)
 }
 

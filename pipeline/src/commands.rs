@@ -22,6 +22,7 @@ use crate::pii_job::PiiJob;
 use crate::plan::{Plan, Step};
 use crate::progress::ProgressMode;
 use crate::segment_job::SegmentJob;
+use crate::stdout;
 use crate::summary::{StageSummary, render_table};
 use crate::train_command::{self, Loop};
 use rlpt_lm::Tokenizer;
@@ -37,31 +38,31 @@ pub fn execute(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Ingest(command) => {
             let summary = ingest(command, progress)?;
-            print_summaries(cli, &[summary]);
+            print_summaries(cli, &[summary])?;
         }
         Command::Pii(command) => {
             let summary = PiiJob::new(&command.config)?
                 .run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary]);
+            print_summaries(cli, &[summary])?;
         }
         Command::Decontam(command) => {
             let job = DecontamJob::new(&command.config)?;
             let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary]);
+            print_summaries(cli, &[summary])?;
         }
         Command::Segment(command) => {
             let job = SegmentJob::new(&command.config)?;
             let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary]);
+            print_summaries(cli, &[summary])?;
         }
         Command::Entropy(command) => {
             let job = EntropyJob::new(&command.config)?;
             let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary]);
+            print_summaries(cli, &[summary])?;
         }
         Command::Dedup(command) => {
             let summaries = dedup(command, progress)?;
-            print_summaries(cli, &summaries);
+            print_summaries(cli, &summaries)?;
         }
         Command::Tokenizer(command) => tokenizer(command)?,
         Command::Model(ModelCommand::Init {
@@ -70,11 +71,11 @@ pub fn execute(cli: &Cli) -> Result<()> {
             output,
         }) => rlpt_lm::init_checkpoint(config, output, *seed)?,
         Command::Inspect(command) => {
-            print!("{}", inspect(&command.dir, command.head)?);
+            stdout::write(&inspect(&command.dir, command.head)?)?;
         }
         Command::Run(command) => {
             let summaries = run_pipeline(command, progress)?;
-            print_summaries(cli, &summaries);
+            print_summaries(cli, &summaries)?;
         }
         Command::Train(command) => {
             let summary = train_command::train(command, Loop::Grpo, progress)?;
@@ -87,13 +88,13 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::Eval(command) => train_command::eval(command)
             .and_then(|report| train_command::print(cli.quiet, &report))?,
         Command::Slurm(SlurmCommand::Submit(command)) => {
-            print!("{}", crate::slurm::submit(command)?);
+            stdout::write(&crate::slurm::submit(command)?)?;
         }
         Command::Slurm(SlurmCommand::Status(command)) => {
-            print!("{}", crate::slurm::status(command)?);
+            stdout::write(&crate::slurm::status(command)?)?;
         }
         Command::Slurm(SlurmCommand::Cancel(command)) => {
-            print!("{}", crate::slurm::cancel(command)?);
+            stdout::write(&crate::slurm::cancel(command)?)?;
         }
     }
     Ok(())
@@ -113,10 +114,8 @@ fn tokenizer(command: &TokenizerCommand) -> Result<()> {
                 None => texts.clone(),
             };
             for text in &texts {
-                println!(
-                    "{}",
-                    serde_json::to_string(&tokenizer.encode(text)?).expect("ids serialise")
-                );
+                let ids = serde_json::to_string(&tokenizer.encode(text)?).expect("ids serialise");
+                stdout::write(&format!("{ids}\n"))?;
             }
         }
         TokenizerCommand::Train {
@@ -131,6 +130,14 @@ fn tokenizer(command: &TokenizerCommand) -> Result<()> {
                 texts.extend(jsonl_field(input, field)?);
             }
             let special: Vec<&str> = special.iter().map(String::as_str).collect();
+            let smallest = BYTE_ALPHABET + special.len();
+            if !(smallest..=MAX_VOCAB_SIZE).contains(vocab_size) {
+                return Err(Error::Usage(format!(
+                    "--vocab-size {vocab_size}: give {smallest} (the 256 bytes and the {} special \
+                     tokens) to {MAX_VOCAB_SIZE}",
+                    special.len()
+                )));
+            }
             let json = Tokenizer::train_byte_level_bpe(&texts, *vocab_size, &special)?;
             crate::atomic::write_file(output, json.as_bytes())?;
         }
@@ -149,6 +156,11 @@ fn tokenizer(command: &TokenizerCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// Tokens of the byte alphabet every byte-level BPE vocabulary starts with.
+const BYTE_ALPHABET: usize = 256;
+/// The largest vocabulary `tokenizer train` builds (ids stay far within u32).
+const MAX_VOCAB_SIZE: usize = 1 << 20;
 
 /// The string `field` of every line of a JSONL file.
 fn jsonl_field(path: &Path, field: &str) -> Result<Vec<String>> {
@@ -399,18 +411,16 @@ fn relative_benchmarks(specs: &[String], base: &Path) -> Result<Vec<String>> {
         .collect()
 }
 
-fn print_summaries(cli: &Cli, summaries: &[StageSummary]) {
+fn print_summaries(cli: &Cli, summaries: &[StageSummary]) -> Result<()> {
     if cli.quiet {
-        return;
+        return Ok(());
     }
     match cli.log_format {
-        LogFormat::Text => print!("{}", render_table(summaries)),
-        LogFormat::Json => {
-            for summary in summaries {
-                let mut value = serde_json::to_value(summary).expect("summary serialises");
-                value["event"] = "summary".into();
-                println!("{value}");
-            }
-        }
+        LogFormat::Text => stdout::write(&render_table(summaries)),
+        LogFormat::Json => summaries.iter().try_for_each(|summary| {
+            let mut value = serde_json::to_value(summary).expect("summary serialises");
+            value["event"] = "summary".into();
+            stdout::write(&format!("{value}\n"))
+        }),
     }
 }

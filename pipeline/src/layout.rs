@@ -20,8 +20,9 @@ pub struct Layout {
     #[arg(long, value_parser = parse_bytes, default_value = "64MiB")]
     #[serde(deserialize_with = "deserialize_bytes")]
     pub unit_bytes: u64,
-    /// Start a new output shard after this many rows.
-    #[arg(long, default_value_t = DEFAULT_MAX_SHARD_ROWS)]
+    /// Start a new output shard after this many rows (at least 1).
+    #[arg(long, default_value_t = DEFAULT_MAX_SHARD_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
+    #[serde(deserialize_with = "deserialize_positive")]
     pub max_shard_rows: u64,
     /// Start a new output shard after this much data (uncompressed, e.g. 256MiB).
     #[arg(long, value_parser = parse_bytes, default_value = "256MiB")]
@@ -83,6 +84,14 @@ pub fn deserialize_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u
     }
 }
 
+/// Deserialises a count that must be at least 1.
+pub fn deserialize_positive<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    match u64::deserialize(deserializer)? {
+        0 => Err(serde::de::Error::custom("must be at least 1")),
+        n => Ok(n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +115,7 @@ mod tests {
         let layout: Layout = toml::from_str("unit_bytes = \"1KiB\"\nmax_shard_bytes = 77").unwrap();
         assert_eq!((layout.unit_bytes, layout.max_shard_bytes), (1024, 77));
         assert_eq!(layout.max_shard_rows, DEFAULT_MAX_SHARD_ROWS);
+        let zero = toml::from_str::<Layout>("max_shard_rows = 0").unwrap_err();
+        assert!(zero.to_string().contains("at least 1"), "{zero}");
     }
 }
