@@ -119,6 +119,9 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// Whoever read stdout closed it (`rlpt … | head -1`): the command stops quietly.
+    #[error("stdout was closed")]
+    StdoutClosed,
     /// polars failed while inspecting a table.
     #[error("{}: {source}", path.display())]
     Polars {

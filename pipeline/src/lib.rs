@@ -51,6 +51,7 @@ pub mod segment_job;
 pub mod shard_reader;
 pub mod shard_writer;
 pub mod slurm;
+pub mod stdout;
 pub mod summary;
 pub mod train_command;
 

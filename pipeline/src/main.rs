@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_format, cli.quiet, cli.verbose);
     let result = set_threads(cli.threads).and_then(|()| commands::execute(&cli));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Error::StdoutClosed) => ExitCode::SUCCESS,
         Err(err) => {
             match cli.log_format {
                 LogFormat::Text => eprintln!("error: {err}"),

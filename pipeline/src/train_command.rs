@@ -309,9 +309,8 @@ impl StepBar {
 
 /// Writes `text` to stdout unless quiet.
 pub fn print(quiet: bool, text: &str) -> Result<()> {
-    if !quiet {
-        use std::io::Write;
-        std::io::stdout().write_all(text.as_bytes()).at("stdout")?;
+    if quiet {
+        return Ok(());
     }
-    Ok(())
+    crate::stdout::write(text)
 }
