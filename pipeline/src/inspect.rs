@@ -1,7 +1,8 @@
 //! `rlpt inspect DIR`: what a table directory holds, computed with polars — table and
 //! producer (from the file metadata), units done, shards and rows, each column's type
 //! and null count, length quantiles of string columns, value counts of low-cardinality
-//! string columns, the manifest's counters and rejects, and `--head N` sample rows.
+//! short string columns, the manifest's counters and rejects, and `--head N` sample
+//! rows, every value cut to a line.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,8 +15,12 @@ use crate::manifest::{Manifest, Progress, REJECTS_DIR};
 use crate::shard_reader::{ParquetBatches, READ_BATCH_ROWS};
 use crate::summary::add_counts;
 
-/// String columns with at most this many distinct values get value counts.
+/// String columns with at most this many distinct values, none longer than
+/// [`SHORT_VALUE_CHARS`], get value counts (a few long texts are no categories).
 const LOW_CARDINALITY: u32 = 20;
+/// The longest value of a column that gets value counts, in characters; values shown
+/// there are cut to it.
+const SHORT_VALUE_CHARS: usize = 40;
 /// Value counts show at most this many values.
 const TOP_VALUES: usize = 10;
 /// Sample rows show at most this many characters of a value.
@@ -223,6 +228,7 @@ fn describe_columns(out: &mut String, frame: &LazyFrame) -> PolarsResult<()> {
     }
     let (low, high): (Vec<&String>, Vec<&String>) = strings.iter().partition(|name| {
         value(format!("unique:{name}")).is_ok_and(|u| u <= f64::from(LOW_CARDINALITY))
+            && value(format!("max:{name}")).is_ok_and(|n| n <= SHORT_VALUE_CHARS as f64)
     });
     distribution_table(out, "length (chars)", &high, &value)?;
     distribution_table(out, "numbers", &numbers.iter().collect::<Vec<_>>(), &value)?;
@@ -298,7 +304,7 @@ fn describe_values(out: &mut String, frame: &LazyFrame, name: &str) -> PolarsRes
     for row in 0..counts.height() {
         let value = match values.get(row)? {
             AnyValue::Null => "(null)".to_string(),
-            other => other.str_value().to_string(),
+            other => truncate(&other.str_value(), SHORT_VALUE_CHARS),
         };
         writeln!(out, "{value:<24} {:>10}", tallies.get(row)?.str_value()).expect("write");
     }

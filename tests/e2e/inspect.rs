@@ -141,3 +141,43 @@ fn a_newer_schema_version_or_a_missing_column_is_refused_naming_file_and_column(
         "{message}"
     );
 }
+
+/// Regression: on 17 long documents (licence texts), every string column had few
+/// distinct values, and `inspect` printed each whole text as a "value count".
+#[test]
+fn inspect_of_a_few_long_documents_stays_short() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("long.jsonl");
+    let paragraph =
+        "Permission is hereby granted, free of charge, to any person obtaining a copy.\n";
+    let lines: Vec<String> = (0..17)
+        .map(|i| {
+            let text = format!("Licence {i}\n{}", paragraph.repeat(40));
+            format!(
+                r#"{{"id": "licence-{i}", "text": {}}}"#,
+                serde_json_string(&text)
+            )
+        })
+        .collect();
+    fs::write(&input, lines.join("\n")).unwrap();
+    let documents = work.path().join("documents");
+    rlpt_ok(&ingest_args(&input, &documents, &["--source", "debian"]));
+    let report = stdout(&rlpt_ok(&["inspect", arg(&documents), "--head", "3"]));
+    assert!(
+        report.lines().count() < 80,
+        "{} lines:\n{report}",
+        report.lines().count()
+    );
+    assert!(
+        report.lines().all(|line| line.chars().count() <= 160),
+        "a line is too long:\n{report}"
+    );
+    assert!(
+        report.lines().any(|l| l.starts_with("debian ")),
+        "the short source column still gets value counts:\n{report}"
+    );
+}
+
+fn serde_json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
