@@ -440,7 +440,7 @@ fn detectors() -> Vec<Detector> {
             PHONE_NATIONAL,
             0,
             Digits(10),
-            |c, text, _| check_phone(c, text, 10..=12),
+            |c, text, _| check_phone(c, text, 10..=12) && check_nanp_separators(c),
         ),
         detector(PiiKind::Ip, IPV4, 0, Digits(4), check_ipv4),
         detector(PiiKind::Ip, IPV6, 0, Byte(b':'), check_ipv6),
@@ -551,6 +551,15 @@ fn check_phone(
             validate::previous_word(text, found.start()).as_str(),
             "isbn" | "issn" | "doi"
         )
+        && !validate::numbering_word(&validate::previous_word(text, found.start()))
+}
+
+/// A North American number written `NNN-NNN-NNNN` uses one separator throughout:
+/// `252.227-7013` is a clause number (DFARS), not a phone.
+fn check_nanp_separators(captures: &Captures<'_>) -> bool {
+    let number = &captures[0];
+    let separators: Vec<char> = number.chars().filter(|c| !c.is_ascii_digit()).collect();
+    number.contains('(') || separators.windows(2).all(|pair| pair[0] == pair[1])
 }
 
 /// Whether a match touches more digits: a digit, letter or number punctuation right
@@ -575,15 +584,17 @@ fn check_ipv4(captures: &Captures<'_>, text: &str, scrubber: &Scrubber) -> bool 
     let after = &text[found.end()..];
     let in_dotted_run = matches!(before, Some('.'))
         || (after.starts_with('.') && after[1..].starts_with(|c: char| c.is_ascii_digit()));
-    let versioned = matches!(
-        validate::previous_word(text, found.start()).as_str(),
-        "version" | "ver" | "v" | "release" | "build" | "firmware"
-    );
+    let previous = validate::previous_word(text, found.start());
+    let versioned = validate::version_word(&previous) || validate::numbering_word(&previous);
     let Ok(address) = found.as_str().parse::<Ipv4Addr>() else {
         return false;
     };
+    // In backticks it is code or a reST reference (`` `3.2.2.10`_ ``), not an address
+    // anyone visited.
+    let quoted_code = matches!(before, Some('`'));
     !in_dotted_run
         && !versioned
+        && !quoted_code
         && (scrubber.replace_private_ips || !validate::ipv4_is_special(address))
 }
 
@@ -594,7 +605,9 @@ fn check_ipv6(captures: &Captures<'_>, text: &str, scrubber: &Scrubber) -> bool 
     let Ok(address) = found.as_str().parse::<Ipv6Addr>() else {
         return false;
     };
-    isolated && (scrubber.replace_private_ips || !validate::ipv6_is_special(address))
+    isolated
+        && validate::ipv6_shaped(found.as_str())
+        && (scrubber.replace_private_ips || !validate::ipv6_is_special(address))
 }
 
 #[cfg(test)]

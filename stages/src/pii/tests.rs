@@ -172,3 +172,23 @@ fn counts_and_drop_above() {
     );
     assert_eq!(counters.hits["hits_email"], 4);
 }
+
+/// Regression (issue: PII damage on Debian copyright files and reST docs): reST
+/// literal markers, hex-looking words, versions and clause numbers are not PII.
+#[test]
+fn rest_markers_versions_and_clause_numbers_are_left_alone() {
+    unchanged("The output would be::\n\n    x = 1\n\nand column 4:: holds the rest.");
+    unchanged("Pairs A::D and A:B::C:D are names in the grammar, dead::beef too.");
+    unchanged("GCC 2.95 and GCC 2.7.2.3 were removed; gcc 2.7.2.3 had a bug.");
+    unchanged("See sections `3.1.3.6`_, `3.2.2.10`_ and section 3.2.2.1 of the spec.");
+    unchanged("As set forth in Clause 252.227-7013 (c) (1) of DFARs.");
+    unchanged("Upgrade to version 1.2.3.4 or release 4.3.2.1 today.");
+    assert_eq!(
+        scrub("Servers 2606:4700:4700::1111 and 2001:4860:4860::8888 answered."),
+        "Servers <IP> and <IP> answered."
+    );
+    assert_eq!(
+        scrub("Call 252-227-7013 or 252.227.7013."),
+        "Call <PHONE> or <PHONE>."
+    );
+}

@@ -239,6 +239,91 @@ pub fn ipv6_is_special(address: Ipv6Addr) -> bool {
         || address.to_ipv4_mapped().is_some_and(ipv4_is_special)
 }
 
+/// Whether text that parses as an IPv6 address is written like one rather than like
+/// reST or code: it does not end with `::` (`would be::`, `column 4::`, a literal
+/// block), a group holds a decimal digit (`A:B::C:D`, `dead::beef` are words), and it
+/// has two groups at least, or starts with `::` (`::1`).
+pub fn ipv6_shaped(candidate: &str) -> bool {
+    let groups = candidate
+        .split(':')
+        .filter(|group| !group.is_empty())
+        .count();
+    !candidate.ends_with("::")
+        && candidate.contains(|c: char| c.is_ascii_digit())
+        && (groups >= 2 || candidate.starts_with("::"))
+}
+
+/// Words before a dotted number that make it a version (`GCC 2.7.2.3`, `v 1.2.3.4`).
+pub fn version_word(word: &str) -> bool {
+    matches!(
+        word,
+        "version"
+            | "versions"
+            | "ver"
+            | "v"
+            | "release"
+            | "rel"
+            | "build"
+            | "firmware"
+            | "revision"
+            | "rev"
+            | "patch"
+            | "update"
+            | "gcc"
+            | "glibc"
+            | "libc"
+            | "kernel"
+            | "linux"
+            | "python"
+            | "perl"
+            | "ruby"
+            | "java"
+            | "gnu"
+            | "emacs"
+            | "debian"
+            | "ubuntu"
+            | "openssl"
+            | "bash"
+            | "windows"
+            | "macos"
+            | "ios"
+            | "android"
+    )
+}
+
+/// Words before a number that make it the number of a part of a document
+/// (`Clause 252.227-7013`, `section 3.2.2.1`).
+pub fn numbering_word(word: &str) -> bool {
+    matches!(
+        word,
+        "clause"
+            | "clauses"
+            | "section"
+            | "sections"
+            | "sec"
+            | "chapter"
+            | "paragraph"
+            | "para"
+            | "part"
+            | "article"
+            | "art"
+            | "item"
+            | "step"
+            | "rule"
+            | "subpart"
+            | "appendix"
+            | "annex"
+            | "figure"
+            | "fig"
+            | "table"
+            | "dfars"
+            | "far"
+            | "cfr"
+            | "usc"
+            | "rfc"
+    )
+}
+
 /// Shannon entropy of a string's characters, in bits per character.
 pub fn entropy(text: &str) -> f64 {
     let mut counts = std::collections::HashMap::new();
@@ -277,10 +362,12 @@ pub fn looks_like_date(text: &str) -> bool {
     }
 }
 
-/// The word just before byte `start` of `haystack`, lowercased.
+/// The word just before byte `start` of `haystack` (past spaces and opening
+/// punctuation), lowercased.
 pub fn previous_word(haystack: &str, start: usize) -> String {
-    let before =
-        haystack[..start].trim_end_matches(|c: char| c.is_whitespace() || c == ':' || c == '#');
+    let before = haystack[..start].trim_end_matches(|c: char| {
+        c.is_whitespace() || matches!(c, ':' | '#' | '`' | '(' | '[' | '"' | '\'' | '§')
+    });
     let word_start = before.rfind(|c: char| !c.is_alphanumeric()).map_or(0, |i| {
         i + before[i..].chars().next().map_or(1, char::len_utf8)
     });
