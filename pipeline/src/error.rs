@@ -44,6 +44,18 @@ pub enum Error {
         /// The schema problem (names the column, and the row where there is one).
         source: SchemaError,
     },
+    /// A table stage was given a file that is not Parquet at all.
+    #[error(
+        "{}: not a Parquet file (it looks like {looks_like}); stages after ingest read \
+         tables rlpt wrote: `rlpt ingest` turns raw files into one",
+        path.display()
+    )]
+    NotParquet {
+        /// The file.
+        path: PathBuf,
+        /// What it looks like.
+        looks_like: &'static str,
+    },
     /// A Parquet file lacks a column a step needs.
     #[error("{}: no column `{column}` (it has {})", path.display(), found.join(", "))]
     MissingColumn {

@@ -85,7 +85,7 @@ fn detect(path: &Path) -> (Compression, Option<InputFormat>) {
     };
     let format = match rest.rsplit_once('.').map(|(_, ext)| ext) {
         Some("jsonl" | "json" | "ndjson") => Some(InputFormat::Jsonl),
-        Some("txt" | "text" | "md" | "tex") => Some(InputFormat::Text),
+        Some("txt" | "text" | "md" | "rst" | "tex") => Some(InputFormat::Text),
         Some("parquet") => Some(InputFormat::Parquet),
         _ => None,
     };

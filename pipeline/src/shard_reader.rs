@@ -58,6 +58,31 @@ fn is_parquet(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "parquet")
 }
 
+/// What a file that fails to open as Parquet looks like, when it does not even start
+/// with Parquet's magic bytes (`PAR1`): JSONL, gzip, zstd or text.
+fn not_parquet(path: &Path) -> Option<&'static str> {
+    let mut head = [0u8; 512];
+    let read = std::io::Read::read(&mut File::open(path).ok()?, &mut head).ok()?;
+    let head = &head[..read];
+    if head.starts_with(b"PAR1") {
+        return None;
+    }
+    let text = String::from_utf8_lossy(head);
+    Some(if head.starts_with(&[0x1f, 0x8b]) {
+        "a gzip file"
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        "a zstd file"
+    } else if text.trim_start().starts_with('{') {
+        "JSONL"
+    } else if head.is_empty() {
+        "an empty file"
+    } else if std::str::from_utf8(head).is_ok() {
+        "text"
+    } else {
+        "binary data of another format"
+    })
+}
+
 /// Streams one Parquet file in record batches of bounded size.
 pub struct ParquetBatches {
     path: PathBuf,
@@ -81,7 +106,15 @@ impl ParquetBatches {
             source,
         };
         let file = File::open(path).at(path)?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| {
+            match not_parquet(path) {
+                Some(looks_like) => Error::NotParquet {
+                    path: path.to_path_buf(),
+                    looks_like,
+                },
+                None => parquet_error(source),
+            }
+        })?;
         let file_metadata = builder.metadata().file_metadata();
         let key_values = file_metadata
             .key_value_metadata()

@@ -132,10 +132,19 @@ impl ShardWriter {
         Ok(())
     }
 
+    /// Opens an empty shard of `schema` if nothing was written, so the unit's table
+    /// has a file even with no rows (a report a user globs, such as `contamination/`).
+    pub fn ensure_shard(&mut self, schema: SchemaRef) -> Result<()> {
+        if self.finished.is_empty() {
+            self.open_shard(schema)?;
+        }
+        Ok(())
+    }
+
     /// Closes the last shard and returns every shard written, in order.
     pub fn finish(mut self) -> Result<Vec<ShardRecord>> {
         self.close_shard()?;
-        Ok(self.finished)
+        Ok(std::mem::take(&mut self.finished))
     }
 
     fn open_shard(&mut self, schema: SchemaRef) -> Result<&mut OpenShard> {
@@ -184,6 +193,22 @@ impl ShardWriter {
             bytes,
         });
         Ok(())
+    }
+}
+
+/// A writer dropped before [`ShardWriter::finish`] returned — the unit failed (bad
+/// input under `--strict`, a full disk, a stage error) — deletes what it wrote: the open
+/// `.tmp` and the shards it had finished, which no manifest records. A kill leaves
+/// them to the rerun, which deletes an unfinished unit's files first.
+impl Drop for ShardWriter {
+    fn drop(&mut self) {
+        if let Some(shard) = self.open.take() {
+            drop(shard.writer);
+            std::fs::remove_file(&shard.tmp).ok();
+        }
+        for shard in self.finished.drain(..) {
+            std::fs::remove_file(self.output.join(&shard.file)).ok();
+        }
     }
 }
 
@@ -255,6 +280,25 @@ mod tests {
         assert_eq!(unit_of("part-123456-0001.parquet.tmp"), Some(123456));
         assert_eq!(unit_of("part-7-1.parquet"), None);
         assert_eq!(unit_of("notes.txt"), None);
+    }
+
+    #[test]
+    fn a_writer_dropped_unfinished_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ShardLimits {
+            max_rows: 40,
+            max_bytes: u64::MAX,
+        };
+        let mut writer = writer(dir.path(), limits);
+        writer.write(&documents::to_batch(&docs(100))).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "2 shards and a .tmp"
+        );
+        drop(writer);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -315,6 +315,49 @@ fn strict_mode_stops_at_the_first_bad_record() {
         !out.path().join("_manifest/unit-00000.json").exists(),
         "the unit is not done"
     );
+    // Regression: the stopped unit left its half-written part-00000-0000.parquet.tmp.
+    let shards: Vec<_> = entries_under(out.path())
+        .into_iter()
+        .filter(|path| path.to_string_lossy().contains(".parquet"))
+        .collect();
+    assert!(shards.is_empty(), "the stopped unit left {shards:?}");
+}
+
+/// Regression: `.rst` files were not recognised by `--format auto`, and a table stage
+/// given JSONL said "Corrupt footer".
+#[test]
+fn rst_is_text_and_a_raw_file_given_to_a_table_stage_is_named_as_such() {
+    let inputs = tempfile::tempdir().unwrap();
+    fs::write(
+        inputs.path().join("guide.rst"),
+        "Title\n=====\n\nSome reST text.\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    ingest(inputs.path(), out.path(), &[]);
+    assert_eq!(
+        read_rows(out.path()).len(),
+        1,
+        "the .rst file is a document"
+    );
+
+    let raw = inputs.path().join("docs.parquet");
+    fs::copy(sample_dir().join("stem-en.jsonl"), &raw).unwrap();
+    let scrubbed = tempfile::tempdir().unwrap();
+    let output = rlpt(&[
+        "pii",
+        "--input",
+        arg(&raw),
+        "--output",
+        arg(scrubbed.path()),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("not a Parquet file (it looks like JSONL)")
+            && message.contains("rlpt ingest"),
+        "{message}"
+    );
 }
 
 #[test]
