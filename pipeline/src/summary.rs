@@ -126,7 +126,52 @@ pub fn render_table(summaries: &[StageSummary]) -> String {
         )
         .expect("write to string");
     }
+    for line in summaries.iter().filter_map(headline) {
+        writeln!(out, "{line}").expect("write to string");
+    }
     out
+}
+
+/// What a stage changed, for the stages whose row counts do not show it: pii's
+/// replacements and decontam's hits.
+fn headline(summary: &StageSummary) -> Option<String> {
+    let counter = |name: &str| summary.counters.get(name).copied().unwrap_or(0);
+    match summary.stage.as_str() {
+        "pii" => {
+            let kinds: Vec<String> = summary
+                .counters
+                .iter()
+                .filter_map(|(name, &count)| Some((name.strip_prefix("hits_")?, count)))
+                .filter(|&(_, count)| count > 0)
+                .map(|(kind, count)| format!("{kind} {count}"))
+                .collect();
+            let total: u64 = summary
+                .counters
+                .iter()
+                .filter(|(name, _)| name.starts_with("hits_"))
+                .map(|(_, count)| count)
+                .sum();
+            let kinds = if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            };
+            Some(format!(
+                "pii replaced {total} items{kinds} in {} documents, dropped {}",
+                counter("documents_with_pii"),
+                counter("dropped")
+            ))
+        }
+        "decontam" => Some(format!(
+            "decontam found benchmark text in {} documents: {} characters removed, {} documents \
+             dropped; the hits are in {}",
+            counter("contaminated"),
+            counter("chars_removed"),
+            counter("dropped"),
+            summary.output.join("contamination").display()
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +210,43 @@ mod tests {
         assert_eq!(
             lines[2],
             "ingest rejects (empty_text: 1, malformed_json: 2) are in out/documents/rejects"
+        );
+    }
+
+    #[test]
+    fn pii_and_decontam_say_what_they_changed() {
+        let pii = StageSummary {
+            stage: "pii".into(),
+            counters: BTreeMap::from([
+                ("documents_with_pii".into(), 2),
+                ("dropped".into(), 0),
+                ("hits_email".into(), 3),
+                ("hits_ip".into(), 0),
+                ("hits_phone".into(), 1),
+            ]),
+            ..StageSummary::default()
+        };
+        let decontam = StageSummary {
+            stage: "decontam".into(),
+            output: "out/clean".into(),
+            counters: BTreeMap::from([
+                ("contaminated".into(), 1),
+                ("chars_removed".into(), 420),
+                ("dropped".into(), 0),
+            ]),
+            ..StageSummary::default()
+        };
+        let table = render_table(&[pii, decontam]);
+        assert!(
+            table.contains("pii replaced 4 items (email 3, phone 1) in 2 documents, dropped 0"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "decontam found benchmark text in 1 documents: 420 characters removed, 0 \
+                 documents dropped; the hits are in out/clean/contamination"
+            ),
+            "{table}"
         );
     }
 }
