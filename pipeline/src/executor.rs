@@ -47,6 +47,13 @@ impl OutputTable {
     pub fn main(spec: &'static TableSpec) -> Self {
         Self { dir: "", spec }
     }
+
+    /// Whether this is a report beside the main table (decontam's `contamination/`):
+    /// its schema is the spec's exactly, and each unit writes a shard of it even with
+    /// no rows, so the directory always reads as a table.
+    fn is_report(&self) -> bool {
+        !self.dir.is_empty() && self.dir != REJECTS_DIR
+    }
 }
 
 /// What a stage does with one work unit. Implementations read the unit's inputs, run
@@ -303,7 +310,10 @@ fn run_unit(
     let counts = job.run_unit(unit, &mut sink)?;
     sink.flush_rejects()?;
     let mut outputs = Vec::new();
-    for (_, writer) in sink.writers {
+    for ((_, mut writer), table) in sink.writers.into_iter().zip(tables) {
+        if table.is_report() {
+            writer.ensure_shard(table.spec.arrow_schema())?;
+        }
         outputs.extend(writer.finish()?);
     }
     Ok(UnitRecord {

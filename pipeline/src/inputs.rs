@@ -241,7 +241,13 @@ pub fn stat_paths(paths: &[PathBuf], root: &Path) -> Result<Vec<InputFile>> {
 /// Work units over the shards of the table `input` names.
 pub fn plan_table(input: &str, unit_bytes: u64) -> Result<Vec<WorkUnit>> {
     let files = table_inputs(input)?;
-    if files.is_empty() {
+    let dir = Path::new(input);
+    // A finished stage that wrote no rows is an empty table, not a missing one.
+    let empty_table = dir.is_dir()
+        && crate::manifest::Manifest::of(dir)
+            .read_complete(dir)?
+            .is_some();
+    if files.is_empty() && !empty_table {
         return Err(Error::Input {
             spec: input.to_string(),
             problem: "the table has no shards".into(),

@@ -221,3 +221,47 @@ fn a_missing_benchmark_field_is_a_config_error_naming_file_and_line() {
         "{message}"
     );
 }
+
+/// Regression: with no hits there was no `contamination/` table at all, so
+/// `pl.scan_parquet("out/clean/contamination/*.parquet")` failed; and a table with no
+/// rows could not be read by the next stage ("the table has no shards").
+#[test]
+fn no_hits_still_write_an_empty_report_and_an_empty_table_reads_downstream() {
+    let work = tempfile::tempdir().unwrap();
+    let documents = work.path().join("documents");
+    rlpt_ok(&ingest_args(
+        &sample_dir().join("stem-fr.jsonl"),
+        &documents,
+        &[],
+    ));
+    let clean = work.path().join("clean");
+    decontam(&documents, &clean, &[]);
+    let report = shards(&clean.join("contamination"));
+    assert!(!report.is_empty(), "the report has a shard");
+    let rows: usize = report
+        .iter()
+        .flat_map(|shard| read_parquet(shard))
+        .map(|batch| batch.num_rows())
+        .sum();
+    assert_eq!(rows, 0);
+
+    let empty_input = work.path().join("empty.jsonl");
+    std::fs::write(&empty_input, "{\"text\": \"\"}\n{\"text\": \"   \"}\n").unwrap();
+    let empty = work.path().join("empty");
+    rlpt_ok(&ingest_args(&empty_input, &empty, &[]));
+    assert!(read_rows(&empty).is_empty());
+    let scrubbed = work.path().join("scrubbed");
+    rlpt_ok(&["pii", "--input", arg(&empty), "--output", arg(&scrubbed)]);
+    let tokenizer = repo_root().join("data-samples/tokenizers/smollm2-135m.json.gz");
+    let triples = work.path().join("triples");
+    rlpt_ok(&[
+        "segment",
+        "--input",
+        arg(&scrubbed),
+        "--output",
+        arg(&triples),
+        "--tokenizer",
+        arg(&tokenizer),
+    ]);
+    assert!(read_rows(&triples).is_empty());
+}
