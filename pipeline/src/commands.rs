@@ -358,7 +358,18 @@ fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
             let mut config = entry.config.clone();
             config.model = base.join(&config.model);
             config.fallback_model = config.fallback_model.map(|m| base.join(m));
-            EntropyJob::new(&config)?.run(input, &place.stage_run(output, entry.layout, false))
+            let job = EntropyJob::new(&config)?;
+            let mut run = place.stage_run(output, entry.layout, false);
+            if let Some(previous) = job.replaced_model(output, &entry.layout)? {
+                tracing::warn!(
+                    "entropy: {} was tagged with {previous}; recomputing it with {} (and the \
+                     steps after it)",
+                    output.display(),
+                    job.model_name()
+                );
+                run.force = true;
+            }
+            job.run(input, &run)
         }
         StageEntry::Dedup(entry) => {
             let run = DedupRun {
@@ -382,14 +393,21 @@ fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
             }
         }
         StageEntry::Train(entry) => {
-            train_command::train_stage(entry, base, input, output, place.progress)
+            train_command::train_stage(entry, base, input, output, place.force, place.progress)
         }
         StageEntry::Eval(entry) => {
             let checkpoints = step
                 .checkpoints
                 .as_deref()
                 .expect("the plan gives eval its train stage");
-            train_command::eval_stage(entry, base, (input, step.split), checkpoints, output)
+            train_command::eval_stage(
+                entry,
+                base,
+                (input, step.split),
+                checkpoints,
+                output,
+                place.force,
+            )
         }
     }
 }

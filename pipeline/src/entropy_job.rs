@@ -34,6 +34,8 @@ use crate::executor::{
     OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
 };
 use crate::inputs::{InputFile, WorkUnit, plan_table};
+use crate::layout::Layout;
+use crate::manifest::Manifest;
 use crate::shard_reader::{filter_rows, for_each_batch};
 use crate::summary::StageSummary;
 
@@ -97,6 +99,35 @@ impl EntropyJob {
             model,
             tokenizer,
         })
+    }
+
+    /// The name of the model this job tags with.
+    pub fn model_name(&self) -> &str {
+        self.model.name()
+    }
+
+    /// The model `output` was tagged with, when it differs from this job's and nothing
+    /// else of the config does — the fetched model replacing the fallback, or a new
+    /// model file at the configured path. `rlpt run` then recomputes the step (its
+    /// pipeline config did not change) instead of refusing the directory.
+    pub fn replaced_model(&self, output: &Path, layout: &Layout) -> Result<Option<String>> {
+        let Some(previous) = Manifest::of(output).read_stage()? else {
+            return Ok(None);
+        };
+        let mut before = previous.config.clone();
+        let mut now = json!({ "stage": self.config(), "layout": layout });
+        let old_model = before["stage"]["model"].take();
+        let new_model = now["stage"]["model"].take();
+        Ok(
+            (previous.stage == self.stage() && before == now && old_model != new_model).then(
+                || {
+                    old_model["name"]
+                        .as_str()
+                        .unwrap_or("another model")
+                        .to_string()
+                },
+            ),
+        )
     }
 
     /// Runs this rank's share of the triples table `input`.

@@ -238,6 +238,30 @@ pub fn stat_paths(paths: &[PathBuf], root: &Path) -> Result<Vec<InputFile>> {
         .collect()
 }
 
+/// Identifies the content of the table `input` names, for a step that reads it whole
+/// (train, eval) to notice a change: the producing stage's config hash and every
+/// finished shard (name, rows, bytes) for a directory rlpt wrote — the same for the
+/// same output wherever and whenever it was computed — else the files' names, sizes
+/// and modification times.
+pub fn table_fingerprint(input: &str) -> Result<String> {
+    let dir = Path::new(input);
+    if dir.is_dir()
+        && let Some((stage, units)) = crate::manifest::Manifest::of(dir).read_complete(dir)?
+    {
+        let mut hasher = Xxh3::new();
+        hasher.update(stage.config_hash.as_bytes());
+        for unit in &units {
+            for shard in &unit.outputs {
+                hasher.update(
+                    format!("\0{}\0{}\0{}", shard.file, shard.rows, shard.bytes).as_bytes(),
+                );
+            }
+        }
+        return Ok(format!("{:016x}", hasher.digest()));
+    }
+    Ok(fingerprint(table_inputs(input)?.iter()))
+}
+
 /// Work units over the shards of the table `input` names.
 pub fn plan_table(input: &str, unit_bytes: u64) -> Result<Vec<WorkUnit>> {
     let files = table_inputs(input)?;

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::cli::{EvalCommand, TrainCommand};
 use crate::config::{EvalEntry, TrainEntry};
 use crate::error::{IoContext, Result};
+use crate::inputs;
 use crate::progress::ProgressMode;
 use crate::summary::StageSummary;
 
@@ -75,14 +76,20 @@ fn run_loop(
     Ok(summary)
 }
 
+/// The file in a `train` stage's directory naming the input its checkpoints were
+/// trained on ([`inputs::table_fingerprint`]).
+const INPUT_STAMP: &str = "input-fingerprint";
+
 /// The `train` stage of `rlpt run`: GRPO on `input` into `output` — reused when its
-/// latest checkpoint already has the steps under the same config, resumed when it has
-/// fewer, started otherwise.
+/// latest checkpoint already has the steps under the same config and input, resumed
+/// when it has fewer, started again (its checkpoints deleted) when the input changed
+/// or under `--force`, started otherwise.
 pub fn train_stage(
     entry: &TrainEntry,
     base: &Path,
     input: &str,
     output: &Path,
+    force: bool,
     progress: ProgressMode,
 ) -> Result<StageSummary> {
     let started = Instant::now();
@@ -90,6 +97,23 @@ pub fn train_stage(
     config.input = PathBuf::from(input);
     config.output = output.to_path_buf();
     apply(&mut config.steps, &entry.steps);
+    let fingerprint = inputs::table_fingerprint(input)?;
+    let stamp = output.join(INPUT_STAMP);
+    let trained_on = std::fs::read_to_string(&stamp).ok();
+    let input_changed = trained_on.as_deref().is_some_and(|f| f != fingerprint);
+    if (force || input_changed) && checkpoint::resolve(output).is_ok() {
+        tracing::warn!(
+            "train: {} {}; starting it again",
+            output.display(),
+            if force {
+                "is recomputed (--force)"
+            } else {
+                "was trained on other triples"
+            }
+        );
+        clear_run(output)?;
+    }
+    crate::atomic::write_file(&stamp, fingerprint.as_bytes())?;
     let existing = match checkpoint::resolve(output) {
         Ok(dir) => Some(checkpoint::open(&dir)?),
         Err(_) => None,
@@ -117,6 +141,32 @@ pub fn train_stage(
     })
 }
 
+/// Deletes what a training run wrote in `output`: checkpoints (finished or half
+/// written), `latest`, the metrics and the input stamp.
+fn clear_run(output: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(output).at(output)? {
+        let path = entry.at(output)?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ours = name.starts_with("step-")
+            || name.starts_with(".step-")
+            || name.starts_with(checkpoint::LATEST)
+            || name == rlpt_trainer::run::METRICS
+            || name == INPUT_STAMP;
+        if !ours {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).at(&path)?;
+        } else {
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// The triples a GRPO run in `output` drew as prompts: the sum of its steps'
 /// `groups_sampled` in the metrics file (which holds exactly the checkpointed steps).
 fn triples_drawn(output: &Path) -> Result<u64> {
@@ -131,20 +181,24 @@ fn triples_drawn(output: &Path) -> Result<u64> {
 
 /// The `eval` stage of `rlpt run`: the latest checkpoint in `checkpoints` scored on
 /// `input` (its `split`), the report written to `report`; reused when the report is of
-/// the same checkpoint, input and settings.
+/// the same checkpoint (its weights' checksums), input (its content) and settings,
+/// recomputed otherwise or under `--force`.
 pub fn eval_stage(
     entry: &EvalEntry,
     base: &Path,
     (input, split): (&str, Split),
     checkpoints: &Path,
     report: &Path,
+    force: bool,
 ) -> Result<StageSummary> {
     let started = Instant::now();
     let config = TrainConfig::from_file(&base.join(&entry.config))?;
     let checkpoint = checkpoint::resolve(checkpoints)?;
     let request = serde_json::json!({
         "checkpoint": checkpoint,
+        "checkpoint_checksums": checkpoint_weights_checksums(&checkpoint)?,
         "input": input,
+        "input_fingerprint": inputs::table_fingerprint(input)?,
         "split": format!("{split:?}").to_lowercase(),
         "tasks": entry.tasks,
         "limit": entry.limit,
@@ -152,9 +206,10 @@ pub fn eval_stage(
     let previous: Option<Value> = std::fs::read_to_string(report)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
-    let reused = previous
-        .as_ref()
-        .is_some_and(|p| p.get("request") == Some(&request));
+    let reused = !force
+        && previous
+            .as_ref()
+            .is_some_and(|p| p.get("request") == Some(&request));
     let written = match previous {
         Some(previous) if reused => previous,
         _ => {
@@ -187,6 +242,17 @@ pub fn eval_stage(
         seconds: started.elapsed().as_secs_f64(),
         ..StageSummary::default()
     })
+}
+
+/// The checksums a checkpoint recorded of its files, but its trainer state (which
+/// holds wall-clock timings): what identifies the weights it holds.
+fn checkpoint_weights_checksums(checkpoint: &Path) -> Result<Value> {
+    let path = checkpoint.join("checksums.json");
+    let text = std::fs::read_to_string(&path).at(&path)?;
+    let mut sums: serde_json::Map<String, Value> =
+        serde_json::from_str(&text).map_err(|source| crate::Error::Json { path, source })?;
+    sums.remove("trainer_state.json");
+    Ok(Value::Object(sums))
 }
 
 /// Prompts `rlpt eval` generates together.

@@ -108,3 +108,102 @@ fn a_missing_or_invalid_config_is_a_usage_error() {
         stderr(&output)
     );
 }
+
+/// Regression: after `fetch.py models` the default `rlpt run` refused the entropy
+/// directory ("written with a different configuration: stage.model.checksum"), and
+/// `--force` or new tags did not redo train and eval, which kept results of the old
+/// tags. A pipeline whose proxy model appears after a first run with the fallback.
+#[test]
+fn a_fetched_model_redoes_entropy_and_what_follows_and_force_redoes_train_and_eval() {
+    let work = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(sample_dir().join("stem-en.jsonl")).unwrap();
+    let lines: Vec<&str> = sample.lines().take(40).collect();
+    std::fs::write(work.path().join("docs.jsonl"), lines.join("\n")).unwrap();
+    let samples = repo_root().join("data-samples");
+    let config = work.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"out_dir = "out"
+[[stage]]
+stage = "ingest"
+input = "docs.jsonl"
+output = "documents"
+[[stage]]
+stage = "segment"
+output = "triples"
+tokenizer = "{tokenizer}"
+[[stage]]
+stage = "entropy"
+output = "tagged"
+model = "models/proxy"
+fallback_model = "{tiny}"
+[[stage]]
+stage = "train"
+output = "train"
+config = "{train}"
+steps = 2
+[[stage]]
+stage = "eval"
+output = "eval.json"
+config = "{train}"
+tasks = ["next-token"]
+limit = 20
+"#,
+            tokenizer = samples.join("tokenizers/smollm2-135m.json.gz").display(),
+            tiny = samples.join("tiny").display(),
+            train = samples.join("train.toml").display(),
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--log-format", "json", "run", "pipeline.toml"];
+        args.extend_from_slice(extra);
+        let output = rlpt_in(work.path()).args(&args).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let reused: std::collections::BTreeMap<String, u64> = stdout(&output)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .map(|s| {
+                (
+                    s["stage"].as_str().unwrap().to_string(),
+                    s["units_reused"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        (reused, stderr(&output))
+    };
+    let (first, _) = run(&[]);
+    assert_eq!(first["entropy"], 0);
+
+    // The proxy model is fetched: a different model at the configured path.
+    let proxy = work.path().join("models/proxy");
+    rlpt_ok(&[
+        "model",
+        "init",
+        "--config",
+        arg(&samples.join("tiny/config.json")),
+        "--seed",
+        "7",
+        "--output",
+        arg(&proxy),
+    ]);
+    std::fs::copy(
+        samples.join("tiny/tokenizer.json"),
+        proxy.join("tokenizer.json"),
+    )
+    .unwrap();
+    let (second, log) = run(&[]);
+    assert!(log.contains("recomputing"), "{log}");
+    for step in ["entropy", "train", "eval"] {
+        assert_eq!(second[step], 0, "{step} is redone: {second:?}");
+    }
+    assert_eq!(second["segment"], 1, "segment is reused");
+    let (third, _) = run(&[]);
+    assert!(
+        third.values().all(|&reused| reused > 0),
+        "a rerun reuses all: {third:?}"
+    );
+    let (forced, _) = run(&["--only", "train,eval", "--force"]);
+    assert_eq!((forced["train"], forced["eval"]), (0, 0), "{forced:?}");
+}
