@@ -79,9 +79,9 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
     }
     let loaded = Loaded::new(&command.config, command.out_dir.as_ref())?;
     let plan = loaded.plan(&command.config)?;
+    let script_context = ScriptContext::new(command, &loaded.out_dir)?;
     let slurm_dir = loaded.out_dir.join(SLURM_DIR);
     std::fs::create_dir_all(slurm_dir.join("logs")).at(&slurm_dir)?;
-    let script_context = ScriptContext::new(command, &loaded.out_dir)?;
     let mut submission = Submission {
         array: command.array,
         jobs: Vec::new(),
@@ -171,12 +171,32 @@ impl ScriptContext {
             None => std::env::current_exe().at("the rlpt binary")?,
         };
         let mut options = vec![format!("--cpus-per-task={}", command.cpus_per_task)];
-        options.extend(command.partition.iter().map(|p| format!("--partition={p}")));
-        options.extend(command.time.iter().map(|t| format!("--time={t}")));
-        options.extend(command.sbatch_args.iter().cloned());
+        for (flag, value) in [
+            ("--partition", &command.partition),
+            ("--time", &command.time),
+        ] {
+            if let Some(value) = value {
+                options.push(format!("{flag}={}", sbatch_value(flag, value)?));
+            }
+        }
+        for option in &command.sbatch_args {
+            refuse_control_characters("--sbatch-arg", option)?;
+            options.push(option.clone());
+        }
+        for (flag, path) in [
+            ("--rlpt", &rlpt),
+            ("the config path", &command.config),
+            ("--out-dir", &out_dir.to_path_buf()),
+            ("the working directory", &workdir),
+        ] {
+            refuse_control_characters(flag, &path.to_string_lossy())?;
+        }
+        let logs = workdir.join(out_dir).join(SLURM_DIR).join("logs");
+        sbatch_value("--out-dir", &logs.to_string_lossy())?;
+        sbatch_value("the working directory", &workdir.to_string_lossy())?;
         Ok(Self {
             rlpt,
-            logs: workdir.join(out_dir).join(SLURM_DIR).join("logs"),
+            logs,
             workdir,
             config: command.config.clone(),
             out_dir: out_dir.to_path_buf(),
@@ -196,14 +216,14 @@ impl ScriptContext {
         );
         let _ = writeln!(text, "#SBATCH --job-name=rlpt-{}", step.name);
         let log = if tasks > 1 { "%A_%a" } else { "%j" };
-        let _ = writeln!(
-            text,
-            "#SBATCH --output={}",
-            self.logs
-                .join(format!("{:02}-{}-{log}.log", step.number, step.name))
-                .display()
-        );
-        let _ = writeln!(text, "#SBATCH --chdir={}", self.workdir.display());
+        let log_file = self
+            .logs
+            .join(format!("{:02}-{}-{log}.log", step.number, step.name));
+        let sbatch_path = |path: &Path| {
+            sbatch_value("a path", &path.to_string_lossy()).expect("checked in ScriptContext::new")
+        };
+        let _ = writeln!(text, "#SBATCH --output={}", sbatch_path(&log_file));
+        let _ = writeln!(text, "#SBATCH --chdir={}", sbatch_path(&self.workdir));
         if tasks > 1 {
             let _ = writeln!(text, "#SBATCH --array=0-{}", tasks - 1);
         }
@@ -226,6 +246,36 @@ impl ScriptContext {
         );
         text
     }
+}
+
+/// Refuses a value with a control character: a newline would end its `#SBATCH` line
+/// (or the script's comment) and run the rest as shell when the job starts.
+fn refuse_control_characters(what: &str, value: &str) -> Result<()> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(Error::Usage(format!(
+            "{what} {value:?} holds the control character {c:?}, which cannot go into an sbatch \
+             script"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `value` as an `#SBATCH` option's value: no control characters, double-quoted when it
+/// holds spaces or quotes (sbatch reads quoted values), never holding a double quote.
+fn sbatch_value(what: &str, value: &str) -> Result<String> {
+    refuse_control_characters(what, value)?;
+    if value.contains('"') {
+        return Err(Error::Usage(format!(
+            "{what} {value:?} holds a double quote, which an #SBATCH line cannot carry"
+        )));
+    }
+    Ok(
+        if value.contains(|c: char| c.is_whitespace() || c == '\'') {
+            format!("\"{value}\"")
+        } else {
+            value.to_string()
+        },
+    )
 }
 
 /// A word the shell reads back as `text`.
@@ -468,6 +518,23 @@ mod tests {
         assert!(!is_active("COMPLETED"));
         assert!(!is_active("CANCELLED 1, COMPLETED 2"));
         assert!(!is_active("FAILED"));
+    }
+
+    #[test]
+    fn sbatch_values_are_quoted_and_control_characters_refused() {
+        assert_eq!(sbatch_value("--time", "1:00:00").unwrap(), "1:00:00");
+        assert_eq!(
+            sbatch_value("--out-dir", "my out/$(id)").unwrap(),
+            "\"my out/$(id)\""
+        );
+        for bad in ["a\nb", "a\rb", "a\u{0}b", "a\u{1b}[2Jb"] {
+            let err = sbatch_value("--partition", bad).unwrap_err().to_string();
+            assert!(
+                err.contains("--partition") && err.contains("control character"),
+                "{err}"
+            );
+        }
+        assert!(sbatch_value("--partition", "a\"b").is_err());
     }
 
     #[test]

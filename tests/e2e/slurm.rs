@@ -277,3 +277,91 @@ fn run_selects_steps_with_only_and_from_and_shares_one_step_across_ranks() {
     rlpt_ok(&["-q", "run", arg(&config), "--out-dir", arg(&whole)]);
     assert_same_run_output(&whole, &out);
 }
+
+/// Regression (security): a newline in `--out-dir`, `--time`, `--partition` or
+/// `--sbatch-arg` ended its `#SBATCH` line and ran the rest as shell in the job. Control
+/// characters are refused; `$()` and quotes stay literal, in the directives and in the
+/// command the script runs.
+#[test]
+fn values_cannot_inject_shell_into_the_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pwned = dir.path().join("PWNED");
+    let injection = format!("x\ntouch {}", pwned.display());
+    let out = dir.path().join("out");
+    for (flag, value) in [
+        ("--partition", injection.clone()),
+        ("--time", injection.clone()),
+        (
+            "--sbatch-arg",
+            format!("--mem=8G\ntouch {}", pwned.display()),
+        ),
+        (
+            "--out-dir",
+            format!("{}\ntouch {}", out.display(), pwned.display()),
+        ),
+    ] {
+        let mut args = vec!["slurm", "submit", "--array", "2", "--dry-run", flag, &value];
+        if flag != "--out-dir" {
+            args.extend(["--out-dir", arg(&out)]);
+        }
+        let refused = rlpt(&args);
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{flag}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains(flag) && stderr(&refused).contains("control character"),
+            "{flag}: {}",
+            stderr(&refused)
+        );
+        assert!(!out.join("_slurm").exists(), "{flag}: nothing is written");
+    }
+
+    let tricky = dir
+        .path()
+        .join(format!("out $(touch {}) 'q' `id`", pwned.display()));
+    let echo = which_echo();
+    let written = rlpt_ok(&[
+        "slurm",
+        "submit",
+        "--array",
+        "2",
+        "--dry-run",
+        "--partition",
+        &format!("cpu $(touch {})", pwned.display()),
+        "--rlpt",
+        &echo,
+        "--out-dir",
+        arg(&tricky),
+    ]);
+    assert!(stdout(&written).contains("dry run"), "{}", stdout(&written));
+    let script = tricky.join("_slurm/06-pii.sbatch");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("#SBATCH --partition=\"cpu $(touch"), "{text}");
+    // Run the script as the job would (bash reads #SBATCH lines as comments), with
+    // `echo` for rlpt: it prints the arguments it was given, literally.
+    let ran = std::process::Command::new("bash")
+        .arg(&script)
+        .current_dir(repo_root())
+        .env("SLURM_ARRAY_TASK_ID", "0")
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let echoed = String::from_utf8_lossy(&ran.stdout);
+    assert!(echoed.contains(arg(&tricky)), "{echoed}");
+    assert!(!pwned.exists(), "a value ran as shell");
+}
+
+fn which_echo() -> String {
+    ["/bin/echo", "/usr/bin/echo"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("echo")
+        .to_string()
+}
