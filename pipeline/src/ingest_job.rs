@@ -256,6 +256,8 @@ struct FileIngest<'a, 's> {
 struct RecordBuffer {
     bytes: Vec<u8>,
     records: Vec<(u64, Range<usize>)>,
+    /// Lines skipped for being over `--max-record-bytes`: (line, bytes).
+    too_long: Vec<(u64, u64)>,
 }
 
 impl RecordBuffer {
@@ -266,6 +268,7 @@ impl RecordBuffer {
     fn clear(&mut self) {
         self.bytes.clear();
         self.records.clear();
+        self.too_long.clear();
     }
 
     fn line_numbers(&self) -> Vec<u64> {
@@ -277,7 +280,7 @@ impl FileIngest<'_, '_> {
     /// Reads a line-based file in batches: JSON lines, or blank-line-separated
     /// paragraphs (joined with `\n`, with their path and first line as `meta`).
     fn lines(&mut self, kind: LineRecords) -> Result<()> {
-        let mut lines = LineReader::open(&self.file.path)?;
+        let mut lines = LineReader::open(&self.file.path, self.config.max_record_bytes)?;
         let mut buffer = RecordBuffer::default();
         loop {
             let end = match kind {
@@ -311,6 +314,9 @@ impl FileIngest<'_, '_> {
                     }
                 })
                 .collect();
+            for &(line, bytes) in &buffer.too_long {
+                self.too_long(line, bytes)?;
+            }
             self.feed(&buffer.line_numbers(), &records, lines.take_consumed())?;
             buffer.clear();
             match end {
@@ -324,8 +330,15 @@ impl FileIngest<'_, '_> {
     fn whole_file(&mut self) -> Result<()> {
         let mut decoded = open_decoded(&self.file.path)?;
         let mut bytes = Vec::new();
-        if let Err(err) = decoded.reader.read_to_end(&mut bytes) {
+        let limit = self.config.max_record_bytes;
+        if let Err(err) = (&mut decoded.reader)
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+        {
             return self.unreadable(1, &err);
+        }
+        if bytes.len() as u64 > limit {
+            return self.too_long(1, self.file.bytes.max(limit + 1));
         }
         let text = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
         let meta = serde_json::json!({ "path": self.file.rel }).to_string();
@@ -395,6 +408,22 @@ impl FileIngest<'_, '_> {
         Ok(())
     }
 
+    /// Rejects the record at `line`, of `bytes` bytes, as `too_long`.
+    fn too_long(&mut self, line: u64, bytes: u64) -> Result<()> {
+        self.tally.counters.records += 1;
+        self.tally.counters.rejected += 1;
+        self.sink.reject(Reject {
+            file: self.file.display(),
+            line,
+            reason: RejectReason::TooLong.as_str().to_string(),
+            detail: format!(
+                "{bytes} bytes, over --max-record-bytes {}",
+                self.config.max_record_bytes
+            ),
+            raw: None,
+        })
+    }
+
     /// Rejects the rest of the file from `line` (a row for Parquet) as `unreadable`.
     fn unreadable(&mut self, line: u64, err: &dyn std::fmt::Display) -> Result<()> {
         self.tally.counters.records += 1;
@@ -437,12 +466,13 @@ fn fill_json_lines(
     while !buffer.is_full() {
         let start = buffer.bytes.len();
         match lines.next_line(&mut buffer.bytes) {
-            Ok(false) => return BatchEnd::Eof,
-            Ok(true) if is_blank(&buffer.bytes[start..]) => {
+            Ok(Line::End) => return BatchEnd::Eof,
+            Ok(Line::TooLong(bytes)) => buffer.too_long.push((lines.line, bytes)),
+            Ok(Line::Read) if is_blank(&buffer.bytes[start..]) => {
                 buffer.bytes.truncate(start);
                 *blank_lines += 1;
             }
-            Ok(true) => buffer.records.push((lines.line, start..buffer.bytes.len())),
+            Ok(Line::Read) => buffer.records.push((lines.line, start..buffer.bytes.len())),
             Err(err) => return BatchEnd::Failed(err),
         }
     }
@@ -459,12 +489,17 @@ fn fill_paragraphs(lines: &mut LineReader, buffer: &mut RecordBuffer) -> BatchEn
             buffer.bytes.push(b'\n');
         }
         let end = match lines.next_line(&mut buffer.bytes) {
-            Ok(true) if !is_blank(&buffer.bytes[start..]) => {
+            Ok(Line::Read) if !is_blank(&buffer.bytes[start..]) => {
                 open.get_or_insert((lines.line, start));
                 continue;
             }
-            Ok(true) => None,
-            Ok(false) => Some(BatchEnd::Eof),
+            Ok(Line::Read) => None,
+            // A line too long to read ends its paragraph, as a blank line would.
+            Ok(Line::TooLong(bytes)) => {
+                buffer.too_long.push((lines.line, bytes));
+                None
+            }
+            Ok(Line::End) => Some(BatchEnd::Eof),
             Err(err) => Some(BatchEnd::Failed(err)),
         };
         buffer.bytes.truncate(start);
@@ -532,24 +567,64 @@ struct LineReader {
     reported: u64,
     /// 1-based number of the last line read.
     line: u64,
+    /// Longer lines are skipped as [`Line::TooLong`].
+    max_bytes: u64,
+}
+
+/// What [`LineReader::next_line`] found.
+enum Line {
+    /// A line, appended to the buffer.
+    Read,
+    /// A line of this many bytes, over the limit: skipped, nothing appended.
+    TooLong(u64),
+    /// The end of the input.
+    End,
 }
 
 impl LineReader {
-    fn open(path: &Path) -> Result<Self> {
+    fn open(path: &Path, max_bytes: u64) -> Result<Self> {
         let decoded = open_decoded(path)?;
         Ok(Self {
             reader: BufReader::with_capacity(1 << 20, decoded.reader),
             consumed: decoded.consumed,
             reported: 0,
             line: 0,
+            max_bytes,
         })
     }
 
-    /// Appends the next line to `out`; `false` at end of input.
-    fn next_line(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+    /// Appends the next line to `out` — or, for a line longer than `max_bytes`, skips
+    /// it, holding no more than `max_bytes` of it at any time.
+    fn next_line(&mut self, out: &mut Vec<u8>) -> io::Result<Line> {
         let start = out.len();
-        if self.reader.read_until(b'\n', out)? == 0 {
-            return Ok(false);
+        let (mut seen, mut over, mut any) = (0u64, false, false);
+        loop {
+            let available = self.reader.fill_buf()?;
+            if available.is_empty() {
+                break;
+            }
+            any = true;
+            let (chunk, ends) = match memchr::memchr(b'\n', available) {
+                Some(newline) => (&available[..=newline], true),
+                None => (available, false),
+            };
+            let taken = chunk.len();
+            seen += taken as u64;
+            // The line's own bytes, its `\r\n` aside.
+            if !over && seen > self.max_bytes + 2 {
+                over = true;
+                out.truncate(start);
+            }
+            if !over {
+                out.extend_from_slice(chunk);
+            }
+            self.reader.consume(taken);
+            if ends {
+                break;
+            }
+        }
+        if !any {
+            return Ok(Line::End);
         }
         self.line += 1;
         if out.last() == Some(&b'\n') {
@@ -561,7 +636,11 @@ impl LineReader {
         if self.line == 1 && out[start..].starts_with(UTF8_BOM) {
             out.drain(start..start + UTF8_BOM.len());
         }
-        Ok(true)
+        if over || (out.len() - start) as u64 > self.max_bytes {
+            out.truncate(start);
+            return Ok(Line::TooLong(seen));
+        }
+        Ok(Line::Read)
     }
 
     /// Bytes read from disk since the last call.

@@ -48,6 +48,23 @@ pub struct IngestConfig {
     /// How plain-text files become documents.
     #[arg(long, value_enum, default_value_t)]
     pub text_mode: TextMode,
+    /// Longest record read (a JSONL line, a paragraph's line, a text file), e.g. 64MiB;
+    /// a longer one is rejected as `too_long`, skipped without being held in memory.
+    #[arg(long, value_parser = crate::size::parse_bytes, default_value = "64MiB")]
+    #[serde(
+        deserialize_with = "crate::size::deserialize_bytes",
+        skip_serializing_if = "is_default_max_record_bytes"
+    )]
+    pub max_record_bytes: u64,
+}
+
+/// Default of [`IngestConfig::max_record_bytes`].
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 64 << 20;
+
+/// The default is left out of the config's JSON, so outputs written before the
+/// setting existed keep their config hash.
+fn is_default_max_record_bytes(bytes: &u64) -> bool {
+    *bytes == DEFAULT_MAX_RECORD_BYTES
 }
 
 impl Default for IngestConfig {
@@ -57,6 +74,7 @@ impl Default for IngestConfig {
             id_field: DEFAULT_ID_FIELD.to_string(),
             source: None,
             text_mode: TextMode::File,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -117,6 +135,8 @@ pub enum RejectReason {
     /// The rest of the input file could not be read (a truncated or corrupt
     /// compressed file, a read error); what came before it was kept.
     Unreadable,
+    /// The record is longer than `--max-record-bytes`.
+    TooLong,
 }
 
 impl RejectReason {
@@ -131,6 +151,7 @@ impl RejectReason {
             RejectReason::EmptyText => "empty_text",
             RejectReason::InvalidId => "invalid_id",
             RejectReason::Unreadable => "unreadable",
+            RejectReason::TooLong => "too_long",
         }
     }
 }

@@ -31,3 +31,4 @@ pub mod hashing;
 pub mod ingest;
 pub mod pii;
 pub mod segment;
+pub mod size;

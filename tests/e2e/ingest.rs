@@ -417,3 +417,40 @@ fn an_input_that_matches_nothing_is_a_clear_error() {
         stderr(&output).contains("--input data-samples/nothing-*.jsonl: matched no input files")
     );
 }
+
+/// Regression: a `.jsonl.gz` holding one huge line was read whole (1 GB of RSS for a
+/// 1 GB line); a record over `--max-record-bytes` is a `too_long` reject, skipped as it
+/// streams by, and the lines around it are kept.
+#[test]
+fn a_record_over_max_record_bytes_is_rejected_too_long() {
+    let inputs = tempfile::tempdir().unwrap();
+    let huge = format!("{{\"text\": \"{}\"}}", "a".repeat(20 << 20));
+    let plain = format!("{{\"text\": \"before\"}}\n{huge}\n{{\"text\": \"after\"}}\n");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(plain.as_bytes()).unwrap();
+    let path = inputs.path().join("huge.jsonl.gz");
+    fs::write(&path, gz.finish().unwrap()).unwrap();
+    let text_dir = inputs.path().join("text");
+    fs::create_dir(&text_dir).unwrap();
+    fs::write(text_dir.join("big.txt"), "b".repeat(3 << 20)).unwrap();
+    fs::write(text_dir.join("small.txt"), "A small text file.").unwrap();
+    for (input, kept) in [
+        (&path, ["before", "after"]),
+        (&text_dir, ["A small text file.", ""]),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        ingest(input, out.path(), &["--max-record-bytes", "1MiB"]);
+        let texts: Vec<String> = read_rows(out.path())
+            .iter()
+            .map(|row| get(row, "text").to_string())
+            .collect();
+        let expected: Vec<&str> = kept.iter().copied().filter(|t| !t.is_empty()).collect();
+        assert_eq!(texts, expected);
+        let rejects = read_rows(&out.path().join("rejects"));
+        assert_eq!(rejects.len(), 1, "{rejects:?}");
+        assert_eq!(get(&rejects[0], "reason"), "too_long");
+        let line = if input == &path { "2" } else { "1" };
+        assert_eq!(get(&rejects[0], "line"), line);
+        assert!(get(&rejects[0], "detail").contains("--max-record-bytes 1048576"));
+    }
+}
