@@ -80,10 +80,13 @@ impl Fixture {
     }
 }
 
+/// Builds a command's arguments (before the flag under test) for a fixture and output.
+type ArgsFor = Box<dyn Fn(&Fixture, &Path) -> Vec<String>>;
+
 /// A command and the flags it takes: `args(output)` before the flag under test.
 struct Command {
     name: &'static str,
-    args: Box<dyn Fn(&Fixture, &Path) -> Vec<String>>,
+    args: ArgsFor,
     flags: Vec<Flag>,
 }
 
