@@ -91,6 +91,14 @@ pub enum Error {
         /// What is wrong and what to do.
         problem: String,
     },
+    /// Another process holds the lock of the directory being written.
+    #[error("{}: {problem}", lock.display())]
+    Busy {
+        /// The lock file.
+        lock: PathBuf,
+        /// Who holds it and what to do.
+        problem: String,
+    },
     /// A stage's input directory was left incomplete by the stage that writes it.
     #[error("{}: {problem}", dir.display())]
     IncompleteInput {

@@ -21,6 +21,7 @@ use crate::atomic;
 use crate::error::{Error, IoContext, Result};
 use crate::inputs::WorkUnit;
 use crate::layout::Layout;
+use crate::lock::{self, DirLock};
 use crate::manifest::{MANIFEST_DIR, Manifest, REJECTS_DIR, StageRecord, UnitRecord};
 use crate::progress::{Progress, ProgressMode};
 use crate::shard_writer::{ShardLimits, ShardRecord, ShardWriter, unit_of};
@@ -218,6 +219,11 @@ pub fn config_hash(stage: &str, config: &Value) -> String {
     format!("{:016x}", xxh3_64(text.as_bytes()))
 }
 
+/// The stage directory's lock, in `_manifest/` ([`lock::stage_dir`]).
+const LOCK_FILE: &str = "lock";
+/// A unit's lock, `_manifest/unit-N.lock`, held while the unit is computed.
+const LOCK_SUFFIX: &str = ".lock";
+
 /// Runs `job` over this rank's share of `units`, with resume.
 pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Result<StageSummary> {
     let started = Instant::now();
@@ -233,8 +239,20 @@ pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Resu
     };
     fs::create_dir_all(&run.output).at(&run.output)?;
     let manifest = Manifest::of(&run.output);
+    let records_ours = || {
+        Ok(manifest
+            .read_stage()?
+            .is_some_and(|p| p.config_hash == record.config_hash && p.units == record.units))
+    };
+    let lock_path = manifest.dir().join(LOCK_FILE);
     let mut existing = existing_shards(&run.output, &tables)?;
-    prepare_output(&manifest, run, &record, &mut existing)?;
+    let _lock = match lock::stage_dir(&lock_path, records_ours)? {
+        DirLock::Shared(held) => held,
+        DirLock::Exclusive(held) => {
+            prepare_output(&manifest, run, &record, &mut existing)?;
+            held.share(records_ours)?
+        }
+    };
 
     let mut summary = StageSummary {
         stage: record.stage.clone(),
@@ -255,6 +273,15 @@ pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Resu
         todo.iter().map(|u| u.bytes()).sum(),
     );
     for unit in todo {
+        // Another process of this config may be on the unit: wait, then reuse its work.
+        let unit_lock = manifest
+            .dir()
+            .join(format!("unit-{:05}{LOCK_SUFFIX}", unit.index));
+        let _unit_lock = lock::wait_exclusive(&unit_lock)?;
+        if let Some(done) = reusable(&manifest, unit, &record.config_hash, run)? {
+            summary.add(&done, true);
+            continue;
+        }
         manifest.remove_unit(unit.index)?;
         remove_files(existing.remove(&unit.index).unwrap_or_default())?;
         let done = run_unit(job, &tables, unit, run, &record.config_hash, &progress)?;

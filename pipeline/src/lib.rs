@@ -42,6 +42,7 @@ pub mod ingest_job;
 pub mod inputs;
 pub mod inspect;
 pub mod layout;
+pub mod lock;
 pub mod logging;
 pub mod manifest;
 pub mod pii_job;

@@ -108,6 +108,11 @@ impl Manifest {
         }
     }
 
+    /// The `_manifest/` directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn stage_path(&self) -> PathBuf {
         self.dir.join("stage.json")
     }

@@ -46,6 +46,7 @@ pub fn train(command: &TrainCommand, which: Loop, progress: ProgressMode) -> Res
         .as_ref()
         .map(|path| path.clone().unwrap_or_else(|| config.output.clone()));
     let output = config.output.clone();
+    let _lock = lock_run(&output)?;
     let summary = run_loop(config, which, resume.as_deref(), progress)?;
     let resumed = summary
         .resumed_from
@@ -56,6 +57,14 @@ pub fn train(command: &TrainCommand, which: Loop, progress: ProgressMode) -> Res
         output.display(),
         summary.last
     ))
+}
+
+/// The lock a training run holds in its output directory ([`crate::lock`]).
+const TRAIN_LOCK: &str = "rlpt.lock";
+
+/// Takes the training run's lock in `output`: one trainer per directory.
+fn lock_run(output: &Path) -> Result<crate::lock::Held> {
+    crate::lock::exclusive(&output.join(TRAIN_LOCK), "is training into it")
 }
 
 /// Runs a training loop with a progress bar.
@@ -97,6 +106,7 @@ pub fn train_stage(
     config.input = PathBuf::from(input);
     config.output = output.to_path_buf();
     apply(&mut config.steps, &entry.steps);
+    let _lock = lock_run(output)?;
     let fingerprint = inputs::table_fingerprint(input)?;
     let stamp = output.join(INPUT_STAMP);
     let trained_on = std::fs::read_to_string(&stamp).ok();

@@ -11,6 +11,7 @@ mod flags;
 mod harness;
 mod ingest;
 mod inspect;
+mod locks;
 mod pii;
 mod python;
 mod resume;
