@@ -221,8 +221,9 @@ pub fn config_hash(stage: &str, config: &Value) -> String {
 
 /// The stage directory's lock, in `_manifest/` ([`lock::stage_dir`]).
 const LOCK_FILE: &str = "lock";
-/// A unit's lock, `_manifest/unit-N.lock`, held while the unit is computed.
-const LOCK_SUFFIX: &str = ".lock";
+/// The directory of the units' locks, `_manifest/locks/unit-N`, each held while its
+/// unit is computed (apart from the `unit-N.json` records, which name finished units).
+const UNIT_LOCKS: &str = "locks";
 
 /// Runs `job` over this rank's share of `units`, with resume.
 pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Result<StageSummary> {
@@ -276,7 +277,8 @@ pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Resu
         // Another process of this config may be on the unit: wait, then reuse its work.
         let unit_lock = manifest
             .dir()
-            .join(format!("unit-{:05}{LOCK_SUFFIX}", unit.index));
+            .join(UNIT_LOCKS)
+            .join(format!("unit-{:05}", unit.index));
         let _unit_lock = lock::wait_exclusive(&unit_lock)?;
         if let Some(done) = reusable(&manifest, unit, &record.config_hash, run)? {
             summary.add(&done, true);

@@ -7,7 +7,7 @@
 //!   by side; a process that must (re)write `stage.json` — a fresh directory, or
 //!   `--force` with another config — takes it exclusively first, and gives up, naming
 //!   the holders' pids, while another run holds it.
-//! - A work unit: `_manifest/unit-N.lock`, held exclusively while the unit is
+//! - A work unit: `_manifest/locks/unit-N`, held exclusively while the unit is
 //!   computed, so two processes of the same config never write one unit at once (the
 //!   second waits, then reuses the first one's work).
 //! - A training run: `rlpt.lock` in its output directory, exclusively for the run.

@@ -111,6 +111,7 @@ pub fn render_table(summaries: &[StageSummary]) -> String {
     for row in &rows {
         line(row.iter().map(String::as_str).collect(), &mut out);
     }
+    let notes_start = out.len();
     for summary in summaries.iter().filter(|s| s.rejected > 0) {
         let reasons: Vec<String> = summary
             .reject_reasons
@@ -128,6 +129,10 @@ pub fn render_table(summaries: &[StageSummary]) -> String {
     }
     for line in summaries.iter().filter_map(headline) {
         writeln!(out, "{line}").expect("write to string");
+    }
+    if out.len() > notes_start {
+        // A blank line ends the table, so a script reading it stops before the notes.
+        out.insert(notes_start, '\n');
     }
     out
 }

@@ -408,9 +408,11 @@ fn threads_and_sort_memory_do_not_change_a_byte() {
     assert!(stdout(&output).contains("dedup-filter"));
 
     let rerun = rlpt_ok(&["dedup", "--input", arg(&documents), "--output", arg(&one)]);
-    for line in stdout(&rerun).lines().skip(1) {
-        let cells: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(cells[1], cells[2], "every unit reused on a rerun: {line}");
+    for cells in summary_rows(&rerun) {
+        assert_eq!(
+            cells[1], cells[2],
+            "every unit reused on a rerun: {cells:?}"
+        );
     }
 }
 

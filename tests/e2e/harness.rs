@@ -66,6 +66,17 @@ pub fn rlpt<S: AsRef<OsStr>>(args: &[S]) -> Output {
     rlpt_in(&repo_root()).args(args).output().unwrap()
 }
 
+/// The rows of the summary table a stage command or `rlpt run` printed, split into
+/// cells: the lines after its header, up to the blank line before the notes.
+pub fn summary_rows(output: &Output) -> Vec<Vec<String>> {
+    stdout(output)
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        .map(|line| line.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
 /// Runs `rlpt ARGS` and insists it succeeds.
 pub fn rlpt_ok<S: AsRef<OsStr>>(args: &[S]) -> Output {
     let output = rlpt(args);

@@ -15,11 +15,8 @@ fn the_default_config_ingests_the_sample_and_resumes() {
     let rows = read_rows(&documents);
     assert_eq!(rows.len(), SAMPLE_DOCS);
     assert!(rows.iter().all(|r| get(r, "source") == "wikipedia"));
-    let stages: Vec<&str> = table
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+    let rows = summary_rows(&first);
+    let stages: Vec<&str> = rows.iter().map(|cells| cells[0].as_str()).collect();
     assert_eq!(
         stages,
         [

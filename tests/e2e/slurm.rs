@@ -214,10 +214,9 @@ fn small_config(dir: &Path) -> std::path::PathBuf {
 }
 
 fn steps_run(output: &std::process::Output) -> Vec<String> {
-    stdout(output)
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().next().unwrap().to_string())
+    summary_rows(output)
+        .into_iter()
+        .map(|cells| cells[0].clone())
         .collect()
 }
 
