@@ -17,7 +17,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema};
 use rlpt_schemas::{Reject, documents};
 use rlpt_stages::ingest::{
@@ -364,7 +364,7 @@ impl FileIngest<'_, '_> {
             };
             let ids = columns.ids(&batch, &self.file.path)?;
             let metas = columns.metas(&batch, &self.file.path)?;
-            let text = batch.column(columns.text);
+            let text = columns.text(&batch, &self.file.path)?;
             let records: Vec<RawRecord> = (0..batch.num_rows())
                 .map(|row| RawRecord::Columns {
                     text: text_cell(text.as_ref(), row),
@@ -704,6 +704,19 @@ impl ParquetColumns {
                 source,
             })?;
         Ok(Some(cast.as_string::<i32>().clone()))
+    }
+
+    /// The text column, a dictionary-encoded one (pyarrow's `dictionary_encode`)
+    /// decoded to its values.
+    fn text(&self, batch: &RecordBatch, path: &Path) -> Result<ArrayRef> {
+        let column = batch.column(self.text);
+        let DataType::Dictionary(_, values) = column.data_type() else {
+            return Ok(column.clone());
+        };
+        arrow_cast::cast(column, values).map_err(|source| Error::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Each row's other columns as a JSON object (`None` when all are null).

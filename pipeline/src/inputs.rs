@@ -67,6 +67,11 @@ pub fn expand(spec: &str, accept: impl Fn(&Path) -> bool) -> Result<Vec<InputFil
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         vec![InputFile::stat(path.to_path_buf(), name)?]
+    } else if path.exists() {
+        return Err(problem(
+            "not a regular file (a FIFO, socket or device): give a file, a directory or a glob"
+                .into(),
+        ));
     } else {
         return Err(problem("no such file or directory".into()));
     };
@@ -139,6 +144,12 @@ fn walk(
         let path = entry.path();
         if path.is_dir() {
             walk(root, &path, accept, found)?;
+        } else if !path.is_file() {
+            // A FIFO would block the read for ever; a socket or device is no input.
+            tracing::warn!(
+                "skipping {}: not a regular file (a FIFO, socket, device or broken link)",
+                path.display()
+            );
         } else if accept(&path) {
             let rel = relative(root, &path);
             found.push(InputFile::stat(path, rel)?);

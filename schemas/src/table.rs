@@ -53,9 +53,9 @@ impl fmt::Display for SchemaVersion {
 /// (e.g. a `documents` file rewritten by polars stores `text` as `Utf8View`) and cast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeFamily {
-    /// `Utf8`, `LargeUtf8` or `Utf8View`.
+    /// `Utf8`, `LargeUtf8` or `Utf8View`, or a dictionary of one of them.
     String,
-    /// `Binary`, `LargeBinary` or `BinaryView`.
+    /// `Binary`, `LargeBinary` or `BinaryView`, or a dictionary of one of them.
     Binary,
     /// Unsigned or signed integers of any width (values must fit the target).
     Integer,
@@ -66,11 +66,14 @@ pub enum TypeFamily {
 impl TypeFamily {
     fn accepts(self, expected: &DataType, found: &DataType) -> bool {
         use DataType::*;
-        match self {
-            TypeFamily::String => matches!(found, Utf8 | LargeUtf8 | Utf8View),
-            TypeFamily::Binary => matches!(found, Binary | LargeBinary | BinaryView),
-            TypeFamily::Integer => found.is_integer(),
-            TypeFamily::Exact => found == expected,
+        match (self, found) {
+            (TypeFamily::String | TypeFamily::Binary, Dictionary(_, values)) => {
+                self.accepts(expected, values)
+            }
+            (TypeFamily::String, _) => matches!(found, Utf8 | LargeUtf8 | Utf8View),
+            (TypeFamily::Binary, _) => matches!(found, Binary | LargeBinary | BinaryView),
+            (TypeFamily::Integer, _) => found.is_integer(),
+            (TypeFamily::Exact, _) => found == expected,
         }
     }
 }
@@ -400,6 +403,14 @@ mod tests {
         let mut fields: Vec<Field> = spec.columns.iter().map(ColumnSpec::field).collect();
         fields[1] = Field::new("text", DataType::Utf8View, false);
         assert!(spec.check(&Schema::new(fields.clone()), None).is_ok());
+        // pyarrow's `dictionary_encode`.
+        let dictionary =
+            DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::LargeUtf8));
+        fields[1] = Field::new("text", dictionary, false);
+        assert!(spec.check(&Schema::new(fields.clone()), None).is_ok());
+        let numbers = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Int64));
+        fields[1] = Field::new("text", numbers, false);
+        assert!(spec.check(&Schema::new(fields.clone()), None).is_err());
         fields[1] = Field::new("text", DataType::Int64, false);
         let err = spec.check(&Schema::new(fields), None).unwrap_err();
         assert!(

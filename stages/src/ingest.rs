@@ -137,6 +137,8 @@ pub enum RejectReason {
     Unreadable,
     /// The record is longer than `--max-record-bytes`.
     TooLong,
+    /// A JSONL object names a field twice (which one holds the record is unclear).
+    DuplicateKey,
 }
 
 impl RejectReason {
@@ -152,6 +154,7 @@ impl RejectReason {
             RejectReason::InvalidId => "invalid_id",
             RejectReason::Unreadable => "unreadable",
             RejectReason::TooLong => "too_long",
+            RejectReason::DuplicateKey => "duplicate_key",
         }
     }
 }
@@ -379,7 +382,10 @@ fn text_from_cell<'a>(config: &IngestConfig, cell: TextCell<'a>) -> Result<&'a s
 
 fn parse_json_line<'a>(config: &IngestConfig, line: &'a [u8]) -> Result<Fields<'a>, Rejection> {
     let line = utf8(line)?;
-    let mut object: IndexMap<String, &RawValue> = serde_json::from_str(line).map_err(|err| {
+    let JsonObject {
+        fields: mut object,
+        duplicate,
+    } = serde_json::from_str(line).map_err(|err| {
         if err.is_data() {
             Rejection::new(
                 RejectReason::NotAnObject,
@@ -395,6 +401,12 @@ fn parse_json_line<'a>(config: &IngestConfig, line: &'a [u8]) -> Result<Fields<'
             )
         }
     })?;
+    if let Some(key) = duplicate {
+        return Err(Rejection::new(
+            RejectReason::DuplicateKey,
+            format!("field `{key}` appears more than once"),
+        ));
+    }
     let text = match object.shift_remove(&config.text_field) {
         None => {
             return Err(Rejection::new(
@@ -403,6 +415,16 @@ fn parse_json_line<'a>(config: &IngestConfig, line: &'a [u8]) -> Result<Fields<'
             ));
         }
         Some(raw) => json_string(raw).ok_or_else(|| {
+            if raw.get().starts_with('"') {
+                return Rejection::new(
+                    RejectReason::InvalidUtf8,
+                    format!(
+                        "field `{}` holds an escaped lone surrogate (such as \\ud800), which \
+                         is no Unicode character",
+                        config.text_field
+                    ),
+                );
+            }
             let reason = if raw.get() == "null" {
                 RejectReason::MissingText
             } else {
@@ -438,6 +460,41 @@ fn parse_json_line<'a>(config: &IngestConfig, line: &'a [u8]) -> Result<Fields<'
         id,
         meta,
     })
+}
+
+/// A JSON object's fields in order, and the first key that appeared twice.
+struct JsonObject<'a> {
+    fields: IndexMap<String, &'a RawValue>,
+    duplicate: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = JsonObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut object = JsonObject {
+                    fields: IndexMap::new(),
+                    duplicate: None,
+                };
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    if object.fields.contains_key(&key) {
+                        object.duplicate.get_or_insert_with(|| key.clone());
+                    }
+                    object.fields.insert(key, value);
+                }
+                Ok(object)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 /// The string a raw JSON value holds, unescaped; `None` when it is not a string.
@@ -503,6 +560,30 @@ mod tests {
         assert_eq!(
             doc.document.meta.as_deref(),
             Some(r#"{"title":"Algebra","topic":"Mathematics"}"#)
+        );
+    }
+
+    /// Regression: a field named twice was silently last-wins, and a lone surrogate in
+    /// the text was reported as "is a string, expected a string".
+    #[test]
+    fn duplicate_keys_and_lone_surrogates_are_rejected_by_name() {
+        let twice = json(r#"{"text":"first","id":"a","text":"second"}"#).unwrap_err();
+        assert_eq!(twice.reason, RejectReason::DuplicateKey);
+        assert_eq!(twice.detail, "field `text` appears more than once");
+        let surrogate = json(r#"{"text":"broken \ud800 here"}"#).unwrap_err();
+        assert_eq!(surrogate.reason, RejectReason::InvalidUtf8);
+        assert!(
+            surrogate.detail.contains("lone surrogate"),
+            "{}",
+            surrogate.detail
+        );
+        assert_eq!(reason(b"[1, 2]"), RejectReason::NotAnObject);
+        assert_eq!(
+            json(r#"{"text":"pair \ud83d\ude00 ok"}"#)
+                .unwrap()
+                .document
+                .text,
+            "pair \u{1F600} ok"
         );
     }
 

@@ -4,7 +4,10 @@ use std::fs;
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    ArrayRef, BinaryArray, DictionaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use parquet::arrow::ArrowWriter;
 
 use crate::harness::*;
@@ -201,6 +204,65 @@ fn parquet_inputs_use_the_named_columns_and_keep_the_rest_as_meta() {
         .map(|r| (get(r, "line"), get(r, "reason")))
         .collect();
     assert_eq!(found, [("2", "missing_text"), ("4", "empty_text")]);
+}
+
+/// Regression: a dictionary-encoded `text` column (pyarrow's `dictionary_encode`) was
+/// rejected, both by ingest and by a stage reading a documents table.
+#[test]
+fn dictionary_encoded_text_columns_are_read_as_text() {
+    let work = tempfile::tempdir().unwrap();
+    let write = |path: &std::path::Path, columns: Vec<(&str, ArrayRef)>| {
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    };
+    let texts = [
+        "Write to alice@example.com today.",
+        "Repeated.",
+        "Repeated.",
+    ];
+    let dictionary = || -> ArrayRef {
+        Arc::new(
+            texts
+                .iter()
+                .copied()
+                .collect::<DictionaryArray<Int32Type>>(),
+        )
+    };
+    let raw = work.path().join("raw.parquet");
+    write(&raw, vec![("text", dictionary())]);
+    let ingested = work.path().join("ingested");
+    ingest(&raw, &ingested, &[]);
+    let read: Vec<String> = read_rows(&ingested)
+        .iter()
+        .map(|r| get(r, "text").to_string())
+        .collect();
+    assert_eq!(read, texts);
+
+    let documents = work.path().join("documents");
+    fs::create_dir(&documents).unwrap();
+    write(
+        &documents.join("docs.parquet"),
+        vec![
+            ("id", Arc::new(StringArray::from(vec!["a", "b", "c"]))),
+            ("text", dictionary()),
+            ("source", Arc::new(StringArray::from(vec!["s"; 3]))),
+            ("meta", Arc::new(StringArray::from(vec![None::<&str>; 3]))),
+        ],
+    );
+    let scrubbed = work.path().join("scrubbed");
+    rlpt_ok(&[
+        "pii",
+        "--input",
+        arg(&documents),
+        "--output",
+        arg(&scrubbed),
+    ]);
+    let rows = read_rows(&scrubbed);
+    assert_eq!(get(&rows[0], "text"), "Write to <EMAIL> today.");
+    assert_eq!(get(&rows[2], "text"), "Repeated.");
 }
 
 #[test]
@@ -415,6 +477,57 @@ fn an_input_that_matches_nothing_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("--input data-samples/nothing-*.jsonl: matched no input files")
+    );
+}
+
+/// Regression: a FIFO in an input directory hung ingest (the read never returned); a
+/// file that is not a regular one is skipped with a warning naming it, and one given
+/// as `--input` is refused.
+#[test]
+fn a_fifo_among_the_inputs_is_skipped_with_a_warning() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    fs::create_dir(&input).unwrap();
+    fs::write(input.join("a.jsonl"), "{\"text\": \"kept\"}\n").unwrap();
+    let fifo = input.join("pipe.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = work.path().join("out");
+    let mut child = rlpt_in(&repo_root())
+        .args(ingest_args(&input, &out, &[]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("ingest hung on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("pipe.jsonl: not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+    let texts: Vec<String> = read_rows(&out)
+        .iter()
+        .map(|r| get(r, "text").to_string())
+        .collect();
+    assert_eq!(texts, ["kept"]);
+
+    let direct = rlpt(&ingest_args(&fifo, &work.path().join("direct"), &[]));
+    assert_eq!(direct.status.code(), Some(1));
+    assert!(
+        stderr(&direct).contains("not a regular file"),
+        "{}",
+        stderr(&direct)
     );
 }
 
