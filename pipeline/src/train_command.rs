@@ -59,12 +59,9 @@ pub fn train(command: &TrainCommand, which: Loop, progress: ProgressMode) -> Res
     ))
 }
 
-/// The lock a training run holds in its output directory ([`crate::lock`]).
-const TRAIN_LOCK: &str = "rlpt.lock";
-
 /// Takes the training run's lock in `output`: one trainer per directory.
 fn lock_run(output: &Path) -> Result<crate::lock::Held> {
-    crate::lock::exclusive(&output.join(TRAIN_LOCK), "is training into it")
+    crate::lock::exclusive(&output.join(rlpt_trainer::run::LOCK), "is training into it")
 }
 
 /// Runs a training loop with a progress bar.
@@ -85,10 +82,6 @@ fn run_loop(
     Ok(summary)
 }
 
-/// The file in a `train` stage's directory naming the input its checkpoints were
-/// trained on ([`inputs::table_fingerprint`]).
-const INPUT_STAMP: &str = "input-fingerprint";
-
 /// The `train` stage of `rlpt run`: GRPO on `input` into `output` — reused when its
 /// latest checkpoint already has the steps under the same config and input, resumed
 /// when it has fewer, started again (its checkpoints deleted) when the input changed
@@ -108,7 +101,7 @@ pub fn train_stage(
     apply(&mut config.steps, &entry.steps);
     let _lock = lock_run(output)?;
     let fingerprint = inputs::table_fingerprint(input)?;
-    let stamp = output.join(INPUT_STAMP);
+    let stamp = output.join(rlpt_trainer::run::INPUT_STAMP);
     let trained_on = std::fs::read_to_string(&stamp).ok();
     let input_changed = trained_on.as_deref().is_some_and(|f| f != fingerprint);
     if (force || input_changed) && checkpoint::resolve(output).is_ok() {
@@ -152,7 +145,7 @@ pub fn train_stage(
 }
 
 /// Deletes what a training run wrote in `output`: checkpoints (finished or half
-/// written), `latest`, the metrics and the input stamp.
+/// written), `latest`, the metrics, the input stamp and the cold start.
 fn clear_run(output: &Path) -> Result<()> {
     for entry in std::fs::read_dir(output).at(output)? {
         let path = entry.at(output)?.path();
@@ -164,7 +157,8 @@ fn clear_run(output: &Path) -> Result<()> {
             || name.starts_with(".step-")
             || name.starts_with(checkpoint::LATEST)
             || name == rlpt_trainer::run::METRICS
-            || name == INPUT_STAMP;
+            || name == rlpt_trainer::run::INPUT_STAMP
+            || name == rlpt_trainer::run::COLD_START;
         if !ours {
             continue;
         }

@@ -7,10 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use arrow_array::{RecordBatch, StringArray};
+use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
 use crate::harness::{
-    arg, fetched, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout, tmp_entries,
+    arg, fetched, read_parquet, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout, tmp_entries,
 };
 
 const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -320,4 +322,189 @@ every = 2
     )
     .unwrap();
     assert_eq!(state["step"], 2);
+}
+
+/// The sample triples with every context and segment emptied, written to `dir`.
+fn emptied_triples(dir: &Path) -> PathBuf {
+    let batches = read_parquet(&repo_root().join("data-samples/triples/train.parquet"));
+    let schema = batches[0].schema();
+    let path = dir.join("empty.parquet");
+    let mut writer =
+        ArrowWriter::try_new(fs::File::create(&path).unwrap(), schema.clone(), None).unwrap();
+    for batch in batches {
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(field, column)| match field.name().as_str() {
+                "context" | "segment" => {
+                    let empty = StringArray::from(vec![""; batch.num_rows()]);
+                    arrow_cast::cast(&empty, field.data_type()).unwrap()
+                }
+                _ => column.clone(),
+            })
+            .collect();
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+    path
+}
+
+/// Regression: `rlpt sft` on triples with empty context and segment spun forever at
+/// 100% CPU (GRPO already stopped with an error).
+#[test]
+fn sft_on_triples_without_text_stops_with_an_error() {
+    let work = tempfile::tempdir().unwrap();
+    let input = emptied_triples(work.path());
+    for command in ["sft", "train"] {
+        let output = work.path().join(command);
+        let run = rlpt(&[
+            command,
+            "--input",
+            arg(&input),
+            "--output",
+            arg(&output),
+            "--steps",
+            "2",
+        ]);
+        assert_eq!(run.status.code(), Some(2), "{command}: {}", stderr(&run));
+        assert!(
+            stderr(&run).contains("triples in a row"),
+            "{command}: {}",
+            stderr(&run)
+        );
+    }
+}
+
+/// Regression: GRPO steps that kept no group (the random tiny model never answers in
+/// the format) logged groups_kept 0 and loss null on every step, and the run still
+/// reported its steps done. Each such step is warned about, with the reason, and the
+/// run stops after `max_idle_steps` of them in a row.
+#[test]
+fn grpo_steps_that_train_on_nothing_are_warned_about_then_stop_the_run() {
+    let work = tempfile::tempdir().unwrap();
+    let samples = repo_root().join("data-samples");
+    let config = work.path().join("idle.toml");
+    fs::write(
+        &config,
+        format!(
+            "model = \"{}\"\ninput = \"{}\"\nmax_idle_steps = 2\n[[task]]\nkind = \"next-token\"\n\
+             [sampling]\nmax_tokens = 8\n",
+            samples.join("tiny").display(),
+            samples.join("triples/train.parquet").display(),
+        ),
+    )
+    .unwrap();
+    let output = work.path().join("idle");
+    let run = rlpt(&run_args("train", &config, &output, &["--steps", "5"]));
+    let message = stderr(&run);
+    assert_eq!(run.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("GRPO step 1 trained on nothing")
+            && message.contains("2 GRPO steps in a row trained on nothing")
+            && message.contains("answer in the task's format")
+            && message.contains("rlpt sft"),
+        "{message}"
+    );
+    let lines = metrics(&output);
+    assert_eq!(lines.len(), 1, "the steps before the stop are kept");
+    assert_eq!(lines[0]["format_failure_fraction"], 1.0);
+}
+
+/// Regression: a fresh run truncated a `metrics.jsonl` it found in `--output` (a
+/// user's file, or the file a link there points to).
+#[test]
+fn a_fresh_run_refuses_an_output_holding_files_rlpt_did_not_write() {
+    let work = tempfile::tempdir().unwrap();
+    let users = work.path().join("users-metrics.jsonl");
+    fs::write(&users, "{\"mine\": 1}\n").unwrap();
+    let plain = work.path().join("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::copy(&users, plain.join("metrics.jsonl")).unwrap();
+    let linked = work.path().join("linked");
+    fs::create_dir(&linked).unwrap();
+    std::os::unix::fs::symlink(&users, linked.join("metrics.jsonl")).unwrap();
+    for output in [&plain, &linked] {
+        let run = rlpt(&["train", "--output", arg(output), "--steps", "1"]);
+        assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+        assert!(
+            stderr(&run).contains("holds files rlpt did not write there (metrics.jsonl"),
+            "{}",
+            stderr(&run)
+        );
+        assert_eq!(
+            fs::read_to_string(output.join("metrics.jsonl")).unwrap(),
+            "{\"mine\": 1}\n"
+        );
+    }
+    // A directory a run marked but left without a checkpoint is started again.
+    let own = work.path().join("own");
+    rlpt_ok(&["train", "--output", arg(&own), "--steps", "1"]);
+    for entry in fs::read_dir(&own).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("step-")
+            || path.ends_with("latest")
+        {
+            fs::remove_dir_all(&path)
+                .or_else(|_| fs::remove_file(&path))
+                .unwrap();
+        }
+    }
+    rlpt_ok(&["train", "--output", arg(&own), "--steps", "1"]);
+    assert_eq!(metrics(&own).len(), 1);
+}
+
+/// The shipped demo's cold start teaches the random tiny model the answer format
+/// (`rlpt train` runs it into `OUTPUT/cold-start/` first): GRPO's completions carry
+/// answers, where the same model without it never gives one (the test above). A
+/// resume reuses the finished cold start.
+#[test]
+fn the_cold_start_teaches_the_tiny_model_the_answer_format() {
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("train");
+    rlpt_ok(&["train", "--output", arg(&output), "--steps", "3"]);
+    let cold = metrics(&output.join("cold-start"));
+    assert_eq!(cold.len(), 100);
+    let mean = |lines: &[Value]| {
+        lines
+            .iter()
+            .map(|m| m["loss"].as_f64().unwrap())
+            .sum::<f64>()
+            / lines.len() as f64
+    };
+    let (first, last) = (mean(&cold[..10]), mean(&cold[90..]));
+    assert!(
+        last < first - 1.5,
+        "the answers' loss falls: {first} → {last}"
+    );
+    let grpo = metrics(&output);
+    let answered: f64 = grpo
+        .iter()
+        .map(|m| 1.0 - m["format_failure_fraction"].as_f64().unwrap())
+        .sum::<f64>()
+        / grpo.len() as f64;
+    assert!(answered > 0.3, "answers in the format: {answered}");
+
+    let cold_start = latest(&output.join("cold-start"));
+    let weights = fs::read(cold_start.join("model.safetensors")).unwrap();
+    rlpt_ok(&[
+        "train",
+        "--output",
+        arg(&output),
+        "--steps",
+        "4",
+        "--resume",
+    ]);
+    assert_eq!(metrics(&output.join("cold-start")).len(), 100, "reused");
+    assert_eq!(
+        fs::read(cold_start.join("model.safetensors")).unwrap(),
+        weights
+    );
+    assert_eq!(metrics(&output).len(), 4);
 }

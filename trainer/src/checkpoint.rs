@@ -101,10 +101,14 @@ pub fn save(
 }
 
 /// The checkpoint `path` names: a checkpoint directory, or a training output directory
-/// (its `latest`).
+/// (its newest published `step-N`: the one `latest` names, or a newer one a crash
+/// published before it could move `latest`).
 pub fn resolve(path: &Path) -> Result<PathBuf> {
     if path.join(STATE).exists() {
         return Ok(path.to_path_buf());
+    }
+    if let Some((_, newest)) = published_steps(path)?.pop() {
+        return Ok(newest);
     }
     let latest = path.join(LATEST);
     let name = fs::read_to_string(&latest).map_err(|e| Error::Checkpoint {
@@ -186,24 +190,39 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-/// Deletes all but the `keep_last` newest `step-N` directories (0: keep all), and
-/// staging directories a crash left behind.
-fn prune(output: &Path, keep_last: usize) -> Result<()> {
+/// The `step-N` directories of `output` that hold a state (published: a checkpoint is
+/// renamed into place whole), oldest first; none when `output` is not a directory.
+fn published_steps(output: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let Ok(entries) = fs::read_dir(output) else {
+        return Ok(Vec::new());
+    };
     let mut steps = Vec::new();
-    for entry in fs::read_dir(output).map_err(io(output))? {
+    for entry in entries {
         let path = entry.map_err(io(output))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let Some(name) = name else { continue };
-        if name.starts_with(".step-") && name.ends_with(".tmp") {
-            fs::remove_dir_all(&path).map_err(io(&path))?;
-        } else if let Some(step) = name
-            .strip_prefix("step-")
-            .and_then(|s| s.parse::<u64>().ok())
+        let step = path
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_prefix("step-")?.parse::<u64>().ok());
+        if let Some(step) = step
+            && path.join(STATE).exists()
         {
             steps.push((step, path));
         }
     }
     steps.sort();
+    Ok(steps)
+}
+
+/// Deletes all but the `keep_last` newest `step-N` directories (0: keep all), and
+/// staging directories a crash left behind.
+fn prune(output: &Path, keep_last: usize) -> Result<()> {
+    for entry in fs::read_dir(output).map_err(io(output))? {
+        let path = entry.map_err(io(output))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.is_some_and(|n| n.starts_with(".step-") && n.ends_with(".tmp")) {
+            fs::remove_dir_all(&path).map_err(io(&path))?;
+        }
+    }
+    let steps = published_steps(output)?;
     if keep_last > 0 && steps.len() > keep_last {
         for (_, path) in &steps[..steps.len() - keep_last] {
             fs::remove_dir_all(path).map_err(io(path))?;
@@ -249,6 +268,31 @@ mod tests {
         assert!(!out.path().join("step-00000001").exists());
         assert!(out.path().join("step-00000002").exists());
         assert_eq!(open(&out.path().join("step-00000003")).unwrap(), state(3));
+    }
+
+    /// Regression: a run killed between publishing `step-N` and moving `latest` resumed
+    /// from the checkpoint before it.
+    #[test]
+    fn a_checkpoint_published_before_latest_moved_is_the_one_resumed() {
+        let out = tempfile::tempdir().unwrap();
+        save_step(out.path(), 1);
+        save_step(out.path(), 2);
+        fs::write(out.path().join(LATEST), "step-00000001\n").unwrap();
+        assert_eq!(
+            resolve(out.path()).unwrap(),
+            out.path().join("step-00000002")
+        );
+        fs::remove_file(out.path().join(LATEST)).unwrap();
+        assert_eq!(
+            resolve(out.path()).unwrap(),
+            out.path().join("step-00000002")
+        );
+        fs::create_dir(out.path().join("step-00000003")).unwrap();
+        assert_eq!(
+            resolve(out.path()).unwrap(),
+            out.path().join("step-00000002"),
+            "a step directory without a state is not a checkpoint"
+        );
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub struct TrainConfig {
     pub chat_template: String,
     /// Prompts longer than this (in tokens) keep their last tokens' worth of context.
     pub max_prompt_tokens: usize,
+    /// GRPO steps in a row that may train on nothing (every group dropped: no answer in
+    /// the format, or equal rewards) before the run stops with an error; 0: never stop.
+    /// Each such step is warned about. Not part of the config hash.
+    #[serde(skip_serializing_if = "is_default_max_idle_steps")]
+    pub max_idle_steps: u64,
     /// Which triples to read and in what order.
     pub data: DataConfig,
     /// The tasks, mixed by weight.
@@ -50,8 +55,11 @@ pub struct TrainConfig {
     pub checkpoint: CheckpointConfig,
     /// The judge of `prefix-semantic` rewards.
     pub judge: JudgeConfig,
-    /// `rlpt sft`: next-token training on the triples' text.
+    /// `rlpt sft`: supervised training on the triples.
     pub sft: SftConfig,
+    /// `rlpt train`: supervised steps on answers before GRPO.
+    #[serde(skip_serializing_if = "ColdStartConfig::is_off")]
+    pub cold_start: ColdStartConfig,
 }
 
 impl Default for TrainConfig {
@@ -66,6 +74,7 @@ impl Default for TrainConfig {
             steps: 10,
             chat_template: "auto".into(),
             max_prompt_tokens: 512,
+            max_idle_steps: DEFAULT_MAX_IDLE_STEPS,
             data: DataConfig::default(),
             tasks: vec![TaskConfig::default()],
             sampling: SamplingSettings::default(),
@@ -74,8 +83,16 @@ impl Default for TrainConfig {
             checkpoint: CheckpointConfig::default(),
             judge: JudgeConfig::default(),
             sft: SftConfig::default(),
+            cold_start: ColdStartConfig::default(),
         }
     }
+}
+
+/// Default of [`TrainConfig::max_idle_steps`].
+const DEFAULT_MAX_IDLE_STEPS: u64 = 10;
+
+fn is_default_max_idle_steps(steps: &u64) -> bool {
+    *steps == DEFAULT_MAX_IDLE_STEPS
 }
 
 /// Which triples are read, and in what order.
@@ -305,10 +322,32 @@ impl Default for JudgeConfig {
     }
 }
 
-/// `rlpt sft`: next-token training on the triples' text.
+/// What supervised steps train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SftTarget {
+    /// The triples' text (context + segment), every token: adapting a model to the
+    /// corpus.
+    #[default]
+    Text,
+    /// The tasks' prompts, each followed by its reference answer in the task's answer
+    /// format, the loss on the answer only: a cold start that teaches the format.
+    Answers,
+}
+
+impl SftTarget {
+    fn is_text(&self) -> bool {
+        *self == Self::Text
+    }
+}
+
+/// `rlpt sft`: supervised training on the triples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SftConfig {
+    /// What it trains on: `text` or `answers`.
+    #[serde(skip_serializing_if = "SftTarget::is_text")]
+    pub target: SftTarget,
     /// Texts per optimizer step.
     pub batch_size: usize,
     /// Tokens per text at most (the last ones kept).
@@ -320,10 +359,35 @@ pub struct SftConfig {
 impl Default for SftConfig {
     fn default() -> Self {
         Self {
+            target: SftTarget::Text,
             batch_size: 8,
             max_tokens: 256,
             lr: 1e-3,
         }
+    }
+}
+
+/// RLPT's cold start: before its first GRPO step, `rlpt train` runs `steps` supervised
+/// steps on the tasks' answers (`sft.target = "answers"`, with `[sft]`'s batch size)
+/// into `OUTPUT/cold-start/`, and GRPO starts from that model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ColdStartConfig {
+    /// Supervised steps (0: none; GRPO starts from `model`).
+    pub steps: u64,
+    /// Their peak learning rate (the optimizer section's other settings apply).
+    pub lr: f64,
+}
+
+impl Default for ColdStartConfig {
+    fn default() -> Self {
+        Self { steps: 0, lr: 1e-5 }
+    }
+}
+
+impl ColdStartConfig {
+    fn is_off(&self) -> bool {
+        self.steps == 0
     }
 }
 
@@ -388,13 +452,14 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// xxh3-64 of the config without `steps`, `output` and `device` (which a resumed
+    /// xxh3-64 of the config without `steps`, `output`, `device` and `max_idle_steps` (which a resumed
     /// run may change), in hex.
     pub fn hash(&self) -> String {
         let mut stable = self.clone();
         stable.steps = 0;
         stable.output = PathBuf::new();
         stable.device = String::new();
+        stable.max_idle_steps = DEFAULT_MAX_IDLE_STEPS;
         let json = serde_json::to_string(&stable).expect("a config serialises");
         format!("{:016x}", xxh3_64(json.as_bytes()))
     }

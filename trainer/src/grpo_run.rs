@@ -8,6 +8,7 @@
 //! and the data stream's state is in each checkpoint, so a resumed run repeats the
 //! uninterrupted one bit for bit on CPU.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,17 +17,15 @@ use rlpt_lm::generate::SplitMix64;
 use rlpt_lm::{Mode, Model, SamplingConfig, WeightFormat};
 use serde_json::{Value, json};
 
-use crate::config::TrainConfig;
-use crate::error::{Error, Result, compute};
+use crate::checkpoint;
+use crate::config::{SftTarget, TrainConfig};
+use crate::error::{Error, Result, compute, io};
 use crate::grpo::{Objective, advantages, overlong_penalty, zero_variance};
 use crate::judge::{Case, Judge};
 use crate::policy::{Policy, Sequence, completion_log_probs};
 use crate::rewards::{self, RewardKind};
-use crate::run::{Gradients, Run, Summary};
-use crate::tasks::{self, Instance, TaskKind};
-
-/// Triples read in a row that cannot serve a task before giving up on it.
-const MAX_UNUSABLE: usize = 10_000;
+use crate::run::{self, Gradients, MAX_UNUSABLE, Run, Summary};
+use crate::tasks::{self, Instance, PREDICTION_END, PREDICTION_START, TaskKind};
 
 /// A task of the mix, parsed.
 #[derive(Debug, Clone)]
@@ -217,27 +216,133 @@ pub fn mix(seed: u64, step: u64, round: u64, purpose: u64) -> u64 {
     rng.next_u64() ^ round.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ purpose.rotate_left(32)
 }
 
-/// Runs GRPO to `config.steps`, from `resume` when given; `on_step` sees each step's
-/// metrics.
+/// Runs GRPO to `config.steps`, from `resume` when given — after the cold start the
+/// config asks for, which a fresh run starts from; `on_step` sees each step's metrics.
 pub fn train(
     config: TrainConfig,
     files: Vec<PathBuf>,
     resume: Option<&Path>,
     on_step: &mut dyn FnMut(u64, &Value),
 ) -> Result<Summary> {
+    let start_from = cold_start(&config, &files)?;
+    let initial = start_from.clone().unwrap_or_else(|| config.model.clone());
     let optim = config.optim.clone();
-    let run = Run::start(config, "grpo", optim, files, resume)?;
+    let run = Run::start(config, "grpo", optim, files, resume, start_from.as_deref())?;
     let scorer = Scorer::new(&run.config)?;
     let reference = if run.config.grpo.kl_beta > 0.0 {
         let device = run.device().clone();
-        Some(Model::load(&run.config.model, WeightFormat::F32, &device)?)
+        Some(Model::load(&initial, WeightFormat::F32, &device)?)
     } else {
         None
     };
+    let mut idle = IdleSteps::default();
     run.drive(
-        |run| grpo_step(run, &scorer, reference.as_ref()).map(Some),
+        |run| {
+            let metrics = grpo_step(run, &scorer, reference.as_ref())?;
+            idle.check(&metrics, run.config.max_idle_steps)?;
+            Ok(Some(metrics))
+        },
         on_step,
     )
+}
+
+/// Runs (or reuses, or finishes) the config's cold start in `OUTPUT/cold-start/` and
+/// returns its checkpoint; none when the config has no cold start. Its triples are
+/// drawn under another seed than GRPO's, so GRPO does not start on the prompts whose
+/// answers it was just shown; it checkpoints only at its end.
+fn cold_start(config: &TrainConfig, files: &[PathBuf]) -> Result<Option<PathBuf>> {
+    let steps = config.cold_start.steps;
+    if steps == 0 {
+        return Ok(None);
+    }
+    fs::create_dir_all(&config.output).map_err(io(&config.output))?;
+    run::claim_output(&config.output, "grpo")?;
+    let output = config.output.join(run::COLD_START);
+    let done = match checkpoint::resolve(&output) {
+        Ok(dir) => Some((checkpoint::open(&dir)?.step, dir)),
+        Err(_) => None,
+    };
+    if let Some((step, dir)) = &done
+        && *step >= steps
+    {
+        return Ok(Some(dir.clone()));
+    }
+    let mut supervised = config.clone();
+    supervised.output = output.clone();
+    supervised.steps = steps;
+    supervised.seed = mix(config.seed, 0, 0, 4);
+    supervised.sft.target = SftTarget::Answers;
+    supervised.sft.lr = config.cold_start.lr;
+    supervised.checkpoint.every = steps;
+    let resume = done.map(|(_, dir)| dir);
+    crate::sft::sft(
+        supervised,
+        files.to_vec(),
+        resume.as_deref(),
+        &mut |step, metrics| {
+            tracing::info!(
+                "cold start step {step}/{steps}: loss {:.3}",
+                metrics["loss"].as_f64().unwrap_or(f64::NAN)
+            );
+        },
+    )?;
+    Ok(Some(checkpoint::resolve(&output)?))
+}
+
+/// Counts GRPO steps in a row that trained on nothing — no group kept, or every
+/// group's rewards equal (all advantages 0, without dynamic sampling) — warning about
+/// each and stopping the run after `max_idle_steps` of them.
+#[derive(Default)]
+struct IdleSteps {
+    in_a_row: u64,
+}
+
+impl IdleSteps {
+    fn check(&mut self, metrics: &Value, max_idle_steps: u64) -> Result<()> {
+        let trained = metrics["trained_tokens"].as_u64().unwrap_or(0) > 0;
+        let learned_from = metrics["zero_variance_fraction"].as_f64().unwrap_or(1.0) < 1.0;
+        if trained && learned_from {
+            self.in_a_row = 0;
+            return Ok(());
+        }
+        self.in_a_row += 1;
+        let why = idle_reason(metrics);
+        tracing::warn!(
+            "GRPO step {} trained on nothing: {why}",
+            metrics["step"].as_u64().unwrap_or(0)
+        );
+        if max_idle_steps > 0 && self.in_a_row >= max_idle_steps {
+            return Err(Error::Config(format!(
+                "{} GRPO steps in a row trained on nothing (groups_kept 0), so the run stops: \
+                 {why} (max_idle_steps = {max_idle_steps}; 0 never stops)",
+                self.in_a_row
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why a step kept no group, and what to change, from its metrics.
+fn idle_reason(metrics: &Value) -> String {
+    let sampled = metrics["groups_sampled"].as_u64().unwrap_or(0);
+    let format_failures = metrics["format_failure_fraction"].as_f64().unwrap_or(0.0);
+    if sampled == 0 {
+        "no prompt could be drawn from the triples".into()
+    } else if format_failures >= 1.0 {
+        format!(
+            "no completion of its {sampled} groups gave an answer in the task's format \
+             (\\boxed{{}} for next-token, {PREDICTION_START}…{PREDICTION_END} for asr/msr), so \
+             every reward was 0; the model does not follow the prompts: start from a cold start \
+             that teaches the format (rlpt sft) or from a model that follows instructions"
+        )
+    } else {
+        format!(
+            "in each of its {sampled} groups every completion earned the same reward (mean {:.3}), \
+             and GRPO learns only from differences within a group: raise grpo.group_size or \
+             sampling.temperature, or train on triples of another difficulty",
+            metrics["reward_mean"].as_f64().unwrap_or(0.0)
+        )
+    }
 }
 
 /// One GRPO step.

@@ -81,6 +81,15 @@ impl Policy {
         self.eos.unwrap_or(0)
     }
 
+    /// The tokens that end an answer: the chat template's end of turn, else the end of
+    /// sequence.
+    pub fn end_of_turn(&self) -> Result<Vec<u32>> {
+        match self.chat.end_of_turn() {
+            Some(text) => Ok(self.tokenizer.encode(text)?),
+            None => Ok(self.eos.into_iter().collect()),
+        }
+    }
+
     /// Writes the weights and tokenizer into `dir` (a loadable model directory).
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.model.save(&self.params, dir)?;

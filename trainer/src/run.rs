@@ -16,8 +16,26 @@ use crate::error::{Error, Result, compute, io};
 use crate::optim::{AdamW, clip_grad_norm, learning_rate};
 use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
 
+/// Triples read in a row that a task (or SFT) cannot use before the run gives up on
+/// the data, rather than reading it around forever.
+pub const MAX_UNUSABLE: usize = 10_000;
+
 /// The metrics file in a run's output directory.
 pub const METRICS: &str = "metrics.jsonl";
+
+/// The file that marks an output directory as a training run's, written when a fresh
+/// run starts in it.
+pub const RUN_MARKER: &str = "rlpt-run.json";
+
+/// The directory of a GRPO run's cold start ([`crate::config::ColdStartConfig`]), in
+/// its output.
+pub const COLD_START: &str = "cold-start";
+
+/// The lock file a trainer holds in its output directory (taken by the `rlpt` binary).
+pub const LOCK: &str = "rlpt.lock";
+
+/// The file in a `train` stage's output naming the input it was trained on.
+pub const INPUT_STAMP: &str = "input-fingerprint";
 
 /// What a finished run did.
 pub struct Summary {
@@ -27,6 +45,36 @@ pub struct Summary {
     pub resumed_from: Option<PathBuf>,
     /// The last step's metrics.
     pub last: serde_json::Value,
+}
+
+/// Marks `output` as this fresh run's, refusing a directory holding files rlpt did not
+/// write there (a fresh run would overwrite a `metrics.jsonl`, through a link too). A
+/// directory already marked is an earlier run's that made no checkpoint: started again.
+pub(crate) fn claim_output(output: &Path, kind: &str) -> Result<()> {
+    let marker = output.join(RUN_MARKER);
+    if marker.exists() {
+        return Ok(());
+    }
+    let mut foreign = Vec::new();
+    for entry in fs::read_dir(output).map_err(io(output))? {
+        let name = entry.map_err(io(output))?.file_name();
+        let name = name.to_string_lossy();
+        if name != LOCK && name != INPUT_STAMP && name != COLD_START {
+            foreign.push(name.into_owned());
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        foreign.truncate(5);
+        return Err(Error::Config(format!(
+            "{} holds files rlpt did not write there ({}…); a fresh run would overwrite \
+             them: choose a new or empty --output",
+            output.display(),
+            foreign.join(", ")
+        )));
+    }
+    let record = serde_json::json!({ "kind": kind }).to_string();
+    fs::write(&marker, record).map_err(io(&marker))
 }
 
 /// A training run in progress.
@@ -52,7 +100,8 @@ pub struct Run {
 
 impl Run {
     /// Starts `kind` on `files` — from the checkpoint `resume` names (a checkpoint or
-    /// an output directory) when given; a fresh start refuses an output directory that
+    /// an output directory) when given, else afresh from the weights at `start_from`
+    /// (default: the config's model); a fresh start refuses an output directory that
     /// already holds checkpoints.
     pub fn start(
         config: TrainConfig,
@@ -60,6 +109,7 @@ impl Run {
         optim: OptimConfig,
         files: Vec<std::path::PathBuf>,
         resume: Option<&Path>,
+        start_from: Option<&Path>,
     ) -> Result<Self> {
         config.validate()?;
         let device = rlpt_lm::device(&config.device)?;
@@ -68,15 +118,17 @@ impl Run {
         let metrics_path = config.output.join(METRICS);
         let (weights, resumed) = match resume {
             None => {
-                if config.output.join(checkpoint::LATEST).exists() {
+                if checkpoint::resolve(&config.output).is_ok() {
                     return Err(Error::Config(format!(
                         "{} already holds checkpoints of a run; pass --resume to continue it, \
                          or choose another --output",
                         config.output.display()
                     )));
                 }
+                claim_output(&config.output, kind)?;
                 File::create(&metrics_path).map_err(io(&metrics_path))?;
-                (config.model.clone(), None)
+                let weights = start_from.map_or_else(|| config.model.clone(), Path::to_path_buf);
+                (weights, None)
             }
             Some(resume) => {
                 let dir = checkpoint::resolve(resume)?;

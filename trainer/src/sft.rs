@@ -1,18 +1,27 @@
-//! `rlpt sft`: next-token (cross-entropy) training on the triples' text — context and
-//! segment, an exact slice of a document — with the trainer's optimizer, data stream,
-//! metrics and checkpoints. It warms a model up before GRPO (RLPT's cold start), or
-//! adapts a base model to the corpus.
+//! `rlpt sft`: supervised (cross-entropy) training with the trainer's optimizer, data
+//! stream, metrics and checkpoints, on one of two targets:
+//!
+//! - `text`: the triples' text — context and segment, an exact slice of a document —
+//!   every token; it adapts a base model to the corpus;
+//! - `answers`: the tasks' prompts (drawn as GRPO draws them) each followed by its
+//!   reference answer in the task's format — `\boxed{word}` for next-token, the
+//!   segment's start between the prediction tags for asr/msr, cut to fit
+//!   `sampling.max_tokens` — and the end of the turn, the loss on the answer only:
+//!   RLPT's cold start, which teaches a model the format GRPO rewards.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rlpt_lm::Mode;
+use rlpt_lm::generate::SplitMix64;
 use serde_json::{Value, json};
 
-use crate::config::TrainConfig;
-use crate::error::{Result, compute};
-use crate::policy::{Sequence, completion_log_probs};
-use crate::run::{Gradients, Run, Summary};
+use crate::config::{SftTarget, TrainConfig};
+use crate::error::{Error, Result, compute};
+use crate::grpo_run::{TaskSpec, draw, mix};
+use crate::policy::{Policy, Sequence, completion_log_probs};
+use crate::run::{Gradients, MAX_UNUSABLE, Run, Summary};
+use crate::tasks::{Instance, PREDICTION_END, PREDICTION_START, TaskKind};
 
 /// Runs SFT to `config.steps`, from `resume` when given; `on_step` sees each step's
 /// metrics.
@@ -24,43 +33,45 @@ pub fn sft(
 ) -> Result<Summary> {
     let mut optim = config.optim.clone();
     optim.lr = config.sft.lr;
-    Run::start(config, "sft", optim, files, resume)?.drive(sft_step, on_step)
+    let run = Run::start(config, "sft", optim, files, resume, None)?;
+    match run.config.sft.target {
+        SftTarget::Text => run.drive(|run| sft_step(run, text_examples), on_step),
+        SftTarget::Answers => {
+            let tasks = TaskSpec::all(&run.config)?;
+            run.drive(
+                |run| sft_step(run, |run| answer_examples(run, &tasks)),
+                on_step,
+            )
+        }
+    }
 }
 
-/// One step over the next `batch_size` texts; none when the data has run out.
-fn sft_step(run: &mut Run) -> Result<Option<Value>> {
+/// A supervised example: the loss is on `completion`'s tokens, after `prompt`.
+struct Example {
+    prompt: Vec<u32>,
+    completion: Vec<u32>,
+}
+
+/// One step over the next `batch_size` examples; none when the data has run out.
+fn sft_step(
+    run: &mut Run,
+    examples: impl FnOnce(&mut Run) -> Result<Vec<Example>>,
+) -> Result<Option<Value>> {
     let started = Instant::now();
-    let mut texts = Vec::new();
-    while texts.len() < run.config.sft.batch_size {
-        let Some(triple) = run.stream.next_triple()? else {
-            break;
-        };
-        let mut ids = run
-            .policy
-            .tokenizer
-            .encode(&format!("{}{}", triple.context, triple.segment))?;
-        ids.extend(run.policy.eos);
-        let keep = run.config.sft.max_tokens.max(2);
-        if ids.len() > keep {
-            ids.drain(..ids.len() - keep);
-        }
-        if ids.len() >= 2 {
-            texts.push(ids);
-        }
-    }
-    if texts.is_empty() {
+    let examples = examples(run)?;
+    if examples.is_empty() {
         return Ok(None);
     }
-    let tokens: usize = texts.iter().map(|t| t.len() - 1).sum();
+    let tokens: usize = examples.iter().map(|e| e.completion.len()).sum();
     let lr = run.learning_rate();
     let mut grads = Gradients::new(&run.policy);
     let mut loss_sum = 0.0;
-    for batch in texts.chunks(run.config.grpo.micro_batch) {
+    for batch in examples.chunks(run.config.grpo.micro_batch) {
         let sequences: Vec<Sequence<'_>> = batch
             .iter()
-            .map(|ids| Sequence {
-                prompt: &ids[..1],
-                completion: &ids[1..],
+            .map(|e| Sequence {
+                prompt: &e.prompt,
+                completion: &e.completion,
             })
             .collect();
         let (log_probs, mask) = completion_log_probs(
@@ -81,9 +92,122 @@ fn sft_step(run: &mut Run) -> Result<Option<Value>> {
         "step": run.step + 1,
         "lr": lr,
         "loss": loss_sum,
-        "texts": texts.len(),
+        "texts": examples.len(),
         "tokens": tokens,
         "grad_norm": grad_norm,
         "timing": {"step_s": seconds, "tokens_per_s": tokens as f64 / seconds.max(1e-9)},
     })))
+}
+
+/// The next `batch_size` triples' texts (the last `sft.max_tokens` tokens of each, and
+/// the end of sequence), every token but the first trained on.
+fn text_examples(run: &mut Run) -> Result<Vec<Example>> {
+    let mut examples = Vec::new();
+    let mut unusable = 0;
+    while examples.len() < run.config.sft.batch_size {
+        let Some(triple) = run.stream.next_triple()? else {
+            break;
+        };
+        let mut ids = run
+            .policy
+            .tokenizer
+            .encode(&format!("{}{}", triple.context, triple.segment))?;
+        ids.extend(run.policy.eos);
+        let keep = run.config.sft.max_tokens.max(2);
+        if ids.len() > keep {
+            ids.drain(..ids.len() - keep);
+        }
+        if ids.len() >= 2 {
+            let completion = ids.split_off(1);
+            examples.push(Example {
+                prompt: ids,
+                completion,
+            });
+            unusable = 0;
+        } else {
+            unusable += 1;
+            if unusable >= MAX_UNUSABLE {
+                return Err(Error::Config(format!(
+                    "{MAX_UNUSABLE} triples in a row have no text to train on (empty context \
+                     and segment)"
+                )));
+            }
+        }
+    }
+    Ok(examples)
+}
+
+/// `batch_size` task prompts drawn as GRPO draws them, each with its reference answer.
+fn answer_examples(run: &mut Run, tasks: &[TaskSpec]) -> Result<Vec<Example>> {
+    let mut choose = SplitMix64::new(mix(run.config.seed, run.step, 0, 3));
+    let drawn = draw(run, tasks, run.config.sft.batch_size, &mut choose)?;
+    let budget = run.config.sampling.max_tokens;
+    drawn
+        .into_iter()
+        .map(|d| {
+            let text = formatted_answer(&run.policy, tasks[d.task].kind, &d.instance, budget)?;
+            let mut completion = run.policy.tokenizer.encode(&text)?;
+            completion.extend(run.policy.end_of_turn()?);
+            Ok(Example {
+                prompt: d.prompt,
+                completion,
+            })
+        })
+        .collect()
+}
+
+/// The reference answer of `instance` in `kind`'s format: the next word in `\boxed{}`,
+/// or the longest start of the reference that ends at a word and keeps the tagged
+/// answer within `budget` tokens.
+fn formatted_answer(
+    policy: &Policy,
+    kind: TaskKind,
+    instance: &Instance,
+    budget: usize,
+) -> Result<String> {
+    let reference = instance.reference.trim_start();
+    if kind == TaskKind::NextToken {
+        return Ok(format!("\\boxed{{{}}}", first_word(reference)));
+    }
+    let tags = policy
+        .tokenizer
+        .encode(&format!("{PREDICTION_START}{PREDICTION_END}"))?
+        .len()
+        + 1;
+    let (ids, offsets) = policy.tokenizer.encode_with_offsets(reference)?;
+    let room = budget.saturating_sub(tags).max(1);
+    let prefix = if ids.len() <= room {
+        reference
+    } else {
+        let cut = offsets[room].0;
+        let at_word = reference[..cut].rfind(char::is_whitespace).unwrap_or(cut);
+        reference[..at_word].trim_end()
+    };
+    Ok(format!("{PREDICTION_START}{prefix}{PREDICTION_END}"))
+}
+
+/// The first word of `text`: its leading run of letters and digits, or its first
+/// character when it starts with another one.
+fn first_word(text: &str) -> &str {
+    let end = text
+        .char_indices()
+        .find(|&(_, c)| !c.is_alphanumeric())
+        .map_or(text.len(), |(i, _)| i);
+    match end {
+        0 => text.chars().next().map_or("", |c| &text[..c.len_utf8()]),
+        end => &text[..end],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_token_answer_is_the_first_word() {
+        assert_eq!(first_word("équations. More"), "équations");
+        assert_eq!(first_word("(see below)"), "(");
+        assert_eq!(first_word("42 is"), "42");
+        assert_eq!(first_word(""), "");
+    }
 }

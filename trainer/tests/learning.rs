@@ -56,7 +56,7 @@ fn grpo_raises_the_reward_of_a_toy_continuation_task() {
     };
     let files = vec![repo().join("data-samples/triples/train.parquet")];
     let optim = config.optim.clone();
-    let mut run = Run::start(config, "grpo", optim, files, None).unwrap();
+    let mut run = Run::start(config, "grpo", optim, files, None, None).unwrap();
     let prompts = ["Algebra is", "The theorem"]
         .map(|p| run.policy.tokenizer.encode(p).unwrap())
         .to_vec();
