@@ -212,8 +212,9 @@ mod tests {
             lines[1],
             "ingest      3       1      520       517         3   1.50     0.25"
         );
+        assert_eq!(lines[2], "", "a blank line ends the table");
         assert_eq!(
-            lines[2],
+            lines[3],
             "ingest rejects (empty_text: 1, malformed_json: 2) are in out/documents/rejects"
         );
     }

@@ -470,7 +470,7 @@ fn the_cold_start_teaches_the_tiny_model_the_answer_format() {
     let output = work.path().join("train");
     rlpt_ok(&["train", "--output", arg(&output), "--steps", "3"]);
     let cold = metrics(&output.join("cold-start"));
-    assert_eq!(cold.len(), 100);
+    assert_eq!(cold.len(), 60);
     let mean = |lines: &[Value]| {
         lines
             .iter()
@@ -478,9 +478,9 @@ fn the_cold_start_teaches_the_tiny_model_the_answer_format() {
             .sum::<f64>()
             / lines.len() as f64
     };
-    let (first, last) = (mean(&cold[..10]), mean(&cold[90..]));
+    let (first, last) = (mean(&cold[..10]), mean(&cold[50..]));
     assert!(
-        last < first - 1.5,
+        last < first - 1.0,
         "the answers' loss falls: {first} → {last}"
     );
     let grpo = metrics(&output);
@@ -501,7 +501,7 @@ fn the_cold_start_teaches_the_tiny_model_the_answer_format() {
         "4",
         "--resume",
     ]);
-    assert_eq!(metrics(&output.join("cold-start")).len(), 100, "reused");
+    assert_eq!(metrics(&output.join("cold-start")).len(), 60, "reused");
     assert_eq!(
         fs::read(cold_start.join("model.safetensors")).unwrap(),
         weights
