@@ -30,6 +30,13 @@ pub struct Held {
 }
 
 impl Held {
+    fn new(file: File, path: &Path) -> Self {
+        Self {
+            file,
+            path: path.to_path_buf(),
+        }
+    }
+
     /// Trades an exclusive lock for a shared one, after checking with `still_ours`
     /// that nobody changed the directory in the instant between.
     pub fn share(self, still_ours: impl Fn() -> Result<bool>) -> Result<Self> {
@@ -74,20 +81,12 @@ pub fn stage_dir(path: &Path, is_ours: impl Fn() -> Result<bool>) -> Result<DirL
         if is_ours()? {
             file.lock_shared().at(path)?;
             if is_ours()? {
-                return Ok(DirLock::Shared(Held {
-                    file,
-                    path: path.to_path_buf(),
-                }));
+                return Ok(DirLock::Shared(Held::new(file, path)));
             }
             file.unlock().at(path)?;
         }
         match file.try_lock() {
-            Ok(()) => {
-                return Ok(DirLock::Exclusive(Held {
-                    file,
-                    path: path.to_path_buf(),
-                }));
-            }
+            Ok(()) => return Ok(DirLock::Exclusive(Held::new(file, path))),
             Err(TryLockError::WouldBlock) if started.elapsed() < WAIT_FOR_WRITER => {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -103,20 +102,14 @@ pub fn stage_dir(path: &Path, is_ours: impl Fn() -> Result<bool>) -> Result<DirL
 pub fn wait_exclusive(path: &Path) -> Result<Held> {
     let file = open(path)?;
     file.lock().at(path)?;
-    Ok(Held {
-        file,
-        path: path.to_path_buf(),
-    })
+    Ok(Held::new(file, path))
 }
 
 /// Locks `path` exclusively, or refuses naming the holders.
 pub fn exclusive(path: &Path, what: &str) -> Result<Held> {
     let file = open(path)?;
     match file.try_lock() {
-        Ok(()) => Ok(Held {
-            file,
-            path: path.to_path_buf(),
-        }),
+        Ok(()) => Ok(Held::new(file, path)),
         Err(TryLockError::WouldBlock) => Err(busy(path, what)),
         Err(TryLockError::Error(err)) => Err(err).at(path),
     }

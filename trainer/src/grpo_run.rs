@@ -224,7 +224,15 @@ pub fn train(
     resume: Option<&Path>,
     on_step: &mut dyn FnMut(u64, &Value),
 ) -> Result<Summary> {
-    let start_from = cold_start(&config, &files)?;
+    let start_from = match resume {
+        None => cold_start(&config, &files)?,
+        // A GRPO checkpoint exists, so the cold start finished: only its model is needed,
+        // as the KL reference.
+        Some(_) if config.cold_start.steps > 0 => {
+            Some(checkpoint::resolve(&config.output.join(run::COLD_START))?)
+        }
+        Some(_) => None,
+    };
     let initial = start_from.clone().unwrap_or_else(|| config.model.clone());
     let optim = config.optim.clone();
     let run = Run::start(config, "grpo", optim, files, resume, start_from.as_deref())?;
@@ -246,8 +254,8 @@ pub fn train(
     )
 }
 
-/// Runs (or reuses, or finishes) the config's cold start in `OUTPUT/cold-start/` and
-/// returns its checkpoint; none when the config has no cold start. Its triples are
+/// Runs (or reuses, or finishes) the config's cold start in `OUTPUT/cold-start/` before
+/// a fresh GRPO run, and returns its checkpoint; none when the config has no cold start. Its triples are
 /// drawn under another seed than GRPO's, so GRPO does not start on the prompts whose
 /// answers it was just shown; it checkpoints only at its end.
 fn cold_start(config: &TrainConfig, files: &[PathBuf]) -> Result<Option<PathBuf>> {
@@ -313,7 +321,7 @@ impl IdleSteps {
         );
         if max_idle_steps > 0 && self.in_a_row >= max_idle_steps {
             return Err(Error::Config(format!(
-                "{} GRPO steps in a row trained on nothing (groups_kept 0), so the run stops: \
+                "{} GRPO steps in a row trained on nothing, so the run stops: \
                  {why} (max_idle_steps = {max_idle_steps}; 0 never stops)",
                 self.in_a_row
             )));
