@@ -485,10 +485,15 @@ impl<'de> serde::Deserialize<'de> for JsonObject<'de> {
                     duplicate: None,
                 };
                 while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
-                    if object.fields.contains_key(&key) {
-                        object.duplicate.get_or_insert_with(|| key.clone());
+                    match object.fields.entry(key) {
+                        indexmap::map::Entry::Occupied(mut field) => {
+                            object.duplicate.get_or_insert_with(|| field.key().clone());
+                            field.insert(value);
+                        }
+                        indexmap::map::Entry::Vacant(field) => {
+                            field.insert(value);
+                        }
                     }
-                    object.fields.insert(key, value);
                 }
                 Ok(object)
             }
