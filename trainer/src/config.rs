@@ -443,6 +443,14 @@ impl TrainConfig {
                 self.optim.schedule
             ));
         }
+        if let Some(endpoint) = &self.judge.endpoint
+            && let Some(problem) = crate::judge::endpoint_credentials(endpoint)
+        {
+            return bad(format!(
+                "judge.endpoint {}: {problem}",
+                crate::judge::redact_url(endpoint)
+            ));
+        }
         if !matches!(self.chat_template.as_str(), "auto" | "chatml" | "none") {
             return bad(format!(
                 "chat_template `{}`: use auto, chatml or none",

@@ -7,6 +7,12 @@
 //! hosted API) with a timeout per request and retries; an endpoint that cannot be
 //! reached after the retries stops the run with its address and the last error. A
 //! verdict without a readable score counts as 0 and is reported.
+//!
+//! Secrets stay out of logs and checkpoints: the API key comes only from the
+//! environment variable `judge.api_key_env` names, an endpoint holding credentials
+//! (`user:key@`, a key-like query parameter) is refused, every address in a message is
+//! redacted, a server's answer body is never quoted (it may echo the key), and a refused
+//! key (401, 403) is not retried.
 
 use std::time::Duration;
 
@@ -55,6 +61,8 @@ pub enum Judge {
         model: String,
         /// Bearer token, if any.
         api_key: Option<String>,
+        /// The variable it came from.
+        api_key_env: Option<String>,
         /// Retries of a failed request.
         retries: u32,
         /// The HTTP client, with its timeout.
@@ -74,6 +82,9 @@ impl Judge {
             })?),
             None => None,
         };
+        if let Some(problem) = endpoint_credentials(endpoint) {
+            return Err(judge_error(endpoint, problem));
+        }
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(config.timeout_s.max(1))))
             .http_status_as_error(false)
@@ -83,6 +94,7 @@ impl Judge {
             url: format!("{}/chat/completions", endpoint.trim_end_matches('/')),
             model: config.endpoint_model.clone(),
             api_key,
+            api_key_env: config.api_key_env.clone(),
             retries: config.retries,
             agent,
             template: template(config),
@@ -163,22 +175,33 @@ impl Judge {
             }
             match request.send_json(&body) {
                 Ok(mut response) if response.status().is_success() => {
-                    let value: Value = response
-                        .body_mut()
-                        .read_json()
-                        .map_err(|e| judge_error(url, format!("the answer is not JSON: {e}")))?;
+                    let value: Value = response.body_mut().read_json().map_err(|e| {
+                        judge_error(
+                            url,
+                            format!("the answer is not JSON: {}", redact_text(&e.to_string())),
+                        )
+                    })?;
                     return value["choices"][0]["message"]["content"]
                         .as_str()
                         .map(String::from)
                         .ok_or_else(|| {
-                            judge_error(url, format!("no choices[0].message.content in {value}"))
+                            judge_error(
+                                url,
+                                format!(
+                                    "no choices[0].message.content in the answer (its keys: {})",
+                                    json_keys(&value)
+                                ),
+                            )
                         });
                 }
-                Ok(mut response) => {
-                    let text = response.body_mut().read_to_string().unwrap_or_default();
-                    last_error = format!("HTTP {}: {}", response.status(), text.trim());
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    if !retryable(status) {
+                        return Err(judge_error(url, refusal(status, self.api_key_env())));
+                    }
+                    last_error = format!("HTTP {status} (the answer's body is not shown)");
                 }
-                Err(e) => last_error = e.to_string(),
+                Err(e) => last_error = redact_text(&e.to_string()),
             }
         }
         Err(judge_error(
@@ -190,11 +213,154 @@ impl Judge {
             ),
         ))
     }
+
+    /// The variable the key came from, for messages.
+    fn api_key_env(&self) -> Option<&str> {
+        match self {
+            Self::Http { api_key_env, .. } => api_key_env.as_deref(),
+            Self::Local { .. } => None,
+        }
+    }
+}
+
+/// Whether a request answered with `status` may succeed when sent again: the server
+/// was busy or failed (408, 429, 5xx); anything else is a refusal of the request itself.
+fn retryable(status: u16) -> bool {
+    matches!(status, 408 | 429) || status >= 500
+}
+
+/// What an unretryable status means, without the server's words (they may quote the key).
+fn refusal(status: u16, api_key_env: Option<&str>) -> String {
+    let key = match api_key_env {
+        Some(var) => format!("the key in ${var}"),
+        None => "no key (judge.api_key_env names the variable holding one)".to_string(),
+    };
+    match status {
+        401 | 403 => format!("HTTP {status}: the endpoint refused {key}; not retried"),
+        _ => format!(
+            "HTTP {status}: the endpoint refused the request (check judge.endpoint and \
+             judge.endpoint_model); not retried, the answer's body is not shown"
+        ),
+    }
+}
+
+/// The top-level keys of a JSON answer, for an error that must not quote its values.
+fn json_keys(value: &Value) -> String {
+    match value.as_object() {
+        Some(object) if !object.is_empty() => object
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(_) => "none".to_string(),
+        None => "not an object".to_string(),
+    }
+}
+
+/// Query parameter names that carry secrets by convention.
+const SECRET_PARAMETERS: [&str; 7] = [
+    "key",
+    "api_key",
+    "apikey",
+    "api-key",
+    "token",
+    "access_token",
+    "sig",
+];
+
+/// Why `endpoint` may not be used as given: it holds credentials, which would be
+/// logged and written into every checkpoint's trainer state.
+pub(crate) fn endpoint_credentials(endpoint: &str) -> Option<String> {
+    let parts = UrlParts::of(endpoint);
+    let secret_query = parts.query.is_some_and(|query| {
+        query.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str())
+        })
+    });
+    (parts.userinfo.is_some() || secret_query).then(|| {
+        "the endpoint holds credentials; put the key in an environment variable and name \
+         it with judge.api_key_env (rlpt logs the endpoint and keeps it in every \
+         checkpoint)"
+            .to_string()
+    })
+}
+
+/// `url` with its credentials and query values replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let parts = UrlParts::of(url);
+    let mut out = String::with_capacity(url.len());
+    out.push_str(parts.before_authority);
+    if parts.userinfo.is_some() {
+        out.push_str("***@");
+    }
+    out.push_str(parts.host_and_path);
+    if let Some(query) = parts.query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// `text` (an HTTP client's message, which may name the address) with every URL in it
+/// redacted.
+fn redact_text(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                redact_url(word)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The pieces of a URL that hold secrets, cut by hand (`scheme://userinfo@host/path?query`).
+struct UrlParts<'a> {
+    /// `scheme://`, or nothing.
+    before_authority: &'a str,
+    /// `user:password`, without the `@`.
+    userinfo: Option<&'a str>,
+    /// The host, port and path.
+    host_and_path: &'a str,
+    /// What follows `?`, fragment included.
+    query: Option<&'a str>,
+}
+
+impl<'a> UrlParts<'a> {
+    fn of(url: &'a str) -> Self {
+        let start = url.find("://").map_or(0, |at| at + 3);
+        let (before_authority, rest) = url.split_at(start);
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let (userinfo, host_and_path) = match rest[..authority_end].rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        Self {
+            before_authority,
+            userinfo,
+            host_and_path,
+            query,
+        }
+    }
 }
 
 fn judge_error(url: &str, problem: String) -> Error {
     Error::Judge {
-        endpoint: url.to_string(),
+        endpoint: redact_url(url),
         problem,
     }
 }
@@ -331,5 +497,100 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("unreachable after 1 attempt"), "{message}");
+    }
+
+    #[test]
+    fn a_refused_key_is_not_retried_and_the_answer_body_is_not_quoted() {
+        let (endpoint, handle) = server(vec![(401, "Incorrect API key sk-live-1234".into())]);
+        let config = JudgeConfig {
+            retries: 3,
+            timeout_s: 5,
+            api_key_env: Some("PATH".into()),
+            ..JudgeConfig::default()
+        };
+        let judge = Judge::http(&endpoint, &config).unwrap();
+        let case = Case {
+            context: "a",
+            reference: "b",
+            prediction: "c",
+        };
+        let message = judge.judge(&[case]).unwrap_err().to_string();
+        assert_eq!(handle.join().unwrap().len(), 1, "a 401 was retried");
+        assert!(message.contains("HTTP 401"), "{message}");
+        assert!(message.contains("not retried"), "{message}");
+        assert!(message.contains("$PATH"), "{message}");
+        assert!(!message.contains("sk-live"), "{message}");
+    }
+
+    #[test]
+    fn a_failing_server_is_retried_without_quoting_its_answer() {
+        let (endpoint, handle) = server(vec![
+            (503, "overloaded, key sk-live-1234".into()),
+            (500, "traceback with sk-live-1234".into()),
+        ]);
+        let config = JudgeConfig {
+            retries: 1,
+            timeout_s: 5,
+            ..JudgeConfig::default()
+        };
+        let judge = Judge::http(&endpoint, &config).unwrap();
+        let case = Case {
+            context: "a",
+            reference: "b",
+            prediction: "c",
+        };
+        let message = judge.judge(&[case]).unwrap_err().to_string();
+        assert_eq!(handle.join().unwrap().len(), 2);
+        assert!(message.contains("HTTP 500"), "{message}");
+        assert!(!message.contains("sk-live"), "{message}");
+    }
+
+    #[test]
+    fn an_endpoint_holding_credentials_is_refused_and_never_shown() {
+        for endpoint in [
+            "https://user:sk-live-1234@api.example.com/v1",
+            "https://api.example.com/v1?api_key=sk-live-1234",
+            "https://api.example.com/v1?api-version=2&KEY=sk-live-1234",
+        ] {
+            let Err(error) = Judge::http(endpoint, &JudgeConfig::default()) else {
+                panic!("{endpoint} was accepted");
+            };
+            let message = error.to_string();
+            assert!(message.contains("judge.api_key_env"), "{message}");
+            assert!(!message.contains("sk-live"), "{message}");
+            let config = crate::config::TrainConfig {
+                judge: JudgeConfig {
+                    endpoint: Some(endpoint.into()),
+                    ..JudgeConfig::default()
+                },
+                ..crate::config::TrainConfig::default()
+            };
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains("credentials"), "{message}");
+            assert!(!message.contains("sk-live"), "{message}");
+        }
+        assert!(
+            Judge::http(
+                "https://api.example.com/v1?api-version=2",
+                &JudgeConfig::default()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://u:p@ss@host:8000/v1/chat?key=s&x=1"),
+            "https://***@host:8000/v1/chat?key=***&x=***"
+        );
+        assert_eq!(
+            redact_url("http://localhost:8000/v1"),
+            "http://localhost:8000/v1"
+        );
+        assert_eq!(
+            redact_text("error sending to http://a:b@h/v1: refused"),
+            "error sending to http://***@h/v1: refused"
+        );
     }
 }
