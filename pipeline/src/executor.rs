@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::atomic;
+use crate::checksum;
 use crate::error::{Error, IoContext, Result};
 use crate::inputs::WorkUnit;
 use crate::layout::Layout;
@@ -361,7 +362,7 @@ fn run_unit(
 }
 
 /// The finished record of `unit`, if it can be reused: same config, same inputs, and
-/// its files still there with their recorded sizes.
+/// its files still there with their recorded sizes and checksums.
 fn reusable(
     manifest: &Manifest,
     unit: &WorkUnit,
@@ -374,22 +375,50 @@ fn reusable(
     let Some(record) = manifest.read_unit(unit.index)? else {
         return Ok(None);
     };
-    let files_intact = record
+    let same = record.config_hash == config_hash && record.input_fingerprint == unit.fingerprint();
+    if !same {
+        return Ok(None);
+    }
+    match record
         .outputs
         .iter()
-        .all(|shard| shard_intact(&run.output, shard));
-    let same = record.config_hash == config_hash && record.input_fingerprint == unit.fingerprint();
-    if same && !files_intact {
-        tracing::warn!(
-            unit = unit.index,
-            "a finished unit's shards are missing or changed; recomputing it"
-        );
+        .find_map(|shard| shard_damage(&run.output, shard))
+    {
+        None => Ok(Some(record)),
+        Some(damage) => {
+            tracing::warn!(unit = unit.index, "{damage}; recomputing the unit");
+            Ok(None)
+        }
     }
-    Ok((same && files_intact).then_some(record))
 }
 
-fn shard_intact(output: &Path, shard: &ShardRecord) -> bool {
-    fs::metadata(output.join(&shard.file)).is_ok_and(|m| m.len() == shard.bytes)
+/// What is wrong with a finished shard on disk, if anything: gone, another size, other
+/// bytes than were written (bit rot, an edit), or no recorded checksum to trust.
+fn shard_damage(output: &Path, shard: &ShardRecord) -> Option<String> {
+    let path = output.join(&shard.file);
+    let Some(recorded) = &shard.xxh3 else {
+        return Some(format!("{} has no recorded checksum", path.display()));
+    };
+    match fs::metadata(&path) {
+        Err(err) => return Some(format!("{}: {err}", path.display())),
+        Ok(meta) if meta.len() != shard.bytes => {
+            return Some(format!(
+                "{} has {} bytes, {} were written",
+                path.display(),
+                meta.len(),
+                shard.bytes
+            ));
+        }
+        Ok(_) => {}
+    }
+    match checksum::file_checksum(&path) {
+        Ok(actual) if &actual == recorded => None,
+        Ok(actual) => Some(format!(
+            "{} changed on disk (xxh3 {actual}, {recorded} when written)",
+            path.display()
+        )),
+        Err(err) => Some(format!("{}: {err}", path.display())),
+    }
 }
 
 /// Makes sure `run.output` may receive this stage's output, and records the stage.

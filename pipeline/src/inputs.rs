@@ -251,7 +251,7 @@ pub fn stat_paths(paths: &[PathBuf], root: &Path) -> Result<Vec<InputFile>> {
 
 /// Identifies the content of the table `input` names, for a step that reads it whole
 /// (train, eval) to notice a change: the producing stage's config hash and every
-/// finished shard (name, rows, bytes) for a directory rlpt wrote — the same for the
+/// finished shard (name, rows, bytes, checksum) for a directory rlpt wrote — the same for the
 /// same output wherever and whenever it was computed — else the files' names, sizes
 /// and modification times.
 pub fn table_fingerprint(input: &str) -> Result<String> {
@@ -263,8 +263,13 @@ pub fn table_fingerprint(input: &str) -> Result<String> {
         hasher.update(stage.config_hash.as_bytes());
         for unit in &units {
             for shard in &unit.outputs {
+                let checksum = shard.xxh3.as_deref().unwrap_or_default();
                 hasher.update(
-                    format!("\0{}\0{}\0{}", shard.file, shard.rows, shard.bytes).as_bytes(),
+                    format!(
+                        "\0{}\0{}\0{}\0{checksum}",
+                        shard.file, shard.rows, shard.bytes
+                    )
+                    .as_bytes(),
                 );
             }
         }

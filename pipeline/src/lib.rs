@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod checksum;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -17,6 +17,7 @@ use rlpt_schemas::FileMetadata;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
+use crate::checksum::HashingWriter;
 use crate::error::{Error, IoContext, Result};
 
 /// zstd level of every shard.
@@ -57,6 +58,10 @@ pub struct ShardRecord {
     pub rows: u64,
     /// File size in bytes.
     pub bytes: u64,
+    /// xxh3-64 of the file's bytes, in hex (absent in records written before rlpt kept
+    /// checksums: such a unit is recomputed rather than trusted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xxh3: Option<String>,
 }
 
 /// Limits on one shard.
@@ -82,7 +87,7 @@ pub struct ShardWriter {
 }
 
 struct OpenShard {
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<HashingWriter<File>>,
     tmp: PathBuf,
     path: PathBuf,
     rows: u64,
@@ -153,7 +158,7 @@ impl ShardWriter {
             let path = dir.join(shard_name(self.unit, self.finished.len()));
             let tmp = atomic::tmp_path(&path);
             std::fs::create_dir_all(&dir).at(&dir)?;
-            let file = File::create(&tmp).at(&tmp)?;
+            let file = HashingWriter::new(File::create(&tmp).at(&tmp)?);
             let props = writer_properties(&schema, &self.metadata);
             let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| {
                 Error::Parquet {
@@ -176,10 +181,11 @@ impl ShardWriter {
         let Some(shard) = self.open.take() else {
             return Ok(());
         };
-        let file = shard.writer.into_inner().map_err(|source| Error::Parquet {
+        let hashing = shard.writer.into_inner().map_err(|source| Error::Parquet {
             path: shard.tmp.clone(),
             source,
         })?;
+        let (file, checksum) = hashing.finish();
         atomic::commit(file, &shard.tmp, &shard.path)?;
         let bytes = std::fs::metadata(&shard.path).at(&shard.path)?.len();
         let file = shard
@@ -191,6 +197,7 @@ impl ShardWriter {
             file: file.to_string_lossy().into_owned(),
             rows: shard.rows,
             bytes,
+            xxh3: Some(checksum),
         });
         Ok(())
     }

@@ -124,6 +124,44 @@ fn a_rerun_reuses_done_units_and_redoes_changed_inputs() {
 }
 
 #[test]
+fn a_shard_that_rotted_on_disk_is_recomputed_not_reused() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    for name in ["stem-en.jsonl", "stem-fr.jsonl"] {
+        fs::copy(sample_dir().join(name), input.join(name)).unwrap();
+    }
+    let output = work.path().join("out");
+    rlpt_ok(&unit_args(&input, &output, &[]));
+    let bytes = table_bytes(&output);
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(output.join("_manifest/unit-00001.json")).unwrap())
+            .unwrap();
+    let shard = &record["outputs"][0];
+    assert_eq!(shard["xxh3"].as_str().map(str::len), Some(16), "{shard}");
+
+    // One flipped bit in the middle of unit 1's shard: same size, same name.
+    let path = output.join(shard["file"].as_str().unwrap());
+    let mut rotten = fs::read(&path).unwrap();
+    let middle = rotten.len() / 2;
+    rotten[middle] ^= 0x10;
+    fs::write(&path, rotten).unwrap();
+
+    let rerun = rlpt_ok(&unit_args(&input, &output, &[]));
+    assert_eq!(
+        summary_row(&rerun)[1..3],
+        ["2", "1"],
+        "only the damaged unit is redone"
+    );
+    assert!(
+        stderr(&rerun).contains("changed on disk"),
+        "{}",
+        stderr(&rerun)
+    );
+    assert_eq!(table_bytes(&output), bytes);
+}
+
+#[test]
 fn another_config_on_the_same_output_is_refused_unless_forced() {
     let work = tempfile::tempdir().unwrap();
     let output = work.path().join("out");
