@@ -13,6 +13,7 @@ mod weights;
 
 use std::path::{Path, PathBuf};
 
+use candle_core::backprop::GradStore;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
@@ -40,6 +41,21 @@ pub struct Model {
     sin: Tensor,
     name: String,
     checksum: String,
+}
+
+/// Per-token RoPE tables and the attention mask of one forward pass.
+struct Frame {
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor,
+}
+
+/// The gradient reaching the leaf `x` (zeros when nothing depends on it).
+fn leaf_grad(store: &GradStore, x: &Var) -> candle_core::Result<Tensor> {
+    match store.get(x.as_tensor()) {
+        Some(grad) => Ok(grad.detach()),
+        None => x.zeros_like(),
+    }
 }
 
 /// Attention keys and values of the tokens seen so far, per layer, for a batch.
@@ -288,29 +304,133 @@ impl Model {
                 self.config.max_positions
             );
         }
-        let positions = self.positions(&cache.left_pad, past, seq)?;
-        let cos = self.cos.index_select(&positions, 0)?;
-        let sin = self.sin.index_select(&positions, 0)?;
-        let half = self.config.head_dim / 2;
-        let cos = cos.reshape((batch, seq, half))?;
-        let sin = sin.reshape((batch, seq, half))?;
-        let mask = self.mask(&cache.left_pad, past, seq)?;
-        let mut x = self
-            .weights
-            .embedding
-            .forward(ids)?
-            .to_dtype(self.format.dtype())?;
+        let frame = self.frame(&cache.left_pad, past, seq)?;
+        let mut x = self.embed(ids)?;
         for (layer, slot) in self.weights.layers.iter().zip(cache.layers.iter_mut()) {
-            let attended = self.attention(layer, &x, &cos, &sin, &mask, slot, mode)?;
-            x = (x + attended)?;
-            let h = ops::rms_norm(&x, &layer.ffn_norm, self.config.rms_norm_eps, mode)?;
-            let mlp = layer
-                .down
-                .forward(&(layer.gate.forward(&h)?.silu()? * layer.up.forward(&h)?)?)?;
-            x = (x + mlp)?;
+            x = self.block(layer, &x, &frame, slot, mode)?;
+            if mode == Mode::Inference {
+                // Trainable weights make candle record every op; an inference pass
+                // must not keep a block's activations (nor, through the cache, every
+                // earlier step's) alive for a backward pass that never comes.
+                x = x.detach();
+            }
         }
         cache.len += seq;
-        ops::rms_norm(&x, &self.weights.norm, self.config.rms_norm_eps, mode)
+        let hidden = ops::rms_norm(&x, &self.weights.norm, self.config.rms_norm_eps, mode)?;
+        Ok(match mode {
+            Mode::Inference => hidden.detach(),
+            Mode::Differentiable => hidden,
+        })
+    }
+
+    /// The token embeddings of `ids`, in the weights' dtype.
+    fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.weights
+            .embedding
+            .forward(ids)?
+            .to_dtype(self.format.dtype())
+    }
+
+    /// RoPE tables and the mask for `seq` new tokens after `past` of sequences with
+    /// `left_pad` padding.
+    fn frame(&self, left_pad: &[usize], past: usize, seq: usize) -> candle_core::Result<Frame> {
+        let batch = left_pad.len();
+        let positions = self.positions(left_pad, past, seq)?;
+        let half = self.config.head_dim / 2;
+        let cos = self.cos.index_select(&positions, 0)?;
+        let sin = self.sin.index_select(&positions, 0)?;
+        Ok(Frame {
+            cos: cos.reshape((batch, seq, half))?,
+            sin: sin.reshape((batch, seq, half))?,
+            mask: self.mask(left_pad, past, seq)?,
+        })
+    }
+
+    /// One decoder block: attention and MLP, each with its residual.
+    fn block(
+        &self,
+        layer: &LayerWeights,
+        x: &Tensor,
+        frame: &Frame,
+        slot: &mut Option<(Tensor, Tensor)>,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let attended = self.attention(layer, x, frame, slot, mode)?;
+        let x = (x + attended)?;
+        let h = ops::rms_norm(&x, &layer.ffn_norm, self.config.rms_norm_eps, mode)?;
+        let mlp = layer
+            .down
+            .forward(&(layer.gate.forward(&h)?.silu()? * layer.up.forward(&h)?)?)?;
+        x + mlp
+    }
+
+    /// Gradients of a loss over a differentiable forward pass of `ids: [batch, seq]`
+    /// (left-padded by `left_pad`) with activation checkpointing: the forward pass
+    /// keeps only each block's input, and the backward pass recomputes one block at a
+    /// time — the vector-Jacobian product of a block is the gradient of
+    /// `sum(block(x) * grad_out)` with `x` a leaf — so the activations of one block, not
+    /// of all, are alive at once. `loss_of` maps the final hidden states to a scalar
+    /// loss; `on_grads` receives each partial [`GradStore`] (the head's, then each
+    /// block's from the last, then the embedding's), whose weight gradients sum to
+    /// those of one backward pass over the whole graph.
+    pub fn backward_checkpointed<E: From<Error>>(
+        &self,
+        ids: &Tensor,
+        left_pad: Vec<usize>,
+        loss_of: impl FnOnce(&Tensor) -> std::result::Result<Tensor, E>,
+        mut on_grads: impl FnMut(&GradStore) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let fail = |e| E::from(compute("checkpointed backward pass", e));
+        let (batch, seq) = ids.dims2().map_err(fail)?;
+        if batch != left_pad.len() || seq > self.config.max_positions {
+            return Err(fail(candle_core::Error::Msg(format!(
+                "{batch} sequences of {seq} tokens against {} paddings and {} positions",
+                left_pad.len(),
+                self.config.max_positions
+            ))));
+        }
+        let frame = self.frame(&left_pad, 0, seq).map_err(fail)?;
+        let mode = Mode::Differentiable;
+        let mut inputs = Vec::with_capacity(self.weights.layers.len() + 1);
+        inputs.push(self.embed(ids).map_err(fail)?.detach());
+        for layer in &self.weights.layers {
+            let x = inputs.last().expect("the embeddings come first");
+            let out = self
+                .block(layer, x, &frame, &mut None, mode)
+                .map_err(fail)?;
+            inputs.push(out.detach());
+        }
+        let last = Var::from_tensor(&inputs.pop().expect("one input per block and the output"))
+            .map_err(fail)?;
+        let hidden = ops::rms_norm(
+            last.as_tensor(),
+            &self.weights.norm,
+            self.config.rms_norm_eps,
+            mode,
+        )
+        .map_err(fail)?;
+        let store = loss_of(&hidden)?.backward().map_err(fail)?;
+        on_grads(&store)?;
+        let mut grad_out = leaf_grad(&store, &last).map_err(fail)?;
+        drop(store);
+        for (layer, input) in self.weights.layers.iter().zip(inputs).rev() {
+            let x = Var::from_tensor(&input).map_err(fail)?;
+            let out = self
+                .block(layer, x.as_tensor(), &frame, &mut None, mode)
+                .map_err(fail)?;
+            let store = (out * &grad_out)
+                .and_then(|p| p.sum_all())
+                .and_then(|s| s.backward())
+                .map_err(fail)?;
+            on_grads(&store)?;
+            grad_out = leaf_grad(&store, &x).map_err(fail)?;
+        }
+        let embedded = self.embed(ids).map_err(fail)?;
+        let store = (embedded * &grad_out)
+            .and_then(|p| p.sum_all())
+            .and_then(|s| s.backward())
+            .map_err(fail)?;
+        on_grads(&store)
     }
 
     /// Position of each new token (row by row, flat): tokens before it that are not
@@ -349,17 +469,15 @@ impl Model {
         Tensor::from_vec(values, (left_pad.len(), 1, seq, total), &self.device)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         layer: &LayerWeights,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
+        frame: &Frame,
         slot: &mut Option<(Tensor, Tensor)>,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
+        let Frame { cos, sin, mask } = frame;
         let config = &self.config;
         let (batch, seq, _) = x.dims3()?;
         let h = ops::rms_norm(x, &layer.attn_norm, config.rms_norm_eps, mode)?;
@@ -394,7 +512,10 @@ impl Model {
             ),
             None => (k, v),
         };
-        *slot = Some((k.clone(), v.clone()));
+        *slot = Some(match mode {
+            Mode::Inference => (k.detach(), v.detach()),
+            Mode::Differentiable => (k.clone(), v.clone()),
+        });
         let group = config.num_heads / config.num_kv_heads;
         let k = repeat_kv(&k, group)?;
         let v = repeat_kv(&v, group)?;
@@ -666,5 +787,53 @@ fn compute(context: &str, source: candle_core::Error) -> Error {
     Error::Compute {
         context: context.to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed tiny model's shape with fresh weights, made trainable.
+    fn trainable_tiny_model(dir: &Path) -> Model {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny/config.json");
+        init_checkpoint(&config, dir, 3).unwrap();
+        let mut model = Model::load(dir, WeightFormat::F32, &Device::Cpu).unwrap();
+        model.trainable().unwrap();
+        model
+    }
+
+    #[test]
+    fn an_inference_pass_over_trainable_weights_keeps_no_graph() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = trainable_tiny_model(dir.path());
+        let ids = Tensor::new(&[[5u32, 6, 7], [8, 9, 10]], &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(&model, vec![0, 1]);
+        for step in 0..3 {
+            let input = if step == 0 {
+                ids.clone()
+            } else {
+                ids.narrow(1, 0, 1).unwrap()
+            };
+            let hidden = model.forward(&input, &mut cache, Mode::Inference).unwrap();
+            // A graph here would hold every block's activations, and a cached key
+            // holding one would chain every earlier step's cache (generation's memory
+            // grew without bound: 24 GB within a minute on SmolLM2).
+            assert!(
+                !hidden.track_op(),
+                "step {step}: the hidden states keep a graph"
+            );
+            for (k, v) in cache.layers.iter().flatten() {
+                assert!(
+                    !k.track_op() && !v.track_op(),
+                    "step {step}: the cache keeps a graph"
+                );
+            }
+        }
+        let mut fresh = KvCache::new(&model, vec![0, 1]);
+        let hidden = model
+            .forward(&ids, &mut fresh, Mode::Differentiable)
+            .unwrap();
+        assert!(hidden.track_op(), "a differentiable pass keeps its graph");
     }
 }
