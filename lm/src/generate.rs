@@ -28,6 +28,10 @@ pub struct SamplingConfig {
     pub stop: Vec<String>,
     /// Seed of the sequences' random streams.
     pub seed: u64,
+    /// Memory a batch of sequences may take (attention scores of its prefill, its KV
+    /// cache, its last logits, as estimated by [`batch_bytes`]): prompts are run in as
+    /// many batches as that needs, shortest first; one prompt always runs.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for SamplingConfig {
@@ -39,6 +43,7 @@ impl Default for SamplingConfig {
             max_tokens: 256,
             stop: Vec::new(),
             seed: 0,
+            max_batch_bytes: 1 << 30,
         }
     }
 }
@@ -90,7 +95,9 @@ struct Running {
     rng: SplitMix64,
 }
 
-/// Generates a continuation of every prompt (token ids, each non-empty) in one batch.
+/// Generates a continuation of every prompt (token ids, each non-empty), in batches
+/// of prompts of similar length within `config.max_batch_bytes`. A sequence's output
+/// does not depend on its batch.
 pub fn generate(
     model: &Model,
     detokenizer: &dyn Detokenizer,
@@ -98,23 +105,74 @@ pub fn generate(
     config: &SamplingConfig,
     pad_id: u32,
 ) -> Result<Vec<Generation>> {
-    let mut done: Vec<Option<Generation>> = vec![None; prompts.len()];
-    if prompts.is_empty() {
-        return Ok(Vec::new());
-    }
     if let Some(empty) = prompts.iter().position(Vec::is_empty) {
         return Err(Error::Generation(format!("prompt {empty} has no tokens")));
     }
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| prompts[i].len());
+    let mut done: Vec<Option<Generation>> = vec![None; prompts.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len()
+            && batch_bytes(
+                model,
+                end + 1 - start,
+                prompts[order[end]].len(),
+                config.max_tokens,
+            ) <= config.max_batch_bytes
+        {
+            end += 1;
+        }
+        let batch = &order[start..end];
+        let generations = generate_batch(model, detokenizer, prompts, batch, config, pad_id)?;
+        for (&prompt, generation) in batch.iter().zip(generations) {
+            done[prompt] = Some(generation);
+        }
+        start = end;
+    }
+    Ok(done
+        .into_iter()
+        .map(|g| g.expect("every prompt is in a batch"))
+        .collect())
+}
+
+/// Bytes a batch of `rows` prompts of up to `longest` tokens needs to generate
+/// `max_tokens` more: the f32 attention scores of one layer's prefill (three live at
+/// once: scores, masked, softmax), the whole KV cache, and the last logits.
+pub fn batch_bytes(model: &Model, rows: usize, longest: usize, max_tokens: usize) -> usize {
+    let config = model.config();
+    let scores = 3 * config.num_heads * longest * longest;
+    let cache =
+        2 * config.num_layers * config.num_kv_heads * config.head_dim * (longest + max_tokens);
+    rows.saturating_mul(scores + cache + config.vocab_size)
+        .saturating_mul(4)
+}
+
+/// Generates continuations of the prompts at `batch` (indices into `prompts`) in one
+/// batch; each sequence's random stream is seeded by its index among all `prompts`.
+fn generate_batch(
+    model: &Model,
+    detokenizer: &dyn Detokenizer,
+    all: &[Vec<u32>],
+    batch: &[usize],
+    config: &SamplingConfig,
+    pad_id: u32,
+) -> Result<Vec<Generation>> {
+    let prompts: Vec<&[u32]> = batch.iter().map(|&i| all[i].as_slice()).collect();
+    let mut done: Vec<Option<Generation>> = vec![None; prompts.len()];
+    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
     let ids: Vec<u32> = prompts
         .iter()
         .flat_map(|p| std::iter::repeat_n(pad_id, longest - p.len()).chain(p.iter().copied()))
         .collect();
     let mut cache = KvCache::new(model, pads);
-    let mut running: Vec<Running> = (0..prompts.len())
-        .map(|prompt| Running {
-            prompt,
+    let mut running: Vec<Running> = batch
+        .iter()
+        .enumerate()
+        .map(|(row, &prompt)| Running {
+            prompt: row,
             tokens: Vec::new(),
             rng: SplitMix64::new(config.seed ^ (prompt as u64).wrapping_mul(0x9E37_79B9)),
         })

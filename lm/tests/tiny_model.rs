@@ -386,6 +386,15 @@ fn seeded_sampling_is_reproducible_and_does_not_depend_on_the_batch() {
     // The first prompt alone (no padding, no neighbours) draws the same tokens.
     let alone = generate(&model, &letters, &prompts[..1], &config, 0).unwrap();
     assert_eq!(alone[0], first[0]);
+    // So does every prompt when a memory bound runs each in a batch of its own.
+    let one_by_one = SamplingConfig {
+        max_batch_bytes: 0,
+        ..config.clone()
+    };
+    assert_eq!(
+        generate(&model, &letters, &prompts, &one_by_one, 0).unwrap(),
+        first
+    );
     // Sampling is not greedy at this temperature.
     let greedy = generate(&model, &letters, &prompts, &greedy(12), 0).unwrap();
     assert_ne!(first, greedy);
