@@ -22,7 +22,7 @@ use crate::config::{SftTarget, TrainConfig};
 use crate::error::{Error, Result, compute, io};
 use crate::grpo::{Objective, advantages, overlong_penalty, zero_variance};
 use crate::judge::{Case, Judge};
-use crate::policy::{Policy, Sequence, completion_log_probs};
+use crate::policy::{Policy, Sequence, completion_backward, completion_log_probs};
 use crate::rewards::{self, RewardKind};
 use crate::run::{self, Gradients, MAX_UNUSABLE, Run, Summary};
 use crate::tasks::{self, Instance, PREDICTION_END, PREDICTION_START, TaskKind};
@@ -483,6 +483,7 @@ fn rollout(
             .chain(s.stop.iter().cloned())
             .collect(),
         seed,
+        ..SamplingConfig::default()
     };
     let prompts: Vec<Vec<u32>> = drawn
         .iter()
@@ -610,31 +611,38 @@ pub fn update(run: &mut Run, kept: &[Group], reference: Option<&Model>, lr: f64)
         let mut grads = Gradients::new(&run.policy);
         let (mut loss, mut clipped, mut kl) = (0.0, 0.0, 0.0);
         for (index, batch) in batches.iter().enumerate() {
-            let (log_probs, mask) = completion_log_probs(
-                &run.policy.model,
-                &sequences(batch),
-                pad,
-                Mode::Differentiable,
-            )?;
-            let old_log_probs = match &old {
-                Some(old) => old[index].clone(),
-                None => log_probs.detach(),
-            };
             let advantages: Vec<f32> = batch.iter().map(|r| r.advantage).collect();
             let advantages = Tensor::from_vec(advantages, batch.len(), run.device())
                 .map_err(compute("advantages"))?;
-            let micro = objective
-                .micro_loss(
-                    &log_probs,
-                    &old_log_probs,
-                    refs.as_ref().map(|r| &r[index]),
-                    &advantages,
-                    &mask,
-                    tokens as f32,
-                )
-                .map_err(compute("GRPO loss"))?;
-            let store = micro.loss.backward().map_err(compute("backward pass"))?;
-            grads.add(&run.policy, &store)?;
+            let mut step = None;
+            let micro_loss = |log_probs: &Tensor, mask: &Tensor| -> Result<Tensor> {
+                let old_log_probs = match &old {
+                    Some(old) => old[index].clone(),
+                    None => log_probs.detach(),
+                };
+                let micro = objective
+                    .micro_loss(
+                        log_probs,
+                        &old_log_probs,
+                        refs.as_ref().map(|r| &r[index]),
+                        &advantages,
+                        mask,
+                        tokens as f32,
+                    )
+                    .map_err(compute("GRPO loss"))?;
+                let loss = micro.loss.clone();
+                step = Some(micro);
+                Ok(loss)
+            };
+            completion_backward(
+                &run.policy.model,
+                &sequences(batch),
+                pad,
+                grpo.activation_checkpointing,
+                micro_loss,
+                |store| grads.add(&run.policy, store),
+            )?;
+            let micro = step.expect("the loss was computed");
             loss += f64::from(micro.loss.to_scalar::<f32>().map_err(compute("loss"))?);
             clipped += f64::from(micro.clipped);
             kl += f64::from(micro.kl_sum);

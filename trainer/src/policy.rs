@@ -181,6 +181,78 @@ pub struct Sequence<'a> {
     pub completion: &'a [u32],
 }
 
+/// Sequences left-padded into one batch, with what selects their completions.
+struct Batch {
+    /// `[rows, longest]` token ids.
+    ids: Tensor,
+    /// `[rows, widest]`: 1 on completion tokens, each row's completion right-aligned.
+    mask: Tensor,
+    /// Left padding of each row.
+    pads: Vec<usize>,
+    /// Tokens per row, padding included.
+    longest: usize,
+    /// The longest completion.
+    widest: usize,
+}
+
+impl Batch {
+    fn of(sequences: &[Sequence<'_>], pad: u32, device: &Device) -> Result<Self> {
+        if sequences
+            .iter()
+            .any(|s| s.prompt.is_empty() || s.completion.is_empty())
+        {
+            return Err(Error::Config(
+                "a sequence with an empty prompt or completion".into(),
+            ));
+        }
+        let lengths: Vec<usize> = sequences
+            .iter()
+            .map(|s| s.prompt.len() + s.completion.len())
+            .collect();
+        let longest = lengths.iter().copied().max().unwrap_or(0);
+        let widest = sequences
+            .iter()
+            .map(|s| s.completion.len())
+            .max()
+            .unwrap_or(0);
+        let mut ids = Vec::with_capacity(sequences.len() * longest);
+        let mut mask = Vec::with_capacity(sequences.len() * widest);
+        for (sequence, length) in sequences.iter().zip(&lengths) {
+            ids.extend(std::iter::repeat_n(pad, longest - length));
+            ids.extend_from_slice(sequence.prompt);
+            ids.extend_from_slice(sequence.completion);
+            let blank = widest - sequence.completion.len();
+            mask.extend((0..widest).map(|j| if j < blank { 0.0f32 } else { 1.0 }));
+        }
+        let run = || -> candle_core::Result<(Tensor, Tensor)> {
+            let ids = Tensor::from_vec(ids, (sequences.len(), longest), device)?;
+            let mask = Tensor::from_vec(mask, (sequences.len(), widest), device)?;
+            Ok((ids, mask))
+        };
+        let (ids, mask) = run().map_err(compute("batching sequences"))?;
+        Ok(Self {
+            ids,
+            mask,
+            pads: lengths.iter().map(|l| longest - l).collect(),
+            longest,
+            widest,
+        })
+    }
+
+    /// log p of each completion token, `[rows, widest]`, from the final hidden states.
+    fn log_probs(&self, model: &Model, hidden: &Tensor) -> Result<Tensor> {
+        let (longest, widest) = (self.longest, self.widest);
+        let (hidden, targets) = (|| {
+            Ok::<_, candle_core::Error>((
+                hidden.narrow(1, longest - 1 - widest, widest)?,
+                self.ids.narrow(1, longest - widest, widest)?,
+            ))
+        })()
+        .map_err(compute("selecting completion positions"))?;
+        Ok(model.target_log_probs(&hidden, &targets)?)
+    }
+}
+
 /// log p of each completion token under `model`, `[rows, C]` with C the longest
 /// completion, each row's completion right-aligned, and the mask (1 on completion
 /// tokens) of the same shape. Sequences are left-padded with `pad` into one batch.
@@ -190,55 +262,121 @@ pub fn completion_log_probs(
     pad: u32,
     mode: Mode,
 ) -> Result<(Tensor, Tensor)> {
-    let lengths: Vec<usize> = sequences
-        .iter()
-        .map(|s| s.prompt.len() + s.completion.len())
-        .collect();
-    let longest = lengths.iter().copied().max().unwrap_or(0);
-    let widest = sequences
-        .iter()
-        .map(|s| s.completion.len())
-        .max()
-        .unwrap_or(0);
-    if sequences
-        .iter()
-        .any(|s| s.prompt.is_empty() || s.completion.is_empty())
-    {
-        return Err(Error::Config(
-            "a sequence with an empty prompt or completion".into(),
-        ));
+    let batch = Batch::of(sequences, pad, model.device())?;
+    let mut cache = KvCache::new(model, batch.pads.clone());
+    let hidden = model.forward(&batch.ids, &mut cache, mode)?;
+    Ok((batch.log_probs(model, &hidden)?, batch.mask))
+}
+
+/// Backpropagates `loss(log_probs, mask)` — a scalar built from
+/// [`completion_log_probs`]' two tensors — handing each backward pass's gradients to
+/// `on_grads`: one pass over the whole graph, or with `checkpointed` one per decoder
+/// block, which keeps the activations of one block alive instead of all
+/// ([`Model::backward_checkpointed`]); the summed gradients are the same.
+pub fn completion_backward(
+    model: &Model,
+    sequences: &[Sequence<'_>],
+    pad: u32,
+    checkpointed: bool,
+    loss: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>,
+    mut on_grads: impl FnMut(&candle_core::backprop::GradStore) -> Result<()>,
+) -> Result<()> {
+    let batch = Batch::of(sequences, pad, model.device())?;
+    let loss_of = |hidden: &Tensor| loss(&batch.log_probs(model, hidden)?, &batch.mask);
+    if checkpointed {
+        return model.backward_checkpointed(&batch.ids, batch.pads.clone(), loss_of, on_grads);
     }
-    let mut ids = Vec::with_capacity(sequences.len() * longest);
-    let mut mask = Vec::with_capacity(sequences.len() * widest);
-    for (sequence, length) in sequences.iter().zip(&lengths) {
-        ids.extend(std::iter::repeat_n(pad, longest - length));
-        ids.extend_from_slice(sequence.prompt);
-        ids.extend_from_slice(sequence.completion);
-        let blank = widest - sequence.completion.len();
-        mask.extend((0..widest).map(|j| if j < blank { 0.0f32 } else { 1.0 }));
-    }
-    let pads: Vec<usize> = lengths.iter().map(|l| longest - l).collect();
-    let device = model.device();
-    let run = || -> candle_core::Result<(Tensor, Tensor)> {
-        let ids = Tensor::from_vec(ids, (sequences.len(), longest), device)?;
-        let mask = Tensor::from_vec(mask, (sequences.len(), widest), device)?;
-        Ok((ids, mask))
-    };
-    let (ids, mask) = run().map_err(compute("batching sequences"))?;
-    let mut cache = KvCache::new(model, pads);
-    let hidden = model.forward(&ids, &mut cache, mode)?;
-    let (hidden, targets) = (|| {
-        Ok::<_, candle_core::Error>((
-            hidden.narrow(1, longest - 1 - widest, widest)?,
-            ids.narrow(1, longest - widest, widest)?,
-        ))
-    })()
-    .map_err(compute("selecting completion positions"))?;
-    let log_probs = model.target_log_probs(&hidden, &targets)?;
-    Ok((log_probs, mask))
+    let mut cache = KvCache::new(model, batch.pads.clone());
+    let hidden = model.forward(&batch.ids, &mut cache, Mode::Differentiable)?;
+    let store = loss_of(&hidden)?
+        .backward()
+        .map_err(compute("backward pass"))?;
+    on_grads(&store)
 }
 
 /// The weights file of a checkpoint directory.
 pub fn checkpoint_weights(dir: &Path) -> PathBuf {
     dir.join("model.safetensors")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each parameter's gradient of a weighted sum of completion log-probs.
+    fn gradients(policy: &Policy, sequences: &[Sequence<'_>], checkpointed: bool) -> Vec<Vec<f32>> {
+        let mut sums: Vec<Option<Tensor>> = vec![None; policy.params.len()];
+        let loss = |log_probs: &Tensor, mask: &Tensor| -> candle_core::Result<Tensor> {
+            let weights = Tensor::arange(1f32, 1.0 + mask.dim(1)? as f32, log_probs.device())?
+                .broadcast_as(mask.shape())?;
+            Ok((log_probs * mask)?.mul(&weights)?.sum_all()?)
+        };
+        completion_backward(
+            &policy.model,
+            sequences,
+            policy.pad(),
+            checkpointed,
+            |lp, mask| loss(lp, mask).map_err(|e| Error::Config(e.to_string())),
+            |store| {
+                for ((_, var), sum) in policy.params.iter().zip(&mut sums) {
+                    if let Some(grad) = store.get(var.as_tensor()) {
+                        *sum = Some(match sum.take() {
+                            Some(s) => (s + grad).map_err(compute("summing"))?,
+                            None => grad.clone(),
+                        });
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        sums.into_iter()
+            .map(|g| g.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn activation_checkpointing_gives_the_gradients_of_one_backward_pass() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
+        let tokenizer = tokenizer_for(&root, None).unwrap();
+        let policy = Policy::load(&root, tokenizer, &Device::Cpu, "none").unwrap();
+        let (a, b) = (
+            policy
+                .tokenizer
+                .encode("The theorem of Pythagoras")
+                .unwrap(),
+            policy.tokenizer.encode("Water").unwrap(),
+        );
+        let (ca, cb) = (
+            policy.tokenizer.encode(" relates the sides").unwrap(),
+            policy
+                .tokenizer
+                .encode(" boils at a hundred degrees")
+                .unwrap(),
+        );
+        let sequences = [
+            Sequence {
+                prompt: &a,
+                completion: &ca,
+            },
+            Sequence {
+                prompt: &b,
+                completion: &cb,
+            },
+        ];
+        let whole = gradients(&policy, &sequences, false);
+        let checkpointed = gradients(&policy, &sequences, true);
+        assert_eq!(whole.len(), policy.params.len());
+        for (((name, _), w), c) in policy.params.iter().zip(&whole).zip(&checkpointed) {
+            let norm = w.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let diff = w
+                .iter()
+                .zip(c)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum::<f32>()
+                .sqrt();
+            assert!(norm > 0.0, "{name} got no gradient");
+            assert!(diff <= 1e-5 * norm, "{name}: |Δ| {diff} against |g| {norm}");
+        }
+    }
 }

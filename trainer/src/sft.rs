@@ -12,14 +12,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rlpt_lm::Mode;
+use candle_core::Tensor;
 use rlpt_lm::generate::SplitMix64;
 use serde_json::{Value, json};
 
 use crate::config::{SftTarget, TrainConfig};
 use crate::error::{Error, Result, compute};
 use crate::grpo_run::{TaskSpec, draw, mix};
-use crate::policy::{Policy, Sequence, completion_log_probs};
+use crate::policy::{Policy, Sequence, completion_backward};
 use crate::run::{Gradients, MAX_UNUSABLE, Run, Summary};
 use crate::tasks::{Instance, PREDICTION_END, PREDICTION_START, TaskKind};
 
@@ -74,16 +74,22 @@ fn sft_step(
                 completion: &e.completion,
             })
             .collect();
-        let (log_probs, mask) = completion_log_probs(
+        let mut batch_loss = None;
+        let sft_loss = |log_probs: &Tensor, mask: &Tensor| -> Result<Tensor> {
+            let loss = (|| (log_probs * mask)?.sum_all()?.neg()? / tokens as f64)()
+                .map_err(compute("SFT loss"))?;
+            batch_loss = Some(loss.clone());
+            Ok(loss)
+        };
+        completion_backward(
             &run.policy.model,
             &sequences,
             run.policy.pad(),
-            Mode::Differentiable,
+            run.config.grpo.activation_checkpointing,
+            sft_loss,
+            |store| grads.add(&run.policy, store),
         )?;
-        let loss = (|| (log_probs * mask)?.sum_all()?.neg()? / tokens as f64)()
-            .map_err(compute("SFT loss"))?;
-        let store = loss.backward().map_err(compute("backward pass"))?;
-        grads.add(&run.policy, &store)?;
+        let loss = batch_loss.expect("the loss was computed");
         loss_sum += f64::from(loss.to_scalar::<f32>().map_err(compute("loss"))?);
     }
     let grad_norm = run.apply(grads, lr)?;
