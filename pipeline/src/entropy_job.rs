@@ -142,6 +142,7 @@ impl EntropyJob {
         contexts: &LargeStringArray,
         segments: &StringArray,
         counters: &mut EntropyCounters,
+        sink: &mut UnitSink<'_>,
     ) -> Result<Vec<Tagged>> {
         let max_positions = self.model.config().max_positions;
         let triples = (0..contexts.len())
@@ -165,12 +166,20 @@ impl EntropyJob {
             .collect::<Result<Vec<_>>>()?;
         let chains = chains(&triples);
         let mut entropies: Vec<Vec<f32>> = vec![Vec::new(); triples.len()];
-        for pass in self.passes(&chains, &triples) {
-            counters.forward_tokens += pass
-                .iter()
+        let passes = self.passes(&chains, &triples);
+        let pass_tokens = |pass: &[usize]| -> u64 {
+            pass.iter()
                 .map(|c| triples[*chains[*c].members.last().unwrap()].ids.len() as u64)
-                .sum::<u64>();
+                .sum()
+        };
+        let total: u64 = passes.iter().map(|pass| pass_tokens(pass)).sum();
+        let mut done = 0;
+        for pass in passes {
+            let tokens = pass_tokens(&pass);
             self.run_pass(&pass, &chains, &triples, &mut entropies)?;
+            done += tokens;
+            counters.forward_tokens += tokens;
+            sink.batch_progress(done, total, tokens);
         }
         Ok(triples
             .into_iter()
@@ -339,7 +348,7 @@ impl ShardJob for EntropyJob {
             let segments = spec
                 .column::<StringArray>(&batch, "segment")
                 .map_err(schema_error)?;
-            let tagged = self.tag(contexts, segments, &mut counters)?;
+            let tagged = self.tag(contexts, segments, &mut counters, sink)?;
             let kept: Vec<bool> = tagged.iter().map(|t| t.kept(&self.config)).collect();
             for (one, &kept) in tagged.iter().zip(&kept) {
                 counters.count(one, kept);

@@ -154,6 +154,9 @@ pub struct UnitSink<'a> {
     rows_out: u64,
     strict: bool,
     progress: &'a Progress,
+    /// Input bytes the batch being processed stands for, and how many of them its
+    /// partial progress reported.
+    batch_bytes: (u64, u64),
 }
 
 impl UnitSink<'_> {
@@ -201,6 +204,27 @@ impl UnitSink<'_> {
     /// Reports input consumed.
     pub fn advance(&self, bytes: u64, rows: u64) {
         self.progress.advance(bytes, rows);
+    }
+
+    /// Starts a batch that stands for `bytes` of input (see [`Self::batch_progress`]).
+    pub fn begin_batch(&mut self, bytes: u64) {
+        self.batch_bytes = (bytes, 0);
+    }
+
+    /// Reports `done` of `total` work of the current batch finished, with `tokens`
+    /// more run through a model: the share of its bytes moves the progress now.
+    pub fn batch_progress(&mut self, done: u64, total: u64, tokens: u64) {
+        let (bytes, reported) = self.batch_bytes;
+        let due = bytes * done.min(total) / total.max(1);
+        let delta = due.saturating_sub(reported);
+        self.batch_bytes.1 += delta;
+        self.progress.advance_tokens(delta, tokens);
+    }
+
+    /// Finishes the current batch of `rows` records: its bytes not yet reported.
+    pub fn end_batch(&mut self, rows: u64) {
+        let (bytes, reported) = std::mem::take(&mut self.batch_bytes);
+        self.progress.advance(bytes - reported, rows);
     }
 
     fn flush_rejects(&mut self) -> Result<()> {
@@ -336,6 +360,7 @@ fn run_unit(
         rows_out: 0,
         strict: run.strict,
         progress,
+        batch_bytes: (0, 0),
     };
     let counts = job.run_unit(unit, &mut sink)?;
     sink.flush_rejects()?;
@@ -587,6 +612,30 @@ fn remove_files(paths: Vec<PathBuf>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_moves_the_progress_with_each_forward_pass() {
+        let progress = Progress::new(ProgressMode::Off, "entropy", 1000);
+        let mut sink = UnitSink {
+            writers: Vec::new(),
+            pending_rejects: Vec::new(),
+            reject_reasons: BTreeMap::new(),
+            rows_out: 0,
+            strict: false,
+            progress: &progress,
+            batch_bytes: (0, 0),
+        };
+        sink.begin_batch(600);
+        sink.batch_progress(100, 400, 100);
+        assert_eq!(progress.totals(), (150, 0, 100), "a quarter of the batch's bytes");
+        sink.batch_progress(400, 400, 300);
+        assert_eq!(progress.totals(), (600, 0, 400));
+        sink.end_batch(7);
+        assert_eq!(progress.totals(), (600, 7, 400), "rows count when the batch is done");
+        sink.begin_batch(400);
+        sink.end_batch(3);
+        assert_eq!(progress.totals(), (1000, 10, 400), "a batch without passes");
+    }
 
     #[test]
     fn ranks_split_units_round_robin() {

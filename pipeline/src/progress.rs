@@ -1,5 +1,5 @@
-//! Progress of a running stage on stderr: a bar (bytes, MB/s, docs/s, ETA) when stderr
-//! is a terminal, JSON-line events every second under `--log-format json`, nothing
+//! Progress of a running stage on stderr: a bar (bytes, MB/s, docs/s, model tokens/s
+//! for the stages that run a model, ETA) when stderr is a terminal, JSON-line events every second under `--log-format json`, nothing
 //! under `-q` or when stderr is redirected in text mode.
 
 use std::sync::Mutex;
@@ -59,6 +59,7 @@ pub struct Progress {
     total_bytes: u64,
     bytes: AtomicU64,
     rows: AtomicU64,
+    tokens: AtomicU64,
     started: Instant,
     last_event: Mutex<Instant>,
     bar: Option<ProgressBar>,
@@ -87,6 +88,7 @@ impl Progress {
             total_bytes,
             bytes: AtomicU64::new(0),
             rows: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
             started: Instant::now(),
             last_event: Mutex::new(Instant::now()),
             bar,
@@ -95,23 +97,54 @@ impl Progress {
 
     /// Records `bytes` of input and `rows` records processed.
     pub fn advance(&self, bytes: u64, rows: u64) {
+        self.record(bytes, rows, 0);
+    }
+
+    /// Records `tokens` run through a model for `bytes` of input, before the rows
+    /// they belong to are finished: a stage whose batches take minutes moves with
+    /// each forward pass.
+    pub fn advance_tokens(&self, bytes: u64, tokens: u64) {
+        self.record(bytes, 0, tokens);
+    }
+
+    fn record(&self, bytes: u64, rows: u64, tokens: u64) {
         let bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let rows = self.rows.fetch_add(rows, Ordering::Relaxed) + rows;
+        let tokens = self.tokens.fetch_add(tokens, Ordering::Relaxed) + tokens;
         match self.mode {
             ProgressMode::Bar => {
                 if let Some(bar) = &self.bar {
                     bar.set_position(bytes);
-                    bar.set_message(format!("{rows} docs {:.0} docs/s", self.per_second(rows)));
+                    bar.set_message(self.message(rows, tokens));
                 }
             }
             ProgressMode::Json => {
                 let mut last = self.last_event.lock().expect("progress lock");
                 if last.elapsed() >= JSON_INTERVAL {
                     *last = Instant::now();
-                    self.emit_event(bytes, rows);
+                    self.emit_event(bytes, rows, tokens);
                 }
             }
             ProgressMode::Off => {}
+        }
+    }
+
+    /// Input bytes, rows and model tokens recorded so far.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.rows.load(Ordering::Relaxed),
+            self.tokens.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The bar's message: documents, and model tokens once a model has run.
+    fn message(&self, rows: u64, tokens: u64) -> String {
+        let docs = format!("{rows} docs {:.0} docs/s", self.per_second(rows));
+        if tokens == 0 {
+            docs
+        } else {
+            format!("{docs} {tokens} tok {:.0} tok/s", self.per_second(tokens))
         }
     }
 
@@ -121,10 +154,8 @@ impl Progress {
             bar.finish_and_clear();
         }
         if self.mode == ProgressMode::Json {
-            self.emit_event(
-                self.bytes.load(Ordering::Relaxed),
-                self.rows.load(Ordering::Relaxed),
-            );
+            let (bytes, rows, tokens) = self.totals();
+            self.emit_event(bytes, rows, tokens);
         }
     }
 
@@ -132,7 +163,7 @@ impl Progress {
         amount as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
     }
 
-    fn emit_event(&self, bytes: u64, rows: u64) {
+    fn emit_event(&self, bytes: u64, rows: u64, tokens: u64) {
         let bytes_per_s = self.per_second(bytes);
         let eta_s = if bytes_per_s > 0.0 {
             self.total_bytes.saturating_sub(bytes) as f64 / bytes_per_s
@@ -147,6 +178,8 @@ impl Progress {
             docs = rows,
             mb_per_s = bytes_per_s / 1e6,
             docs_per_s = self.per_second(rows),
+            tokens,
+            tokens_per_s = self.per_second(tokens),
             eta_s,
             "progress"
         );

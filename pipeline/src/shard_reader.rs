@@ -202,8 +202,9 @@ pub fn for_each_batch(
         for batch in reader {
             let batch = batch?;
             let rows = batch.num_rows() as u64;
+            sink.begin_batch(progress.rows_done(rows));
             visit(sink, file, batch)?;
-            sink.advance(progress.rows_done(rows), rows);
+            sink.end_batch(rows);
         }
     }
     Ok(())
