@@ -56,7 +56,7 @@ fn main() {
     let documents = work.path().join("documents");
     let ingest = IngestJob::default();
     let (ingest_time, summary) = best_of(work.path(), "ingest", |out| {
-        ingest.run(input.to_str().unwrap(), &stage_run(out))
+        ingest.run(&[input.to_str().unwrap()], &stage_run(out))
     });
     fs::rename(work.path().join("ingest-0"), &documents).unwrap();
     assert_eq!(summary.rows_out as usize, docs);

@@ -277,9 +277,16 @@ fn env_number(name: &str) -> Result<Option<usize>> {
 /// `rlpt ingest`.
 #[derive(Debug, Args)]
 pub struct IngestCommand {
-    /// Input, output, sharding.
+    /// Input: a file, a directory (read recursively) or a glob such as
+    /// 'data/*.jsonl.gz'; repeat it to read several, in the order given.
+    #[arg(long = "input", value_name = "PATH", required = true)]
+    pub inputs: Vec<String>,
+    /// Output directory (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// This process's share of the work.
     #[command(flatten)]
-    pub io: StageIo,
+    pub share: ShareArgs,
     /// Stop at the first rejected record instead of writing it to `rejects/`.
     #[arg(long)]
     pub strict: bool,

@@ -201,14 +201,14 @@ fn ingest(command: &IngestCommand, progress: ProgressMode) -> Result<StageSummar
         stage: command.config.clone(),
     };
     let run = StageRun {
-        output: command.io.output.clone(),
+        output: command.output.clone(),
         layout: command.layout,
-        sharding: command.io.share.sharding()?,
-        force: command.io.share.force,
+        sharding: command.share.sharding()?,
+        force: command.share.force,
         strict: command.strict,
         progress,
     };
-    job.run(&command.io.input, &run)
+    job.run(&command.inputs, &run)
 }
 
 fn dedup(command: &DedupCommand, progress: ProgressMode) -> Result<Vec<StageSummary>> {
@@ -338,9 +338,10 @@ impl RunIn<'_> {
 fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
     let (input, output, base) = (step.input.as_str(), &step.output, place.base);
     match step.entry {
-        StageEntry::Ingest(entry) => entry
-            .job()
-            .run(input, &place.stage_run(output, entry.layout, entry.strict)),
+        StageEntry::Ingest(entry) => entry.job().run(
+            &[input],
+            &place.stage_run(output, entry.layout, entry.strict),
+        ),
         StageEntry::Pii(entry) => {
             PiiJob::new(&entry.config)?.run(input, &place.stage_run(output, entry.layout, false))
         }

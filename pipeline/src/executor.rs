@@ -627,11 +627,19 @@ mod tests {
         };
         sink.begin_batch(600);
         sink.batch_progress(100, 400, 100);
-        assert_eq!(progress.totals(), (150, 0, 100), "a quarter of the batch's bytes");
+        assert_eq!(
+            progress.totals(),
+            (150, 0, 100),
+            "a quarter of the batch's bytes"
+        );
         sink.batch_progress(400, 400, 300);
         assert_eq!(progress.totals(), (600, 0, 400));
         sink.end_batch(7);
-        assert_eq!(progress.totals(), (600, 7, 400), "rows count when the batch is done");
+        assert_eq!(
+            progress.totals(),
+            (600, 7, 400),
+            "rows count when the batch is done"
+        );
         sink.begin_batch(400);
         sink.end_batch(3);
         assert_eq!(progress.totals(), (1000, 10, 400), "a batch without passes");

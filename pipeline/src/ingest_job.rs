@@ -10,10 +10,11 @@
 //! decoding is rejected the same way, from its first unread row.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use arrow_array::cast::AsArray;
@@ -112,16 +113,43 @@ fn stem(file: &InputFile) -> String {
     name[..end].to_string()
 }
 
-/// Expands `--input` and plans the work units, leaving out anything under `output`
-/// (rlpt's own shards, when the output directory is inside the input one). With
-/// `--format auto`, a directory or glob keeps the files whose extension names a format
-/// (logging what it skips), and a single file must have such an extension.
-pub fn plan(
-    input: &str,
+/// Expands every `--input` (in the order given, each one's files sorted) and plans the
+/// work units, leaving out anything under `output` (rlpt's own shards, when the output
+/// directory is inside an input one). A file two inputs name is refused.
+pub fn plan<S: AsRef<str>>(
+    inputs: &[S],
     format: InputFormat,
     layout: &Layout,
     output: &Path,
 ) -> Result<Vec<WorkUnit>> {
+    let mut files: Vec<InputFile> = Vec::new();
+    let mut seen: HashMap<PathBuf, String> = HashMap::new();
+    for input in inputs {
+        let input = input.as_ref();
+        for file in readable_files(input, format, output)? {
+            let key = file
+                .path
+                .canonicalize()
+                .unwrap_or_else(|_| file.path.clone());
+            if let Some(first) = seen.insert(key, input.to_string()) {
+                return Err(Error::Input {
+                    spec: input.to_string(),
+                    problem: format!(
+                        "{} is also named by --input {first}; give each file once",
+                        file.display()
+                    ),
+                });
+            }
+            files.push(file);
+        }
+    }
+    Ok(inputs::plan_units(files, layout.unit_bytes))
+}
+
+/// The files of one `--input` ingest reads. With `--format auto`, a directory or glob
+/// keeps the files whose extension names a format (logging what it skips), and a
+/// single file must have such an extension.
+fn readable_files(input: &str, format: InputFormat, output: &Path) -> Result<Vec<InputFile>> {
     let explicit_file = Path::new(input).is_file();
     let files = inputs::expand(input, inputs::outside(output))?;
     let mut kept = Vec::with_capacity(files.len());
@@ -167,7 +195,7 @@ pub fn plan(
             problem: "no file has a known format (.jsonl, .txt, .parquet…); pass --format".into(),
         });
     }
-    Ok(inputs::plan_units(kept, layout.unit_bytes))
+    Ok(kept)
 }
 
 /// The ingest stage as the executor runs it: how to read, and the stage's settings.
@@ -222,9 +250,9 @@ impl ShardJob for IngestJob {
 }
 
 impl IngestJob {
-    /// Plans `input` into work units and runs this rank's share.
-    pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
-        let units = plan(input, self.format, &run.layout, &run.output)?;
+    /// Plans `inputs` into work units and runs this rank's share.
+    pub fn run<S: AsRef<str>>(&self, inputs: &[S], run: &StageRun) -> Result<StageSummary> {
+        let units = plan(inputs, self.format, &run.layout, &run.output)?;
         run_stage(self, &units, run)
     }
 

@@ -567,3 +567,57 @@ fn a_record_over_max_record_bytes_is_rejected_too_long() {
         assert!(get(&rejects[0], "detail").contains("--max-record-bytes 1048576"));
     }
 }
+
+#[test]
+fn input_repeats_to_read_several_in_the_order_given() {
+    let work = tempfile::tempdir().unwrap();
+    let fr = sample_dir().join("stem-fr.jsonl");
+    let en = sample_dir().join("stem-en.jsonl");
+    let out = work.path().join("out");
+    rlpt_ok(&[
+        "ingest",
+        "--input",
+        arg(&fr),
+        "--input",
+        arg(&en),
+        "--output",
+        arg(&out),
+    ]);
+    let ids: Vec<String> = read_rows(&out)
+        .iter()
+        .map(|r| get(r, "id").to_string())
+        .collect();
+    let ids_of = |path: &std::path::Path| -> Vec<String> {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids,
+        [ids_of(&fr), ids_of(&en)].concat(),
+        "French first, as given"
+    );
+
+    let twice = rlpt(&[
+        "ingest",
+        "--input",
+        arg(&sample_dir().join("stem-*.jsonl")),
+        "--input",
+        arg(&en),
+        "--output",
+        arg(&work.path().join("twice")),
+    ]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(
+        stderr(&twice).contains("stem-en.jsonl is also named by --input"),
+        "{}",
+        stderr(&twice)
+    );
+}
