@@ -482,10 +482,20 @@ fn shuffled_input_shards_keep_the_same_documents_and_clusters() {
     dedup(&first, &out_a, &[]);
     dedup(&second, &out_b, &[]);
     assert_eq!(kept_ids(&out_a), kept_ids(&out_b));
-    assert_eq!(
-        table_bytes(&out_a.join("dedup_clusters")),
-        table_bytes(&out_b.join("dedup_clusters"))
-    );
+    // The same clusters, decisions and similarities; only `source` (the file each
+    // document was shuffled into) differs.
+    let decisions = |out: &Path| -> Vec<Vec<String>> {
+        read_rows(&out.join("dedup_clusters"))
+            .iter()
+            .map(|r| {
+                ["id", "cluster_id", "kept", "similarity"]
+                    .map(|c| get(r, c).to_string())
+                    .to_vec()
+            })
+            .collect()
+    };
+    assert!(!decisions(&out_a).is_empty());
+    assert_eq!(decisions(&out_a), decisions(&out_b));
 }
 
 #[test]
@@ -539,5 +549,54 @@ fn no_duplicates_make_an_empty_cluster_table_and_steps_refuse_unfinished_ones() 
         stderr(&refused).contains("1 of 1 work units are not done"),
         "{}",
         stderr(&refused)
+    );
+}
+
+#[test]
+fn a_repeated_id_keeps_its_first_document_and_clusters_name_the_source() {
+    let work = tempfile::tempdir().unwrap();
+    let wiki = sample_docs();
+    // Two files, each numbering its documents from 0: ids repeat with other texts.
+    let raw = work.path().join("raw");
+    fs::create_dir_all(&raw).unwrap();
+    for (file, docs) in [
+        ("a-first.jsonl", &wiki[..3]),
+        ("b-second.jsonl", &wiki[3..5]),
+    ] {
+        let lines: String = docs
+            .iter()
+            .enumerate()
+            .map(|(n, doc)| {
+                serde_json::json!({ "id": n.to_string(), "text": doc.text }).to_string() + "\n"
+            })
+            .collect();
+        fs::write(raw.join(file), lines).unwrap();
+    }
+    let documents = work.path().join("documents");
+    rlpt_ok(&ingest_args(&raw, &documents, &["--unit-bytes", "1KiB"]));
+    let output = work.path().join("deduped");
+    dedup(&documents, &output, &[]);
+
+    let kept = read_rows(&output);
+    let texts: Vec<&str> = kept.iter().map(|r| get(r, "text")).collect();
+    assert_eq!(
+        texts,
+        wiki[..3]
+            .iter()
+            .map(|d| d.text.as_str())
+            .collect::<Vec<_>>(),
+        "ids 0 and 1 of the second file are removed, the first file's kept"
+    );
+    let rows = read_rows(&output.join("dedup_clusters"));
+    let removed: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| get(r, "kept") == "false")
+        .map(|r| (get(r, "id"), get(r, "source")))
+        .collect();
+    assert_eq!(removed, [("0", "b-second"), ("1", "b-second")]);
+    assert!(
+        rows.iter()
+            .filter(|r| get(r, "kept") == "true")
+            .all(|r| get(r, "source") == "a-first")
     );
 }

@@ -1,7 +1,7 @@
 //! Dedup step 2, per band: read one band column (and the keys) of every signature
 //! shard, sort the `(band hash, key)` entries within a memory budget (spilling sorted
-//! runs to disk), and write each bucket's candidate pairs. Units are the bands, plus a
-//! last one for the exact hash, so ranks split the bands.
+//! runs to disk), and write each bucket's candidate pairs. Units are the bands, plus
+//! one for the exact hash and one for the id hash, so ranks split the bands.
 
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ const READ_ROWS: usize = 65_536;
 pub(super) fn run(run: &DedupRun, dirs: &DedupDirs) -> Result<StageSummary> {
     let banding = run.banding()?;
     let signatures = table_inputs(&dirs.signatures().to_string_lossy())?;
-    let units: Vec<WorkUnit> = (0..=banding.bands)
+    let units: Vec<WorkUnit> = (0..banding.bands + 2)
         .map(|index| WorkUnit {
             index,
             files: signatures.clone(),
@@ -53,12 +53,12 @@ struct BucketsJob {
 }
 
 impl BucketsJob {
-    /// The signature column a unit groups by: a band, or the exact hash.
+    /// The signature column a unit groups by: a band, the exact hash or the id hash.
     fn column(&self, unit: usize) -> String {
-        if unit < self.bands {
-            dedup::band_column(unit)
-        } else {
-            "exact".to_string()
+        match unit.checked_sub(self.bands) {
+            None => dedup::band_column(unit),
+            Some(0) => "exact".to_string(),
+            Some(_) => "id_hash".to_string(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Dedup step 3, one task: read every candidate pair, load the id and bottom-k sketch
-//! of each document in a pair (only those), verify, cluster, and write
+//! Dedup step 3, one task: read every candidate pair, load the id, bottom-k sketch and
+//! source of each document in a pair (only those), verify, cluster, and write
 //! `dedup_clusters` (for people) and `dedup_removed` (the keys the filter drops).
 //!
 //! Memory: the distinct pairs and the members' sketches — proportional to the number
@@ -115,7 +115,7 @@ fn read_pairs(files: &[InputFile], sink: &UnitSink<'_>) -> Result<Vec<(u64, u64)
     Ok(pairs)
 }
 
-/// The id and sketch of every document among `keys` (sorted).
+/// The id, sketch and source of every document among `keys` (sorted).
 fn read_members(
     files: &[InputFile],
     keys: &[u64],
@@ -123,14 +123,18 @@ fn read_members(
 ) -> Result<HashMap<u64, Member>> {
     let mut members = HashMap::with_capacity(keys.len());
     for file in files {
-        let batches =
-            ParquetBatches::open_columns(&file.path, BATCH_ROWS, Some(&["key", "id", "sketch"]))?;
+        let batches = ParquetBatches::open_columns(
+            &file.path,
+            BATCH_ROWS,
+            Some(&["key", "id", "sketch", "source"]),
+        )?;
         let mut progress = RowsToBytes::new(file.bytes, batches.total_rows());
         for batch in batches {
             let batch = batch?;
             let key = batch.column(0).as_primitive::<UInt64Type>();
             let id = batch.column(1).as_string::<i32>();
             let sketch = batch.column(2).as_binary::<i32>();
+            let source = batch.column(3).as_string::<i32>();
             for row in
                 (0..batch.num_rows()).filter(|&row| keys.binary_search(&key.value(row)).is_ok())
             {
@@ -141,6 +145,7 @@ fn read_members(
                         .chunks_exact(4)
                         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
                         .collect(),
+                    source: source.value(row).to_string(),
                 };
                 members.insert(key.value(row), member);
             }
@@ -155,6 +160,7 @@ fn clusters_batch(rows: &[ClusterRow]) -> RecordBatch {
     let cluster_ids: StringArray = rows.iter().map(|r| Some(r.cluster_id.as_str())).collect();
     let kept: BooleanArray = rows.iter().map(|r| Some(r.kept)).collect();
     let similarity: Float32Array = rows.iter().map(|r| r.similarity).collect();
+    let sources: StringArray = rows.iter().map(|r| Some(r.source.as_str())).collect();
     RecordBatch::try_new(
         dedup::clusters().arrow_schema(),
         vec![
@@ -162,6 +168,7 @@ fn clusters_batch(rows: &[ClusterRow]) -> RecordBatch {
             Arc::new(cluster_ids),
             Arc::new(kept),
             Arc::new(similarity),
+            Arc::new(sources),
         ],
     )
     .expect("columns match the clusters schema")

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use rlpt_schemas::{dedup, documents};
-use rlpt_stages::dedup::{DedupConfig, Sketch, SketchCounters, Sketcher, doc_key};
-use serde_json::Value;
+use rlpt_stages::dedup::{DedupConfig, Sketch, SketchCounters, Sketcher, doc_key, id_hash};
+use serde_json::{Value, json};
 
 use super::{DedupDirs, DedupRun};
 use crate::error::{Error, Result};
@@ -40,6 +40,7 @@ impl SignaturesJob {
         unit: usize,
         first_row: usize,
         ids: &StringArray,
+        sources: &StringArray,
         sketches: &[Sketch],
     ) -> RecordBatch {
         let bands = self.sketcher.banding().bands;
@@ -63,11 +64,17 @@ impl SignaturesJob {
             .iter()
             .map(|c| Field::new(c.name, c.data_type.clone(), c.nullable))
             .collect();
+        let id_hashes: UInt64Array = ids
+            .iter()
+            .map(|id| Some(id_hash(id.unwrap_or_default())))
+            .collect();
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(keys),
             Arc::new(ids.clone()),
             Arc::new(exact),
             Arc::new(bottom_k),
+            Arc::new(id_hashes),
+            Arc::new(sources.clone()),
         ];
         for band in 0..bands {
             fields.push(Field::new(dedup::band_column(band), DataType::UInt64, true));
@@ -92,7 +99,11 @@ impl ShardJob for SignaturesJob {
     }
 
     fn config(&self) -> Value {
-        serde_json::to_value(&self.config).expect("dedup config serialises")
+        let mut config = serde_json::to_value(&self.config).expect("dedup config serialises");
+        // The columns beyond the sketch, so a directory written before they existed is
+        // not reused as if it had them.
+        config["columns"] = json!(["id_hash", "source"]);
+        config
     }
 
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
@@ -100,9 +111,15 @@ impl ShardJob for SignaturesJob {
         let mut row = 0usize;
         for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
             let (ids, texts) = ids_and_texts(&batch, file)?;
+            let sources = documents::column::<StringArray>(&batch, "source").map_err(|source| {
+                Error::Schema {
+                    path: file.path.clone(),
+                    source,
+                }
+            })?;
             let sketches = self.sketcher.sketch_batch(&texts);
             counters += SketchCounters::count(&sketches);
-            sink.write(&self.batch(unit.index, row, ids, &sketches))?;
+            sink.write(&self.batch(unit.index, row, ids, sources, &sketches))?;
             row += sketches.len();
             Ok(())
         })?;

@@ -1,7 +1,9 @@
 //! From LSH buckets to decisions: candidate pairs from a band's sorted entries,
 //! verification of candidates by signature similarity, and clusters by union-find.
-//! Each cluster keeps its smallest id (ties between equal ids — the same text — by
-//! key), so which copy survives never depends on input order or sharding.
+//! Each cluster keeps its smallest id (ties between equal ids — the same text, or two
+//! documents given one id — by key, i.e. input order), so which copy survives never
+//! depends on sharding. A pair of documents sharing an id is accepted whatever its
+//! similarity: ids must be unique downstream (they name the triples).
 
 use std::collections::HashMap;
 
@@ -38,6 +40,8 @@ pub struct Member {
     pub id: String,
     /// Its bottom-k sketch.
     pub sketch: Vec<u32>,
+    /// Where it came from (the documents' `source`).
+    pub source: String,
 }
 
 /// One row of the `dedup_clusters` table.
@@ -54,6 +58,8 @@ pub struct ClusterRow {
     pub similarity: f32,
     /// The document's key (unit and row) while dedup runs.
     pub key: u64,
+    /// Where it came from.
+    pub source: String,
 }
 
 /// What clustering counted.
@@ -63,6 +69,8 @@ pub struct ClusterCounters {
     pub candidate_pairs: u64,
     /// Candidates whose signature similarity fell below the threshold.
     pub rejected_pairs: u64,
+    /// Candidates sharing an id (accepted whatever their similarity).
+    pub same_id_pairs: u64,
     /// Clusters of two or more documents.
     pub clusters: u64,
     /// Documents removed (cluster members other than the kept copy).
@@ -105,7 +113,10 @@ impl Clustering {
         let threshold = self.threshold as f32;
         let accepted: Vec<bool> = pairs
             .par_iter()
-            .map(|(a, b)| !self.verify || self.similarity(member(a), member(b)) >= threshold)
+            .map(|(a, b)| {
+                let (a, b) = (member(a), member(b));
+                a.id == b.id || !self.verify || self.similarity(a, b) >= threshold
+            })
             .collect();
         let mut keys: Vec<u64> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
         keys.sort_unstable();
@@ -134,6 +145,7 @@ impl Clustering {
                     kept: key == kept,
                     similarity: self.similarity(this, kept_member),
                     key,
+                    source: this.source.clone(),
                 });
                 if key != kept {
                     clusters.removed.push(key);
@@ -147,6 +159,10 @@ impl Clustering {
         clusters.removed.sort_unstable();
         clusters.counters.candidate_pairs = pairs.len() as u64;
         clusters.counters.rejected_pairs = accepted.iter().filter(|ok| !**ok).count() as u64;
+        clusters.counters.same_id_pairs = pairs
+            .iter()
+            .filter(|(a, b)| member(a).id == member(b).id)
+            .count() as u64;
         clusters.counters.removed = clusters.removed.len() as u64;
         clusters
     }
@@ -199,6 +215,7 @@ mod tests {
 
     fn member(id: &str, sketch: &[u32]) -> Member {
         Member {
+            source: format!("source-of-{id}"),
             id: id.into(),
             sketch: sketch.to_vec(),
         }
@@ -252,6 +269,7 @@ mod tests {
             ClusterCounters {
                 candidate_pairs: 3,
                 rejected_pairs: 1,
+                same_id_pairs: 0,
                 clusters: 1,
                 removed: 2
             }
@@ -271,5 +289,27 @@ mod tests {
         let clusters = clustering(0.8, true).run(&[(4, 9)], &members);
         assert_eq!(clusters.removed, [9]);
         assert!(clusters.rows[0].kept && clusters.rows[0].key == 4);
+    }
+
+    #[test]
+    fn documents_sharing_an_id_are_one_cluster_whatever_their_text() {
+        let members = HashMap::from([
+            (7, member("page-1", &[1, 2, 3])),
+            (3, member("page-1", &[8, 9])),
+            (5, member("page-2", &[4, 5])),
+        ]);
+        let clusters = clustering(0.8, true).run(&[(3, 7), (3, 5)], &members);
+        assert_eq!(clusters.removed, [7], "the later copy of page-1 goes");
+        assert_eq!(clusters.counters.same_id_pairs, 1);
+        assert_eq!(clusters.counters.rejected_pairs, 1, "page-2 is not similar");
+        let removed = clusters.rows.iter().find(|r| !r.kept).unwrap();
+        assert_eq!(
+            (
+                removed.id.as_str(),
+                removed.similarity,
+                removed.source.as_str()
+            ),
+            ("page-1", 0.0, "source-of-page-1")
+        );
     }
 }

@@ -229,6 +229,15 @@ impl std::ops::AddAssign for SketchCounters {
     }
 }
 
+/// Seed of [`id_hash`].
+const ID_SEED: u64 = 0x726c_7074_6964_6964; // "rlptidid"
+
+/// The hash documents sharing an id meet on in a bucket (ids are meant to be unique;
+/// two documents with one id are clustered, and the first in input order is kept).
+pub fn id_hash(id: &str) -> u64 {
+    xxh3_64_with_seed(id.as_bytes(), ID_SEED)
+}
+
 /// A document's key while dedup runs: its work unit and row.
 pub fn doc_key(unit: usize, row: usize) -> u64 {
     ((unit as u64) << 32) | row as u64
