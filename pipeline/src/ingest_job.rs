@@ -810,6 +810,7 @@ mod tests {
             rel: name.into(),
             bytes: 0,
             mtime_ns: 0,
+            rows: None,
         }
     }
 

@@ -23,6 +23,18 @@ pub struct InputFile {
     pub bytes: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: u128,
+    /// The rows of a table shard this input is (a large shard is read by several work
+    /// units, a range each); `None`: the whole file.
+    pub rows: Option<RowRange>,
+}
+
+/// Rows `start..end` of a table shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRange {
+    /// The first row.
+    pub start: u64,
+    /// One past the last row.
+    pub end: u64,
 }
 
 impl InputFile {
@@ -43,6 +55,7 @@ impl InputFile {
             path,
             rel,
             mtime_ns,
+            rows: None,
         })
     }
 }
@@ -293,7 +306,37 @@ pub fn plan_table(input: &str, unit_bytes: u64) -> Result<Vec<WorkUnit>> {
             problem: "the table has no shards".into(),
         });
     }
-    Ok(plan_units(files, unit_bytes))
+    let mut parts = Vec::with_capacity(files.len());
+    for file in files {
+        parts.extend(split_rows(file, unit_bytes)?);
+    }
+    Ok(plan_units(parts, unit_bytes))
+}
+
+/// A shard larger than `unit_bytes` as row ranges of about `unit_bytes` each (by its
+/// bytes per row), so a unit — what a rank takes and an interruption loses — stays
+/// near `unit_bytes` however large the shards another stage wrote. Depends only on the
+/// file's size and row count.
+fn split_rows(file: InputFile, unit_bytes: u64) -> Result<Vec<InputFile>> {
+    if file.bytes <= unit_bytes.max(1) {
+        return Ok(vec![file]);
+    }
+    let rows = crate::shard_reader::ParquetBatches::open(&file.path, 1)?.total_rows();
+    let parts = file.bytes.div_ceil(unit_bytes.max(1)).min(rows).max(1);
+    if parts == 1 {
+        return Ok(vec![file]);
+    }
+    Ok((0..parts)
+        .map(|part| {
+            let (start, end) = (rows * part / parts, rows * (part + 1) / parts);
+            InputFile {
+                rel: format!("{}#rows={start}..{end}", file.rel),
+                bytes: file.bytes * (end - start) / rows,
+                rows: Some(RowRange { start, end }),
+                ..file.clone()
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -384,6 +427,7 @@ mod tests {
             rel: rel.into(),
             bytes,
             mtime_ns: 0,
+            rows: None,
         };
         let files = vec![
             file("a", 40),

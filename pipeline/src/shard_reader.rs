@@ -18,7 +18,7 @@ use rlpt_schemas::{FileMetadata, SchemaError, TableSpec, documents};
 
 use crate::error::{Error, IoContext, Result};
 use crate::executor::UnitSink;
-use crate::inputs::{self, InputFile, WorkUnit};
+use crate::inputs::{self, InputFile, RowRange, WorkUnit};
 use crate::manifest::Manifest;
 use crate::progress::RowsToBytes;
 
@@ -101,6 +101,17 @@ impl ParquetBatches {
     /// Opens `path` reading only the named top-level columns (all when `None`); a
     /// missing column is an error naming it.
     pub fn open_columns(path: &Path, batch_rows: usize, columns: Option<&[&str]>) -> Result<Self> {
+        Self::open_part(path, batch_rows, columns, None)
+    }
+
+    /// Opens `path` like [`Self::open_columns`], reading only the rows in `rows` (all
+    /// when `None`); [`Self::total_rows`] is then the rows of that range.
+    pub fn open_part(
+        path: &Path,
+        batch_rows: usize,
+        columns: Option<&[&str]>,
+        rows: Option<RowRange>,
+    ) -> Result<Self> {
         let parquet_error = |source| Error::Parquet {
             path: path.to_path_buf(),
             source,
@@ -122,8 +133,16 @@ impl ParquetBatches {
             .flatten()
             .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
             .collect();
-        let total_rows = file_metadata.num_rows().max(0) as u64;
+        let mut total_rows = file_metadata.num_rows().max(0) as u64;
         let mut builder = builder.with_batch_size(batch_rows);
+        if let Some(rows) = rows {
+            let end = rows.end.min(total_rows);
+            let start = rows.start.min(end);
+            builder = builder
+                .with_offset(start as usize)
+                .with_limit((end - start) as usize);
+            total_rows = end - start;
+        }
         if let Some(columns) = columns {
             let file_schema = builder.schema().clone();
             let indices = columns
@@ -197,7 +216,7 @@ pub fn for_each_batch(
     mut visit: impl FnMut(&mut UnitSink<'_>, &InputFile, RecordBatch) -> Result<()>,
 ) -> Result<()> {
     for file in &unit.files {
-        let reader = TableReader::open(&file.path, table)?;
+        let reader = TableReader::open_input(file, table)?;
         let mut progress = RowsToBytes::new(file.bytes, reader.total_rows());
         for batch in reader {
             let batch = batch?;
@@ -251,7 +270,16 @@ impl TableReader {
     /// Opens `path` as a file of `table`; a wrong table, an unknown major version or a
     /// missing column is an error naming the file and the column.
     pub fn open(path: &Path, table: &'static TableSpec) -> Result<Self> {
-        let batches = ParquetBatches::open(path, READ_BATCH_ROWS)?;
+        Self::open_part(path, table, None)
+    }
+
+    /// Opens an input file of a work unit (its row range only) as a file of `table`.
+    pub fn open_input(file: &InputFile, table: &'static TableSpec) -> Result<Self> {
+        Self::open_part(&file.path, table, file.rows)
+    }
+
+    fn open_part(path: &Path, table: &'static TableSpec, rows: Option<RowRange>) -> Result<Self> {
+        let batches = ParquetBatches::open_part(path, READ_BATCH_ROWS, None, rows)?;
         let metadata = batches.rlpt_metadata()?;
         table
             .check(batches.schema(), metadata.as_ref())
@@ -279,11 +307,11 @@ impl TableReader {
             table,
             schema,
             metadata,
-            rows_read: 0,
+            rows_read: rows.map_or(0, |rows| rows.start as usize),
         })
     }
 
-    /// Rows in the file.
+    /// Rows in the file (in its row range, when opened with one).
     pub fn total_rows(&self) -> u64 {
         self.batches.total_rows()
     }

@@ -99,3 +99,45 @@ fn a_bad_rank_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("the rank must be in 0..world-size"));
 }
+
+#[test]
+fn a_shard_larger_than_a_unit_is_read_by_several_units_as_row_ranges() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    let docs = corpus(&input);
+    // One unit, so one big documents shard.
+    let documents = work.path().join("documents");
+    rlpt_ok(&ingest_args(&input, &documents, &["--unit-bytes", "1GiB"]));
+    assert_eq!(shards(&documents).len(), 1);
+
+    let whole = work.path().join("whole");
+    let split = work.path().join("split");
+    rlpt_ok(&["pii", "--input", arg(&documents), "--output", arg(&whole)]);
+    rlpt_ok(&[
+        "pii",
+        "--input",
+        arg(&documents),
+        "--output",
+        arg(&split),
+        "--unit-bytes",
+        "64KiB",
+    ]);
+    let units = |dir: &Path| {
+        let stage: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("_manifest/stage.json")).unwrap())
+                .unwrap();
+        stage["units"].as_u64().unwrap()
+    };
+    assert_eq!(units(&whole), 1);
+    assert!(units(&split) >= 4, "{} units", units(&split));
+    let unit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(split.join("_manifest/unit-00001.json")).unwrap())
+            .unwrap();
+    assert!(
+        unit["inputs"][0].as_str().unwrap().contains("#rows="),
+        "{unit}"
+    );
+    let (rows_whole, rows_split) = (read_rows(&whole), read_rows(&split));
+    assert_eq!(rows_whole.len(), docs);
+    assert_eq!(rows_whole, rows_split, "the same rows in the same order");
+}
