@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{Float32Builder, ListBuilder, UInt32Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float32Array, LargeStringArray, RecordBatch, StringArray,
 };
@@ -26,17 +28,19 @@ use arrow_schema::{DataType, Field, Schema};
 use candle_core::Tensor;
 use rlpt_lm::{KvCache, Mode, Model, Tokenizer, WeightFormat};
 use rlpt_schemas::triples;
-use rlpt_stages::entropy::{EntropyConfig, EntropyCounters, Tagged, Weights, segment_tokens};
+use rlpt_stages::entropy::{
+    EntropyConfig, EntropyCounters, PassCost, Tagged, Weights, segment_tokens,
+};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::executor::{
     OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
 };
-use crate::inputs::{InputFile, WorkUnit, plan_table};
+use crate::inputs::{InputFile, WorkUnit, plan_table_by_cost};
 use crate::layout::Layout;
 use crate::manifest::Manifest;
-use crate::shard_reader::{filter_rows, for_each_batch};
+use crate::shard_reader::{ParquetBatches, filter_rows, for_each_batch};
 use crate::summary::StageSummary;
 
 /// Columns this stage adds.
@@ -130,9 +134,10 @@ impl EntropyJob {
         )
     }
 
-    /// Runs this rank's share of the triples table `input`.
+    /// Runs this rank's share of the triples table `input`, in units of about
+    /// `unit_tokens` model tokens.
     pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
-        let units = plan_table(input, run.layout.unit_bytes)?;
+        let units = plan_table_by_cost(input, self.config.unit_tokens, pass_costs)?;
         run_stage(self, &units, run)
     }
 
@@ -269,6 +274,43 @@ impl EntropyJob {
         }
         Ok(())
     }
+}
+
+/// The estimated model tokens of each triple of a shard ([`PassCost`]), from its
+/// `doc_id`, `context_tokens` and `segment_tokens` columns.
+fn pass_costs(file: &InputFile) -> Result<Vec<u64>> {
+    let columns = ["doc_id", "context_tokens", "segment_tokens"];
+    let batches = ParquetBatches::open_columns(&file.path, 65_536, Some(&columns))?;
+    let mut costs = Vec::with_capacity(batches.total_rows() as usize);
+    let mut pass = PassCost::default();
+    for batch in batches {
+        let batch = batch?;
+        // Cast as the table reader does, so files other tools wrote (large or view
+        // strings, other integer widths) plan like rlpt's own.
+        let column = |index: usize, data_type: &DataType| {
+            arrow_cast::cast(batch.column(index), data_type).map_err(|_| Error::Input {
+                spec: file.display(),
+                problem: format!(
+                    "column {} is not of the triples table's type",
+                    columns[index]
+                ),
+            })
+        };
+        let (docs, contexts, segments) = (
+            column(0, &DataType::Utf8)?,
+            column(1, &DataType::UInt32)?,
+            column(2, &DataType::UInt32)?,
+        );
+        let (docs, contexts, segments) = (
+            docs.as_string::<i32>(),
+            contexts.as_primitive::<UInt32Type>(),
+            segments.as_primitive::<UInt32Type>(),
+        );
+        for row in 0..batch.num_rows() {
+            costs.push(pass.cost(docs.value(row), contexts.value(row), segments.value(row)));
+        }
+    }
+    Ok(costs)
 }
 
 /// Consecutive triples whose ids each extend the previous one's.

@@ -291,11 +291,11 @@ pub fn table_fingerprint(input: &str) -> Result<String> {
     Ok(fingerprint(table_inputs(input)?.iter()))
 }
 
-/// Work units over the shards of the table `input` names.
-pub fn plan_table(input: &str, unit_bytes: u64) -> Result<Vec<WorkUnit>> {
+/// The shards of the table `input` names; none only for a finished stage that wrote
+/// no rows (an empty table, not a missing one).
+fn table_shards(input: &str) -> Result<Vec<InputFile>> {
     let files = table_inputs(input)?;
     let dir = Path::new(input);
-    // A finished stage that wrote no rows is an empty table, not a missing one.
     let empty_table = dir.is_dir()
         && crate::manifest::Manifest::of(dir)
             .read_complete(dir)?
@@ -306,6 +306,67 @@ pub fn plan_table(input: &str, unit_bytes: u64) -> Result<Vec<WorkUnit>> {
             problem: "the table has no shards".into(),
         });
     }
+    Ok(files)
+}
+
+/// Work units over the shards of the table `input` names, each of about `budget` by
+/// the cost `row_costs` gives each row of a shard (in order): a unit closes once its
+/// rows reach the budget, so it may hold a range of one shard, or the end of one and
+/// the start of the next. Depends only on the data.
+pub fn plan_table_by_cost(
+    input: &str,
+    budget: u64,
+    mut row_costs: impl FnMut(&InputFile) -> Result<Vec<u64>>,
+) -> Result<Vec<WorkUnit>> {
+    let mut units: Vec<Vec<InputFile>> = Vec::new();
+    let mut current: Vec<InputFile> = Vec::new();
+    let mut spent = 0u64;
+    for file in table_shards(input)? {
+        let costs = row_costs(&file)?;
+        let rows = costs.len() as u64;
+        let mut start = 0u64;
+        for (row, cost) in (1..).zip(&costs) {
+            spent += cost;
+            if spent >= budget.max(1) {
+                current.push(row_part(&file, start, row, rows));
+                units.push(std::mem::take(&mut current));
+                (spent, start) = (0, row);
+            }
+        }
+        if start < rows || rows == 0 {
+            current.push(row_part(&file, start, rows, rows));
+        }
+    }
+    if !current.is_empty() {
+        units.push(current);
+    }
+    Ok(units
+        .into_iter()
+        .enumerate()
+        .map(|(index, files)| WorkUnit {
+            index,
+            files,
+            deps: Vec::new(),
+        })
+        .collect())
+}
+
+/// Rows `start..end` of `file` (of `rows`), the whole file when that is all of it.
+fn row_part(file: &InputFile, start: u64, end: u64, rows: u64) -> InputFile {
+    if start == 0 && end == rows {
+        return file.clone();
+    }
+    InputFile {
+        rel: format!("{}#rows={start}..{end}", file.rel),
+        bytes: file.bytes * (end - start) / rows.max(1),
+        rows: Some(RowRange { start, end }),
+        ..file.clone()
+    }
+}
+
+/// Work units over the shards of the table `input` names.
+pub fn plan_table(input: &str, unit_bytes: u64) -> Result<Vec<WorkUnit>> {
+    let files = table_shards(input)?;
     let mut parts = Vec::with_capacity(files.len());
     for file in files {
         parts.extend(split_rows(file, unit_bytes)?);
@@ -327,15 +388,7 @@ fn split_rows(file: InputFile, unit_bytes: u64) -> Result<Vec<InputFile>> {
         return Ok(vec![file]);
     }
     Ok((0..parts)
-        .map(|part| {
-            let (start, end) = (rows * part / parts, rows * (part + 1) / parts);
-            InputFile {
-                rel: format!("{}#rows={start}..{end}", file.rel),
-                bytes: file.bytes * (end - start) / rows,
-                rows: Some(RowRange { start, end }),
-                ..file.clone()
-            }
-        })
+        .map(|part| row_part(&file, rows * part / parts, rows * (part + 1) / parts, rows))
         .collect())
 }
 

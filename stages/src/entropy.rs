@@ -56,7 +56,40 @@ pub struct EntropyConfig {
     /// Where the model runs: `cpu`, or `cuda:N` in a build with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Model tokens per work unit, estimated from the triples' token counts (a
+    /// document's triples share a pass while their contexts grow): what ranks split and
+    /// an interruption loses. This stage plans units by it instead of `--unit-bytes`.
+    #[arg(long, default_value_t = DEFAULT_UNIT_TOKENS)]
+    pub unit_tokens: u64,
 }
+
+/// Estimates, triple by triple, the model tokens tagging costs, from the triples'
+/// token counts: a triple whose context grew from the previous triple of its document
+/// rides that triple's forward pass and costs its segment; any other starts a pass over
+/// its context and segment. Feed triples in table order.
+#[derive(Debug, Default)]
+pub struct PassCost {
+    previous: Option<(String, u32)>,
+}
+
+impl PassCost {
+    /// The estimated cost of the next triple.
+    pub fn cost(&mut self, doc_id: &str, context_tokens: u32, segment_tokens: u32) -> u64 {
+        let extends = matches!(&self.previous,
+            Some((doc, context)) if doc == doc_id && context_tokens > *context);
+        self.previous = Some((doc_id.to_string(), context_tokens));
+        u64::from(segment_tokens)
+            + if extends {
+                0
+            } else {
+                u64::from(context_tokens)
+            }
+    }
+}
+
+/// Default of [`EntropyConfig::unit_tokens`]: about 8 minutes of SmolLM2-135M on two
+/// CPU cores.
+pub const DEFAULT_UNIT_TOKENS: u64 = 100_000;
 
 impl Default for EntropyConfig {
     fn default() -> Self {
@@ -69,6 +102,7 @@ impl Default for EntropyConfig {
             min_entropy: None,
             batch_tokens: 4096,
             device: "cpu".into(),
+            unit_tokens: DEFAULT_UNIT_TOKENS,
         }
     }
 }
@@ -88,6 +122,9 @@ impl EntropyConfig {
         }
         if self.batch_tokens == 0 {
             return Some("--batch-tokens must be at least 1".into());
+        }
+        if self.unit_tokens == 0 {
+            return Some("--unit-tokens must be at least 1".into());
         }
         None
     }
@@ -249,5 +286,15 @@ mod tests {
         };
         assert!(bad.problem().unwrap().contains("ascending"));
         assert!(EntropyConfig::default().problem().is_none());
+    }
+
+    #[test]
+    fn a_growing_context_rides_the_previous_pass() {
+        let mut cost = PassCost::default();
+        assert_eq!(cost.cost("a", 0, 10), 10);
+        assert_eq!(cost.cost("a", 10, 7), 7, "context grew: same pass");
+        assert_eq!(cost.cost("a", 17, 5), 5);
+        assert_eq!(cost.cost("a", 17, 6), 23, "the window slid: a new pass");
+        assert_eq!(cost.cost("b", 30, 4), 34, "another document");
     }
 }

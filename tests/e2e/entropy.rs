@@ -217,6 +217,27 @@ fn entropies_do_not_depend_on_batching_or_threads_and_min_entropy_filters() {
             "{a:?} {b:?}"
         );
     }
+    // Units of ~200 model tokens: several units, each a row range of the shard; the
+    // same triples in the same order, with the same numbers.
+    let units = work.path().join("units");
+    entropy(&model, &triples, &units, &["--unit-tokens", "200"]);
+    let stage: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(units.join("_manifest/stage.json")).unwrap())
+            .unwrap();
+    assert!(stage["units"].as_u64().unwrap() >= 3, "{stage}");
+    let (whole, split) = (read_rows(&one), read_rows(&units));
+    assert_eq!(whole.len(), split.len());
+    for (a, b) in whole.iter().zip(&split) {
+        assert_eq!(get(a, "id"), get(b, "id"));
+        let (a, b) = (
+            floats(get(a, "token_entropy")),
+            floats(get(b, "token_entropy")),
+        );
+        assert!(
+            a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 2e-3),
+            "{a:?} {b:?}"
+        );
+    }
     let filtered = work.path().join("filtered");
     entropy(&model, &triples, &filtered, &["--min-entropy", "1.2"]);
     let all = read_rows(&one);

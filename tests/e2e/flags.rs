@@ -194,6 +194,7 @@ fn commands() -> Vec<Command> {
             vec![
                 ("--top-k", INTEGERS),
                 ("--batch-tokens", INTEGERS),
+                ("--unit-tokens", INTEGERS),
                 ("--thresholds", &["0", "1", F32_MAX]),
                 ("--min-entropy", &["0", "1", F32_MAX]),
             ],
