@@ -32,6 +32,16 @@ fn units_done(output: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Two sample files in `work/in`, one unit each.
+fn two_unit_input(work: &Path) -> std::path::PathBuf {
+    let input = work.join("in");
+    fs::create_dir_all(&input).unwrap();
+    for name in ["stem-en.jsonl", "stem-fr.jsonl"] {
+        fs::copy(sample_dir().join(name), input.join(name)).unwrap();
+    }
+    input
+}
+
 fn summary_row(output: &std::process::Output) -> Vec<String> {
     summary_rows(output).remove(0)
 }
@@ -83,11 +93,7 @@ fn a_run_killed_mid_way_resumes_to_the_same_bytes() {
 #[test]
 fn a_rerun_reuses_done_units_and_redoes_changed_inputs() {
     let work = tempfile::tempdir().unwrap();
-    let input = work.path().join("in");
-    fs::create_dir_all(&input).unwrap();
-    for name in ["stem-en.jsonl", "stem-fr.jsonl"] {
-        fs::copy(sample_dir().join(name), input.join(name)).unwrap();
-    }
+    let input = two_unit_input(work.path());
     let output = work.path().join("out");
     let first = rlpt_ok(&unit_args(&input, &output, &[]));
     assert_eq!(summary_row(&first)[1..3], ["2", "0"]);
@@ -126,11 +132,7 @@ fn a_rerun_reuses_done_units_and_redoes_changed_inputs() {
 #[test]
 fn a_shard_that_rotted_on_disk_is_recomputed_not_reused() {
     let work = tempfile::tempdir().unwrap();
-    let input = work.path().join("in");
-    fs::create_dir_all(&input).unwrap();
-    for name in ["stem-en.jsonl", "stem-fr.jsonl"] {
-        fs::copy(sample_dir().join(name), input.join(name)).unwrap();
-    }
+    let input = two_unit_input(work.path());
     let output = work.path().join("out");
     rlpt_ok(&unit_args(&input, &output, &[]));
     let bytes = table_bytes(&output);

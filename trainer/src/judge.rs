@@ -499,23 +499,33 @@ mod tests {
         assert!(message.contains("unreachable after 1 attempt"), "{message}");
     }
 
-    #[test]
-    fn a_refused_key_is_not_retried_and_the_answer_body_is_not_quoted() {
-        let (endpoint, handle) = server(vec![(401, "Incorrect API key sk-live-1234".into())]);
-        let config = JudgeConfig {
-            retries: 3,
-            timeout_s: 5,
-            api_key_env: Some("PATH".into()),
-            ..JudgeConfig::default()
-        };
-        let judge = Judge::http(&endpoint, &config).unwrap();
+    /// The error of judging one case against a server giving `answers`, and how many
+    /// requests the server got.
+    fn judge_failure(answers: Vec<(u16, String)>, config: &JudgeConfig) -> (String, usize) {
+        let (endpoint, handle) = server(answers);
+        let judge = Judge::http(&endpoint, config).unwrap();
         let case = Case {
             context: "a",
             reference: "b",
             prediction: "c",
         };
         let message = judge.judge(&[case]).unwrap_err().to_string();
-        assert_eq!(handle.join().unwrap().len(), 1, "a 401 was retried");
+        (message, handle.join().unwrap().len())
+    }
+
+    #[test]
+    fn a_refused_key_is_not_retried_and_the_answer_body_is_not_quoted() {
+        let config = JudgeConfig {
+            retries: 3,
+            timeout_s: 5,
+            api_key_env: Some("PATH".into()),
+            ..JudgeConfig::default()
+        };
+        let (message, requests) = judge_failure(
+            vec![(401, "Incorrect API key sk-live-1234".into())],
+            &config,
+        );
+        assert_eq!(requests, 1, "a 401 was retried");
         assert!(message.contains("HTTP 401"), "{message}");
         assert!(message.contains("not retried"), "{message}");
         assert!(message.contains("$PATH"), "{message}");
@@ -524,23 +534,17 @@ mod tests {
 
     #[test]
     fn a_failing_server_is_retried_without_quoting_its_answer() {
-        let (endpoint, handle) = server(vec![
-            (503, "overloaded, key sk-live-1234".into()),
-            (500, "traceback with sk-live-1234".into()),
-        ]);
         let config = JudgeConfig {
             retries: 1,
             timeout_s: 5,
             ..JudgeConfig::default()
         };
-        let judge = Judge::http(&endpoint, &config).unwrap();
-        let case = Case {
-            context: "a",
-            reference: "b",
-            prediction: "c",
-        };
-        let message = judge.judge(&[case]).unwrap_err().to_string();
-        assert_eq!(handle.join().unwrap().len(), 2);
+        let answers = vec![
+            (503, "overloaded, key sk-live-1234".into()),
+            (500, "traceback with sk-live-1234".into()),
+        ];
+        let (message, requests) = judge_failure(answers, &config);
+        assert_eq!(requests, 2);
         assert!(message.contains("HTTP 500"), "{message}");
         assert!(!message.contains("sk-live"), "{message}");
     }
