@@ -123,20 +123,24 @@ pub fn plan<S: AsRef<str>>(
     output: &Path,
 ) -> Result<Vec<WorkUnit>> {
     let mut files: Vec<InputFile> = Vec::new();
-    let mut seen: HashMap<PathBuf, String> = HashMap::new();
-    for input in inputs {
+    // Which input first named each file (a link inside one input may name a file twice,
+    // as a directory of licences does; two inputs naming one file is a mistake).
+    let mut seen: HashMap<PathBuf, usize> = HashMap::new();
+    for (index, input) in inputs.iter().enumerate() {
         let input = input.as_ref();
         for file in readable_files(input, format, output)? {
             let key = file
                 .path
                 .canonicalize()
                 .unwrap_or_else(|_| file.path.clone());
-            if let Some(first) = seen.insert(key, input.to_string()) {
+            let first = *seen.entry(key).or_insert(index);
+            if first != index {
                 return Err(Error::Input {
                     spec: input.to_string(),
                     problem: format!(
-                        "{} is also named by --input {first}; give each file once",
-                        file.display()
+                        "{} is also named by --input {}; give each file once",
+                        file.display(),
+                        inputs[first].as_ref()
                     ),
                 });
             }

@@ -620,4 +620,14 @@ fn input_repeats_to_read_several_in_the_order_given() {
         "{}",
         stderr(&twice)
     );
+
+    // A link inside one input is read as the file it names, as before (a directory of
+    // licences links GFDL to GFDL-1.3).
+    let linked = work.path().join("linked");
+    fs::create_dir_all(&linked).unwrap();
+    fs::copy(&en, linked.join("a.jsonl")).unwrap();
+    std::os::unix::fs::symlink(linked.join("a.jsonl"), linked.join("b.jsonl")).unwrap();
+    let out = work.path().join("linked-out");
+    rlpt_ok(&ingest_args(&linked, &out, &[]));
+    assert_eq!(read_rows(&out).len(), 2 * ids_of(&en).len());
 }
