@@ -53,9 +53,27 @@ impl Linear {
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Quantized(matmul) => matmul.forward(x),
-            Self::Dense(weight) => x.broadcast_matmul(&weight.t()?),
+            Self::Dense(weight) => dense_forward(x, weight),
         }
     }
+}
+
+/// `x·Wᵀ` as one matrix product over every leading position: a batch of short
+/// sequences is one `[batch × len, in]` GEMM, not `batch` thin ones.
+fn dense_forward(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = x.dims();
+    let (&inner, leading) = dims
+        .split_last()
+        .expect("a projection's input has a feature axis");
+    if leading.len() < 2 {
+        return x.matmul(&weight.t()?);
+    }
+    let rows: usize = leading.iter().product();
+    let mut out_dims = leading.to_vec();
+    out_dims.push(weight.dim(0)?);
+    x.reshape((rows, inner))?
+        .matmul(&weight.t()?)?
+        .reshape(out_dims)
 }
 
 /// The token embedding: quantized rows looked up by id, or a dense matrix.
