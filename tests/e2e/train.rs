@@ -104,12 +104,17 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
         serde_json::from_str::<Value>(&fs::read_to_string(&report_path).unwrap()).unwrap()
     );
     assert_eq!(report["triples"], 6);
-    let buckets = &report["next-token"]["buckets"];
-    let bucketed: u64 = ["trivial", "easy", "medium", "hard"]
-        .iter()
-        .map(|b| buckets[b]["n"].as_u64().unwrap())
-        .sum();
-    assert_eq!(bucketed, report["next-token"]["n"].as_u64().unwrap());
+    // RPT's Table 1 buckets nest (entropy above 0.5, 1.0, 1.5 within all positions),
+    // with and without reasoning, on the same positions.
+    let next_token = &report["next-token"];
+    for buckets in [&next_token["buckets"], &next_token["standard"]["buckets"]] {
+        let n = |b: &str| buckets[b]["n"].as_u64().unwrap();
+        assert_eq!(n("all"), next_token["n"].as_u64().unwrap(), "{report}");
+        assert!(
+            n("all") >= n("easy") && n("easy") >= n("medium") && n("medium") >= n("hard"),
+            "{report}"
+        );
+    }
     assert!(report["msr"]["n"].as_u64().unwrap() > 0);
 }
 
@@ -256,6 +261,39 @@ fn corrupt_mismatched_or_missing_checkpoints_are_refused_by_name() {
         "{}",
         stderr(&damaged)
     );
+}
+
+/// `steps` shapes the cosine schedule: a resume that asks for more steps keeps the
+/// schedule the run began with (it used to re-plan it over the new count, so the
+/// rates of the first and the resumed steps belonged to two different schedules).
+#[test]
+fn a_resume_with_more_steps_keeps_the_learning_rate_schedule_it_began_with() {
+    let work = tempfile::tempdir().unwrap();
+    let config = resumable_config(work.path());
+    let output = work.path().join("out");
+    rlpt_ok(&run_args("sft", &config, &output, &["--steps", "2"]));
+    let resumed = rlpt_ok(&run_args(
+        "sft",
+        &config,
+        &output,
+        &["--resume", "--steps", "4"],
+    ));
+    assert!(
+        stderr(&resumed).contains("schedule stays the one over 2 steps"),
+        "{}",
+        stderr(&resumed)
+    );
+    let rates: Vec<f64> = metrics(&output)
+        .iter()
+        .map(|m| m["lr"].as_f64().unwrap())
+        .collect();
+    // [sft] lr 1e-3, two warmup steps, then a cosine over the 2 planned steps that ends
+    // at min_lr_ratio 0.1; re-planned over 4, the last rate would be 5.5e-4.
+    let expected = [5e-4, 1e-3, 1e-3, 1e-4];
+    assert_eq!(rates.len(), expected.len(), "{rates:?}");
+    for (rate, want) in rates.iter().zip(expected) {
+        assert!((rate - want).abs() < 1e-12, "{rates:?}");
+    }
 }
 
 #[test]
@@ -411,6 +449,40 @@ fn grpo_steps_that_train_on_nothing_are_warned_about_then_stop_the_run() {
     let lines = metrics(&output);
     assert_eq!(lines.len(), 1, "the steps before the stop are kept");
     assert_eq!(lines[0]["format_failure_fraction"], 1.0);
+}
+
+/// RPT starts dynamic sampling at a later step: before `dynamic_sampling_from_step`
+/// every group is kept, even one whose rewards are all equal; from it on such groups
+/// are dropped and refilled. (The random tiny model never answers in the format, so
+/// every group's rewards are equal.)
+#[test]
+fn dynamic_sampling_starts_at_its_configured_step() {
+    let work = tempfile::tempdir().unwrap();
+    let samples = repo_root().join("data-samples");
+    let config = work.path().join("late.toml");
+    fs::write(
+        &config,
+        format!(
+            "model = \"{}\"\ninput = \"{}\"\nmax_idle_steps = 0\n[[task]]\nkind = \"next-token\"\n\
+             [sampling]\nmax_tokens = 4\n[grpo]\ngroup_size = 2\nprompts_per_step = 2\n\
+             max_refill_rounds = 1\ndynamic_sampling_from_step = 3\n",
+            samples.join("tiny").display(),
+            samples.join("triples/train.parquet").display(),
+        ),
+    )
+    .unwrap();
+    let output = work.path().join("late");
+    rlpt_ok(&run_args("train", &config, &output, &["--steps", "3"]));
+    let kept_of_sampled: Vec<(u64, u64)> = metrics(&output)
+        .iter()
+        .map(|m| {
+            (
+                m["groups_kept"].as_u64().unwrap(),
+                m["groups_sampled"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kept_of_sampled, [(2, 2), (2, 2), (0, 4)]);
 }
 
 /// Regression: a fresh run truncated a `metrics.jsonl` it found in `--output` (a

@@ -32,6 +32,11 @@ pub struct TrainerState {
     pub kind: String,
     /// Optimizer steps done.
     pub step: u64,
+    /// Steps the learning-rate schedule spans: the `steps` of the run that began it,
+    /// kept by resumes that ask for another count (absent in checkpoints written
+    /// before it existed: their config's `steps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_steps: Option<u64>,
     /// Where the data stream stands.
     pub cursor: Cursor,
     /// [`TrainConfig::hash`] of the run.
@@ -239,6 +244,7 @@ mod tests {
         TrainerState {
             kind: "grpo".into(),
             step,
+            schedule_steps: Some(step),
             cursor: Cursor::start(1),
             config_hash: "abc".into(),
             config: TrainConfig::default(),

@@ -199,6 +199,10 @@ pub struct GrpoConfig {
     pub std_epsilon: f32,
     /// Drop groups whose rewards are all equal, and draw new prompts in their place.
     pub dynamic_sampling: bool,
+    /// The first step (as metrics number them, from 1) that dynamic sampling applies
+    /// to; earlier steps keep every group (RPT starts it at step 500). 0 and 1: all.
+    #[serde(skip_serializing_if = "from_the_first_step")]
+    pub dynamic_sampling_from_step: u64,
     /// Extra rollout rounds dynamic sampling may run per step.
     pub max_refill_rounds: usize,
     /// Soft over-length penalty: completions longer than `max_tokens − overlong_buffer`
@@ -220,6 +224,10 @@ fn is_true(value: &bool) -> bool {
     *value
 }
 
+fn from_the_first_step(step: &u64) -> bool {
+    *step <= 1
+}
+
 impl Default for GrpoConfig {
     fn default() -> Self {
         Self {
@@ -230,6 +238,7 @@ impl Default for GrpoConfig {
             kl_beta: 0.0,
             std_epsilon: 1e-4,
             dynamic_sampling: true,
+            dynamic_sampling_from_step: 1,
             max_refill_rounds: 2,
             overlong_buffer: 0,
             micro_batch: 8,
@@ -317,6 +326,18 @@ pub struct JudgeConfig {
     pub retries: u32,
     /// The judge's prompt, with `{context}`, `{reference}` and `{prediction}`.
     pub template: Option<String>,
+    /// Segments the prefix judge reads as `{reference}`: the target segment, then the
+    /// ones after it in the document (RLPT's prefix reward). Triples hold the next
+    /// segment, so 1 (the target alone) or 2.
+    #[serde(skip_serializing_if = "is_default_reference_segments")]
+    pub reference_segments: usize,
+}
+
+/// Default of [`JudgeConfig::reference_segments`]: the segment and the next.
+pub const DEFAULT_REFERENCE_SEGMENTS: usize = 2;
+
+fn is_default_reference_segments(segments: &usize) -> bool {
+    *segments == DEFAULT_REFERENCE_SEGMENTS
 }
 
 impl Default for JudgeConfig {
@@ -329,6 +350,7 @@ impl Default for JudgeConfig {
             timeout_s: 60,
             retries: 2,
             template: None,
+            reference_segments: DEFAULT_REFERENCE_SEGMENTS,
         }
     }
 }
@@ -441,6 +463,13 @@ impl TrainConfig {
         }
         if self.grpo.prompts_per_step == 0 || self.grpo.micro_batch == 0 {
             return bad("grpo.prompts_per_step and grpo.micro_batch must be at least 1".into());
+        }
+        if !(1..=2).contains(&self.judge.reference_segments) {
+            return bad(format!(
+                "judge.reference_segments {}: 1 (the target segment) or 2 (it and the next; \
+                 a triple holds no more)",
+                self.judge.reference_segments
+            ));
         }
         if !(0.0..1.0).contains(&self.data.holdout) {
             return bad(format!(

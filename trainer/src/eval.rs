@@ -1,7 +1,10 @@
 //! `rlpt eval`: how well a model (a base model or any checkpoint) does on held-out
-//! triples — next-token accuracy by difficulty bucket (RPT's Table 1: the predicted
-//! token's proxy entropy below 0.5 trivial, 1.0 easy, 1.5 medium, else hard) and the
-//! reward rate of asr/msr answers, all with greedy decoding.
+//! triples — next-token accuracy in RPT's Table 1 buckets, which nest: all positions,
+//! easy (the predicted token's proxy entropy above 0.5), medium (above 1.0), hard
+//! (above 1.5) — and the reward rate of asr/msr answers, all with greedy decoding.
+//! Next-token positions are also scored without reasoning, RPT's "standard next-token
+//! prediction": the model's greedy next token after the raw text, under the same
+//! prefix-token reward.
 //!
 //! Triples are read in file order; the next-token position of a triple is drawn
 //! uniformly among its tokens after the first, from a generator seeded by the triple's
@@ -21,11 +24,17 @@ use crate::data::{Split, Triple, TripleStream};
 use crate::error::Result;
 use crate::grpo_run::Scorer;
 use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
+use crate::rewards;
 use crate::tasks::{self, Instance, TaskKind};
 
-/// Entropy bounds of the buckets trivial, easy, medium (hard above the last).
-pub const BUCKET_BOUNDS: [f32; 3] = [0.5, 1.0, 1.5];
-const BUCKETS: [&str; 4] = ["trivial", "easy", "medium", "hard"];
+/// RPT's nested buckets: a position belongs to each whose entropy bound its
+/// predicted token's proxy entropy exceeds.
+pub const BUCKETS: [(&str, f32); 4] = [
+    ("all", f32::NEG_INFINITY),
+    ("easy", 0.5),
+    ("medium", 1.0),
+    ("hard", 1.5),
+];
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -49,6 +58,12 @@ struct Tally {
 }
 
 impl Tally {
+    fn count(&mut self, correct: bool, format_failure: bool) {
+        self.total += 1;
+        self.correct += usize::from(correct);
+        self.format_failures += usize::from(format_failure);
+    }
+
     fn json(self) -> Value {
         json!({
             "n": self.total,
@@ -117,11 +132,12 @@ pub fn evaluate(
         json!(format!("{:?}", options.split).to_lowercase()),
     );
     for (task, spec) in scorer.tasks().iter().enumerate() {
-        let instances: Vec<(Instance, Option<&'static str>)> = triples
+        let instances: Vec<(Instance, Option<f32>)> = triples
             .iter()
             .filter_map(|triple| eval_instance(spec.kind, triple))
             .collect();
         let mut buckets: BTreeMap<&str, Tally> = BTreeMap::new();
+        let mut standard: BTreeMap<&str, Tally> = BTreeMap::new();
         let mut overall = Tally::default();
         for chunk in instances.chunks(options.batch.max(1)) {
             let prompts = chunk
@@ -147,41 +163,92 @@ pub fn evaluate(
                 ..SamplingConfig::default()
             };
             let generations = policy.sample(&prompts, &sampling)?;
-            for ((instance, bucket), generation) in chunk.iter().zip(&generations) {
+            for ((instance, entropy), generation) in chunk.iter().zip(&generations) {
                 let score = scorer
                     .score(&policy, task, instance, &[generation.text.as_str()])?
                     .remove(0);
-                for tally in std::iter::once(&mut overall)
-                    .chain(bucket.map(|b| buckets.entry(b).or_default()))
-                {
-                    tally.total += 1;
-                    tally.correct += usize::from(score.reward > 0.0);
-                    tally.format_failures += usize::from(score.format_failure);
+                overall.count(score.reward > 0.0, score.format_failure);
+                for bucket in entropy.iter().flat_map(|&e| buckets_of(e)) {
+                    buckets
+                        .entry(bucket)
+                        .or_default()
+                        .count(score.reward > 0.0, score.format_failure);
+                }
+            }
+            if spec.kind == TaskKind::NextToken {
+                let plain = plain_next_tokens(&policy, chunk, config.max_prompt_tokens)?;
+                for ((instance, entropy), token) in chunk.iter().zip(plain) {
+                    let correct =
+                        rewards::prefix_token(&token, &policy.reference_tokens(instance)?);
+                    for bucket in entropy.iter().flat_map(|&e| buckets_of(e)) {
+                        standard.entry(bucket).or_default().count(correct, false);
+                    }
                 }
             }
         }
         let mut entry = overall.json();
         if spec.kind == TaskKind::NextToken {
-            let by_bucket: serde_json::Map<String, Value> = BUCKETS
-                .iter()
-                .map(|b| {
-                    (
-                        b.to_string(),
-                        buckets.get(b).copied().unwrap_or_default().json(),
-                    )
-                })
-                .collect();
-            entry["buckets"] = Value::Object(by_bucket);
+            entry["buckets"] = by_bucket(&buckets);
+            entry["standard"] = json!({ "buckets": by_bucket(&standard) });
         }
         report.insert(spec.kind.name().into(), entry);
     }
     Ok(Value::Object(report))
 }
 
-/// The instance a triple gives `kind` in evaluation, with its bucket (next-token).
-fn eval_instance(kind: TaskKind, triple: &Triple) -> Option<(Instance, Option<&'static str>)> {
+/// The buckets a position whose predicted token has proxy entropy `entropy` is in.
+fn buckets_of(entropy: f32) -> impl Iterator<Item = &'static str> {
+    BUCKETS
+        .iter()
+        .filter(move |(_, bound)| entropy > *bound)
+        .map(|(name, _)| *name)
+}
+
+/// Every bucket's tally, as the report shows them.
+fn by_bucket(tallies: &BTreeMap<&str, Tally>) -> Value {
+    let map: serde_json::Map<String, Value> = BUCKETS
+        .iter()
+        .map(|(name, _)| {
+            let tally = tallies.get(name).copied().unwrap_or_default();
+            (name.to_string(), tally.json())
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// The text of the model's greedy next token after each instance's raw text (no
+/// prompt, no reasoning), its last `max_tokens` tokens.
+fn plain_next_tokens(
+    policy: &Policy,
+    instances: &[(Instance, Option<f32>)],
+    max_tokens: usize,
+) -> Result<Vec<String>> {
+    let prompts = instances
+        .iter()
+        .map(|(instance, _)| {
+            let ids = policy.tokenizer.encode(&instance.before)?;
+            Ok(ids[ids.len().saturating_sub(max_tokens.max(1))..].to_vec())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let greedy = SamplingConfig {
+        temperature: 0.0,
+        max_tokens: 1,
+        ..SamplingConfig::default()
+    };
+    Ok(policy
+        .sample(&prompts, &greedy)?
+        .into_iter()
+        .map(|generation| generation.text)
+        .collect())
+}
+
+/// The instance a triple gives `kind` in evaluation, with the proxy entropy of the
+/// token to predict (next-token).
+fn eval_instance(kind: TaskKind, triple: &Triple) -> Option<(Instance, Option<f32>)> {
     if kind != TaskKind::NextToken {
-        return tasks::instance(kind, triple, 0.0).map(|i| (i, None));
+        // asr and msr draw nothing.
+        let mut unused = SplitMix64::new(0);
+        return tasks::instance(kind, triple, 0.0, &mut unused).map(|i| (i, None));
     }
     let candidates: Vec<usize> = (0..triple.token_offsets.len())
         .filter(|&i| triple.token_offsets[i] > 0)
@@ -193,6 +260,19 @@ fn eval_instance(kind: TaskKind, triple: &Triple) -> Option<(Instance, Option<&'
     let position = candidates[(rng.next_u64() % candidates.len() as u64) as usize];
     let instance = tasks::next_token_at(triple, position)?;
     let entropy = instance.token_entropy.unwrap_or(0.0);
-    let bucket = BUCKETS[BUCKET_BOUNDS.iter().filter(|&&b| entropy >= b).count()];
-    Some((instance, Some(bucket)))
+    Some((instance, Some(entropy)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_nest_as_rpt_table_one() {
+        let of = |entropy: f32| buckets_of(entropy).collect::<Vec<_>>();
+        assert_eq!(of(0.2), ["all"]);
+        assert_eq!(of(0.5), ["all"], "bounds are exclusive");
+        assert_eq!(of(1.2), ["all", "easy", "medium"]);
+        assert_eq!(of(3.0), ["all", "easy", "medium", "hard"]);
+    }
 }

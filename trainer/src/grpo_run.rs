@@ -101,6 +101,9 @@ struct Rollouts {
 pub struct Scorer {
     tasks: Vec<TaskSpec>,
     judge: Option<Judge>,
+    /// Segments the judge reads as the reference
+    /// ([`crate::config::JudgeConfig::reference_segments`]).
+    reference_segments: usize,
 }
 
 /// One completion's score.
@@ -131,7 +134,11 @@ impl Scorer {
             let model = Model::load(path, WeightFormat::F32, &device)?;
             Some(Judge::local(model, tokenizer, &config.judge))
         };
-        Ok(Self { tasks, judge })
+        Ok(Self {
+            tasks,
+            judge,
+            reference_segments: config.judge.reference_segments,
+        })
     }
 
     /// The tasks scored.
@@ -157,11 +164,7 @@ impl Scorer {
             .collect();
         let verdicts: Vec<Option<bool>> = match spec.reward {
             RewardKind::PrefixToken => {
-                let ids = policy.tokenizer.encode(&instance.reference)?;
-                let tokens: Vec<Vec<u8>> = ids
-                    .iter()
-                    .map(|&id| policy.tokenizer.token_bytes(id))
-                    .collect();
+                let tokens = policy.reference_tokens(instance)?;
                 answers
                     .iter()
                     .map(|a| Some(a.is_some_and(|a| rewards::prefix_token(a, &tokens))))
@@ -192,11 +195,17 @@ impl Scorer {
             .enumerate()
             .filter_map(|(i, a)| a.map(|a| (i, a)))
             .collect();
+        let reference = match &instance.following {
+            Some(following) if self.reference_segments > 1 => {
+                format!("{}{following}", instance.reference)
+            }
+            _ => instance.reference.clone(),
+        };
         let cases: Vec<Case<'_>> = present
             .iter()
             .map(|&(_, prediction)| Case {
                 context: &instance.before,
-                reference: &instance.reference,
+                reference: &reference,
                 prediction,
             })
             .collect();
@@ -362,7 +371,8 @@ fn grpo_step(run: &mut Run, scorer: &Scorer, reference: Option<&Model>) -> Resul
         ..Rollouts::default()
     };
     let mut kept: Vec<Group> = Vec::new();
-    let rounds = if grpo.dynamic_sampling {
+    let dynamic = grpo.dynamic_sampling && run.step + 1 >= grpo.dynamic_sampling_from_step;
+    let rounds = if dynamic {
         grpo.max_refill_rounds + 1
     } else {
         1
@@ -379,7 +389,7 @@ fn grpo_step(run: &mut Run, scorer: &Scorer, reference: Option<&Model>) -> Resul
         }
         let seed = mix(run.config.seed, run.step, round, 2);
         for group in rollout(run, scorer, &drawn, seed, &mut stats)? {
-            if !grpo.dynamic_sampling || !zero_variance(&group.rewards) {
+            if !dynamic || !zero_variance(&group.rewards) {
                 kept.push(group);
             }
         }
@@ -429,9 +439,12 @@ pub fn draw(
             let Some(triple) = run.stream.next_triple()? else {
                 return Ok(drawn);
             };
-            if let Some(instance) =
-                tasks::instance(spec.kind, &triple, run.config.data.hard_token_entropy)
-            {
+            if let Some(instance) = tasks::instance(
+                spec.kind,
+                &triple,
+                run.config.data.hard_token_entropy,
+                choose,
+            ) {
                 break instance;
             }
             unusable += 1;
@@ -577,8 +590,11 @@ pub fn update(run: &mut Run, kept: &[Group], reference: Option<&Model>, lr: f64)
     let tokens: usize = rows.iter().map(|r| r.completion.len()).sum();
     let batches: Vec<&[Row<'_>]> = rows.chunks(grpo.micro_batch).collect();
     let pad = run.policy.pad();
+    // Completions are scored under the distribution they were sampled from.
+    let temperature = run.config.sampling.temperature;
     let frozen = |model: &Model, batch: &[Row<'_>]| -> Result<Tensor> {
-        Ok(completion_log_probs(model, &sequences(batch), pad, Mode::Inference)?.0)
+        let sequences = sequences(batch);
+        Ok(completion_log_probs(model, &sequences, pad, temperature, Mode::Inference)?.0)
     };
     // The sampling policy's log-probs, when several updates make the ratio move.
     let old: Option<Vec<Tensor>> = if grpo.updates_per_batch > 1 {
@@ -638,6 +654,7 @@ pub fn update(run: &mut Run, kept: &[Group], reference: Option<&Model>, lr: f64)
                 &run.policy.model,
                 &sequences(batch),
                 pad,
+                temperature,
                 grpo.activation_checkpointing,
                 micro_loss,
                 |store| grads.add(&run.policy, store),
@@ -718,4 +735,65 @@ fn step_metrics(
             "rollout_tokens_per_s": tokens_per_s,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::config::{JudgeConfig, TaskConfig};
+
+    /// The request bodies the judge at a loopback endpoint received for one asr
+    /// completion, with `reference_segments`.
+    fn judge_requests(reference_segments: usize) -> Vec<String> {
+        let (endpoint, server) = crate::judge::tests::server(vec![(200, "Score: 1".into())]);
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
+        let config = TrainConfig {
+            model: tiny.clone(),
+            tasks: vec![TaskConfig {
+                kind: "asr".into(),
+                reward: Some("prefix-semantic".into()),
+                ..TaskConfig::default()
+            }],
+            judge: JudgeConfig {
+                endpoint: Some(endpoint),
+                reference_segments,
+                ..JudgeConfig::default()
+            },
+            ..TrainConfig::default()
+        };
+        config.validate().unwrap();
+        let scorer = Scorer::new(&config).unwrap();
+        let tokenizer = crate::policy::tokenizer_for(&tiny, None).unwrap();
+        let policy = Policy::load(&tiny, tokenizer, &Device::Cpu, "none").unwrap();
+        let instance = Instance {
+            before: "Water boils at sea level".into(),
+            after: None,
+            reference: " at 100 degrees Celsius.".into(),
+            following: Some(" It freezes at zero.".into()),
+            token_ends: Vec::new(),
+            token_entropy: None,
+        };
+        let completion = format!("{PREDICTION_START}at 100 degrees{PREDICTION_END}");
+        let scores = scorer.score(&policy, 0, &instance, &[&completion]).unwrap();
+        assert_eq!(scores[0].reward, 1.0);
+        server.join().unwrap()
+    }
+
+    /// RLPT's prefix reward: the judge reads the target segment and the segment after
+    /// it as the reference; with `reference_segments = 1`, the target alone.
+    #[test]
+    fn the_prefix_judge_reads_the_segment_and_the_next_one() {
+        let both = judge_requests(2);
+        assert_eq!(both.len(), 1);
+        assert!(
+            both[0].contains("at 100 degrees Celsius. It freezes at zero."),
+            "{}",
+            both[0]
+        );
+        let alone = judge_requests(1);
+        assert!(alone[0].contains("at 100 degrees Celsius."), "{}", alone[0]);
+        assert!(!alone[0].contains("It freezes"), "{}", alone[0]);
+    }
 }

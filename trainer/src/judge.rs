@@ -1,6 +1,7 @@
 //! The judge behind `prefix-semantic` rewards (RLPT's generative reward model): given
-//! the context, the reference continuation and a prediction, it answers `Score: 1` when
-//! the prediction says what a prefix of the reference says, else `Score: 0`.
+//! the context, the reference (the target segment and, by default, the segment after
+//! it: RLPT's prefix reward) and a prediction, it answers `Score: 1` when the
+//! prediction is a semantically valid prefix of the reference, else `Score: 0`.
 //!
 //! Either a local model run through rlpt-lm (greedy, a few tokens), or an
 //! OpenAI-compatible `chat/completions` endpoint (vLLM, SGLang, llama.cpp's server, a
@@ -23,11 +24,14 @@ use crate::config::JudgeConfig;
 use crate::error::{Error, Result};
 use crate::tasks::ChatTemplate;
 
-const JUDGE_TEMPLATE: &str = "You compare a predicted continuation of a text with the \
-real one. The prediction is correct if it says the same thing as the beginning of the \
-real continuation (it may be shorter, and the wording may differ); it is wrong if it adds \
-or changes facts.\n\nText:\n{context}\n\nReal continuation:\n{reference}\n\nPrediction:\n\
-{prediction}\n\nAnswer with exactly one line: Score: 1 if correct, Score: 0 if wrong.";
+const JUDGE_TEMPLATE: &str = "You check a prediction of how a text goes on. Below are \
+the text, the reference (what really follows it, one or more sentences) and the \
+prediction. The prediction is correct when it is a semantically valid prefix of the \
+reference: read from its start, the reference says what the prediction says, in the same \
+order, though the wording may differ and the prediction may stop anywhere. It is wrong \
+when it contradicts the reference, skips ahead, or states something the reference does \
+not.\n\nText:\n{context}\n\nReference:\n{reference}\n\nPrediction:\n{prediction}\n\n\
+Answer with exactly one line: Score: 1 if correct, Score: 0 if wrong.";
 
 /// One prediction to judge.
 #[derive(Debug, Clone)]
@@ -390,7 +394,7 @@ pub fn parse_score(answer: &str) -> Option<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
@@ -405,7 +409,9 @@ mod tests {
     }
 
     /// Serves one OpenAI-style answer per connection, recording the requests.
-    fn server(answers: Vec<(u16, String)>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    pub(crate) fn server(
+        answers: Vec<(u16, String)>,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = format!("http://{}/v1", listener.local_addr().unwrap());
         let handle = std::thread::spawn(move || {

@@ -132,6 +132,21 @@ impl Policy {
         Ok(ids[ids.len().saturating_sub(max_tokens)..].to_vec())
     }
 
+    /// The bytes of each token of `instance`'s reference, as the prefix-token reward
+    /// reads them: split at its in-context token ends, the rest tokenized on its own.
+    pub fn reference_tokens(&self, instance: &Instance) -> Result<Vec<Vec<u8>>> {
+        let bytes = instance.reference.as_bytes();
+        let mut tokens = Vec::new();
+        let mut start = 0;
+        for &end in &instance.token_ends {
+            tokens.push(bytes[start..end].to_vec());
+            start = end;
+        }
+        let rest = self.tokenizer.encode(&instance.reference[start..])?;
+        tokens.extend(rest.iter().map(|&id| self.tokenizer.token_bytes(id)));
+        Ok(tokens)
+    }
+
     /// Samples a completion of each prompt.
     pub fn sample(&self, prompts: &[Vec<u32>], config: &SamplingConfig) -> Result<Vec<Generation>> {
         let decoder = Decoder {
@@ -239,8 +254,9 @@ impl Batch {
         })
     }
 
-    /// log p of each completion token, `[rows, widest]`, from the final hidden states.
-    fn log_probs(&self, model: &Model, hidden: &Tensor) -> Result<Tensor> {
+    /// log p of each completion token, `[rows, widest]`, from the final hidden states,
+    /// under the distribution sampled at `temperature`.
+    fn log_probs(&self, model: &Model, hidden: &Tensor, temperature: f32) -> Result<Tensor> {
         let (longest, widest) = (self.longest, self.widest);
         let (hidden, targets) = (|| {
             Ok::<_, candle_core::Error>((
@@ -249,27 +265,29 @@ impl Batch {
             ))
         })()
         .map_err(compute("selecting completion positions"))?;
-        Ok(model.target_log_probs(&hidden, &targets)?)
+        Ok(model.target_log_probs(&hidden, &targets, temperature)?)
     }
 }
 
-/// log p of each completion token under `model`, `[rows, C]` with C the longest
-/// completion, each row's completion right-aligned, and the mask (1 on completion
-/// tokens) of the same shape. Sequences are left-padded with `pad` into one batch.
+/// log p of each completion token under `model` sampling at `temperature`
+/// (softmax(logits / T)), `[rows, C]` with C the longest completion, each row's
+/// completion right-aligned, and the mask (1 on completion tokens) of the same shape.
+/// Sequences are left-padded with `pad` into one batch.
 pub fn completion_log_probs(
     model: &Model,
     sequences: &[Sequence<'_>],
     pad: u32,
+    temperature: f32,
     mode: Mode,
 ) -> Result<(Tensor, Tensor)> {
     let batch = Batch::of(sequences, pad, model.device())?;
     let mut cache = KvCache::new(model, batch.pads.clone());
     let hidden = model.forward(&batch.ids, &mut cache, mode)?;
-    Ok((batch.log_probs(model, &hidden)?, batch.mask))
+    Ok((batch.log_probs(model, &hidden, temperature)?, batch.mask))
 }
 
 /// Backpropagates `loss(log_probs, mask)` — a scalar built from
-/// [`completion_log_probs`]' two tensors — handing each backward pass's gradients to
+/// [`completion_log_probs`]' two tensors at `temperature` — handing each backward pass's gradients to
 /// `on_grads`: one pass over the whole graph, or with `checkpointed` one per decoder
 /// block, which keeps the activations of one block alive instead of all
 /// ([`Model::backward_checkpointed`]); the summed gradients are the same.
@@ -277,12 +295,14 @@ pub fn completion_backward(
     model: &Model,
     sequences: &[Sequence<'_>],
     pad: u32,
+    temperature: f32,
     checkpointed: bool,
     loss: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>,
     mut on_grads: impl FnMut(&candle_core::backprop::GradStore) -> Result<()>,
 ) -> Result<()> {
     let batch = Batch::of(sequences, pad, model.device())?;
-    let loss_of = |hidden: &Tensor| loss(&batch.log_probs(model, hidden)?, &batch.mask);
+    let loss_of =
+        |hidden: &Tensor| loss(&batch.log_probs(model, hidden, temperature)?, &batch.mask);
     if checkpointed {
         return model.backward_checkpointed(&batch.ids, batch.pads.clone(), loss_of, on_grads);
     }
@@ -315,6 +335,7 @@ mod tests {
             &policy.model,
             sequences,
             policy.pad(),
+            1.0,
             checkpointed,
             |lp, mask| loss(lp, mask).map_err(|e| Error::Config(e.to_string())),
             |store| {
@@ -378,5 +399,66 @@ mod tests {
             assert!(norm > 0.0, "{name} got no gradient");
             assert!(diff <= 1e-5 * norm, "{name}: |Δ| {diff} against |g| {norm}");
         }
+    }
+
+    /// RPT item 5: the loss scores a completion under softmax(logits / T), the
+    /// distribution it was sampled from, not the model's T = 1 one.
+    #[test]
+    fn completion_log_probs_are_of_the_sampling_temperature() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
+        let tokenizer = tokenizer_for(&root, None).unwrap();
+        let policy = Policy::load(&root, tokenizer, &Device::Cpu, "none").unwrap();
+        let prompt = policy
+            .tokenizer
+            .encode("The boiling point of water")
+            .unwrap();
+        let completion = policy.tokenizer.encode(" is a hundred").unwrap();
+        let sequence = [Sequence {
+            prompt: &prompt,
+            completion: &completion,
+        }];
+        // By hand: the logits before each completion token, scaled, log-softmaxed.
+        let ids: Vec<u32> = prompt.iter().chain(&completion).copied().collect();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let mut cache = KvCache::new(&policy.model, vec![0]);
+        let hidden = policy
+            .model
+            .forward(&input, &mut cache, Mode::Inference)
+            .unwrap();
+        let logits = policy.model.logits(&hidden).unwrap().squeeze(0).unwrap();
+        let logits: Vec<Vec<f32>> = logits.to_vec2().unwrap();
+        let by_hand = |temperature: f32| -> Vec<f32> {
+            (0..completion.len())
+                .map(|j| {
+                    let row = &logits[prompt.len() - 1 + j];
+                    let scaled: Vec<f64> =
+                        row.iter().map(|&l| f64::from(l / temperature)).collect();
+                    let max = scaled.iter().cloned().fold(f64::MIN, f64::max);
+                    let norm = scaled.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
+                    (scaled[completion[j] as usize] - norm) as f32
+                })
+                .collect()
+        };
+        for temperature in [1.0f32, 0.7, 1.3] {
+            let (log_probs, _) = completion_log_probs(
+                &policy.model,
+                &sequence,
+                policy.pad(),
+                temperature,
+                Mode::Inference,
+            )
+            .unwrap();
+            let got: Vec<f32> = log_probs.squeeze(0).unwrap().to_vec1().unwrap();
+            for (g, want) in got.iter().zip(by_hand(temperature)) {
+                assert!((g - want).abs() < 1e-4, "T {temperature}: {g} vs {want}");
+            }
+        }
+        assert!(
+            (by_hand(0.7)[0] - by_hand(1.0)[0]).abs() > 1e-3,
+            "the temperatures must give different log-probs for the test to mean anything"
+        );
     }
 }

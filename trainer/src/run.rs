@@ -91,6 +91,8 @@ pub struct Run {
     pub stream: TripleStream,
     /// Steps done.
     pub step: u64,
+    /// Steps the learning-rate schedule spans: `config.steps` of the run's first start.
+    schedule_steps: u64,
     /// Where the run resumed from, if it did.
     pub resumed_from: Option<PathBuf>,
     optim: OptimConfig,
@@ -144,6 +146,18 @@ impl Run {
             optimizer.load(&policy.params, &dir.join("optimizer.safetensors"), &device)?;
         }
         let (resumed_from, state) = resumed.unzip();
+        let schedule_steps = state.as_ref().map_or(config.steps, |s| {
+            let planned = s.schedule_steps.unwrap_or(s.config.steps);
+            if planned != config.steps {
+                tracing::warn!(
+                    "resuming with --steps {} where the run began with {planned}: the \
+                     learning-rate schedule stays the one over {planned} steps (past its \
+                     end, the rate stays at its last value)",
+                    config.steps
+                );
+            }
+            planned
+        });
         let stream = TripleStream::new(
             files,
             config.data.clone(),
@@ -158,6 +172,7 @@ impl Run {
             optimizer,
             stream,
             step: state.as_ref().map_or(0, |s| s.step),
+            schedule_steps,
             resumed_from,
             optim,
             metrics_lines: state.as_ref().map_or(0, |s| s.metrics_lines),
@@ -195,7 +210,7 @@ impl Run {
 
     /// The learning rate of the current step.
     pub fn learning_rate(&self) -> f64 {
-        learning_rate(&self.optim, self.step, self.config.steps)
+        learning_rate(&self.optim, self.step, self.schedule_steps)
     }
 
     /// Clips the accumulated gradients and applies one AdamW update at `lr`; returns
@@ -232,6 +247,7 @@ impl Run {
         let state = TrainerState {
             kind: self.kind.to_string(),
             step: self.step,
+            schedule_steps: Some(self.schedule_steps),
             cursor: self.stream.cursor(),
             config_hash: self.config.hash(),
             config: self.config.clone(),

@@ -85,6 +85,7 @@ fn sft_step(
             &run.policy.model,
             &sequences,
             run.policy.pad(),
+            1.0,
             run.config.grpo.activation_checkpointing,
             sft_loss,
             |store| grads.add(&run.policy, store),

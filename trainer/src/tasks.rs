@@ -1,8 +1,9 @@
 //! The three tasks a triple becomes a prompt for, and their default templates:
 //!
 //! - `next-token` (RPT): the text up to a hard token (entropy at least
-//!   `data.hard_token_entropy`); the model reasons, then answers in `\boxed{}`; the
-//!   reference is the rest of the segment from that token.
+//!   `data.hard_token_entropy`), drawn among every hard token of the segment; the model
+//!   reasons, then answers in `\boxed{}`; the reference is the rest of the segment from
+//!   that token and the next segment, its tokens as the text was tokenized in context.
 //! - `asr` (RLPT, autoregressive segment reasoning): the context; the model predicts
 //!   the next segment between `<|startofprediction|>` and `<|endofprediction|>`.
 //! - `msr` (RLPT, middle segment reasoning): the context and the segment after the
@@ -12,6 +13,8 @@
 //! replaced verbatim (so `\boxed{}` needs no escaping). The user message is wrapped in
 //! ChatML when the vocabulary has `<|im_start|>` (SmolLM2-Instruct, Qwen) or the config
 //! asks for it.
+
+use rlpt_lm::generate::SplitMix64;
 
 use crate::data::Triple;
 use crate::error::{Error, Result};
@@ -95,47 +98,89 @@ pub struct Instance {
     pub after: Option<String>,
     /// The ground truth.
     pub reference: String,
+    /// The document's text right after the reference (asr: the next segment): the
+    /// prefix judge reads the reference and it as what really follows.
+    pub following: Option<String>,
+    /// Where the reference's first tokens end (bytes), as the text was tokenized in
+    /// context (next-token: the segment's tokens); what follows the last is tokenized
+    /// on its own. Empty: the whole reference is.
+    pub token_ends: Vec<usize>,
     /// The entropy of the predicted token (next-token only).
     pub token_entropy: Option<f32>,
 }
 
 /// The instance `kind` makes of `triple`, if the triple can serve it (next-token needs
-/// a hard token after the segment's start; msr needs a next segment).
-pub fn instance(kind: TaskKind, triple: &Triple, hard_entropy: f32) -> Option<Instance> {
+/// a hard token after the segment's start, which `choose` draws among all of them; msr
+/// needs a next segment).
+pub fn instance(
+    kind: TaskKind,
+    triple: &Triple,
+    hard_entropy: f32,
+    choose: &mut SplitMix64,
+) -> Option<Instance> {
     match kind {
         TaskKind::NextToken => {
-            let position = triple
-                .token_offsets
-                .iter()
-                .zip(&triple.token_entropy)
-                .position(|(&offset, &entropy)| offset > 0 && entropy >= hard_entropy)?;
-            next_token_at(triple, position)
+            let hard: Vec<usize> = (0..triple.token_offsets.len())
+                .filter(|&i| {
+                    triple.token_offsets[i] > 0
+                        && triple
+                            .token_entropy
+                            .get(i)
+                            .is_some_and(|&e| e >= hard_entropy)
+                })
+                .collect();
+            if hard.is_empty() {
+                return None;
+            }
+            next_token_at(
+                triple,
+                hard[(choose.next_u64() % hard.len() as u64) as usize],
+            )
         }
         TaskKind::Asr => Some(Instance {
             before: triple.context.clone(),
             after: None,
             reference: triple.segment.clone(),
+            following: triple.next_segment.clone(),
+            token_ends: Vec::new(),
             token_entropy: None,
         }),
         TaskKind::Msr => Some(Instance {
             before: triple.context.clone(),
             after: Some(triple.next_segment.clone()?),
             reference: triple.segment.clone(),
+            following: None,
+            token_ends: Vec::new(),
             token_entropy: None,
         }),
     }
 }
 
-/// The next-token instance that stops before the segment's token at `position`.
+/// The next-token instance that stops before the segment's token at `position`: the
+/// reference is the rest of the segment and the next segment.
 pub fn next_token_at(triple: &Triple, position: usize) -> Option<Instance> {
+    let segment = &triple.segment;
     let offset = *triple.token_offsets.get(position)? as usize;
-    if offset == 0 || !triple.segment.is_char_boundary(offset) || offset >= triple.segment.len() {
+    if offset == 0 || !segment.is_char_boundary(offset) || offset >= segment.len() {
         return None;
     }
+    let token_ends = triple.token_offsets[position + 1..]
+        .iter()
+        .map(|&start| start as usize)
+        .chain([segment.len()])
+        .filter(|&end| end > offset && end <= segment.len() && segment.is_char_boundary(end))
+        .map(|end| end - offset)
+        .collect();
     Some(Instance {
-        before: format!("{}{}", triple.context, &triple.segment[..offset]),
+        before: format!("{}{}", triple.context, &segment[..offset]),
         after: None,
-        reference: triple.segment[offset..].to_string(),
+        reference: format!(
+            "{}{}",
+            &segment[offset..],
+            triple.next_segment.as_deref().unwrap_or("")
+        ),
+        following: None,
+        token_ends,
         token_entropy: triple.token_entropy.get(position).copied(),
     })
 }
@@ -209,31 +254,54 @@ mod tests {
     }
 
     #[test]
-    fn next_token_stops_before_the_first_hard_token_after_the_start() {
-        let instance = instance(TaskKind::NextToken, &triple(), 1.5).unwrap();
-        assert_eq!(instance.before, "Algebra is old. It studies");
-        assert_eq!(instance.reference, " équations.");
-        assert_eq!(instance.token_entropy, Some(1.7));
-        assert!(super::instance(TaskKind::NextToken, &triple(), 3.0).is_none());
+    fn next_token_draws_among_every_hard_token_and_reaches_into_the_next_segment() {
+        let mut two_hard = triple();
+        two_hard.token_entropy = vec![2.0, 1.6, 1.7, 0.2];
+        let mut seen = std::collections::BTreeMap::new();
+        for seed in 0..64 {
+            let drawn = instance(
+                TaskKind::NextToken,
+                &two_hard,
+                1.5,
+                &mut SplitMix64::new(seed),
+            )
+            .unwrap();
+            seen.insert(drawn.before.clone(), drawn);
+        }
+        let befores: Vec<&String> = seen.keys().collect();
+        assert_eq!(
+            befores,
+            ["Algebra is old. It", "Algebra is old. It studies"],
+            "the first token (offset 0) is never a candidate, both hard ones are"
+        );
+        let last = &seen["Algebra is old. It studies"];
+        assert_eq!(last.reference, " équations.It has rules.");
+        assert_eq!(last.token_entropy, Some(1.7));
+        // In-context token ends within the segment: " équ" ends at 13 − 10, the
+        // segment at its 22 bytes; the next segment is tokenized on its own.
+        assert_eq!(last.token_ends, [3, 12]);
+        assert!(instance(TaskKind::NextToken, &triple(), 3.0, &mut SplitMix64::new(0)).is_none());
     }
 
     #[test]
     fn msr_needs_a_next_segment_and_fills_both_slots() {
         let mut last = triple();
-        let msr = instance(TaskKind::Msr, &last, 1.5).unwrap();
+        let msr = instance(TaskKind::Msr, &last, 1.5, &mut SplitMix64::new(0)).unwrap();
         let text = fill("{context}|{next_segment}", TaskKind::Msr, &msr);
         assert_eq!(text, "Algebra is old. |It has rules.");
         last.next_segment = None;
-        assert!(instance(TaskKind::Msr, &last, 1.5).is_none());
+        assert!(instance(TaskKind::Msr, &last, 1.5, &mut SplitMix64::new(0)).is_none());
         assert_eq!(
-            instance(TaskKind::Asr, &last, 1.5).unwrap().reference,
+            instance(TaskKind::Asr, &last, 1.5, &mut SplitMix64::new(0))
+                .unwrap()
+                .reference,
             "It studies équations."
         );
     }
 
     #[test]
     fn templates_keep_boxed_braces() {
-        let next = instance(TaskKind::NextToken, &triple(), 1.5).unwrap();
+        let next = instance(TaskKind::NextToken, &triple(), 1.5, &mut SplitMix64::new(0)).unwrap();
         let text = fill(
             TaskKind::NextToken.default_template(),
             TaskKind::NextToken,

@@ -598,9 +598,16 @@ impl Model {
 
     /// log p(target) of each position, `[batch, seq]` f32, from hidden states
     /// `[batch, seq, hidden]` and `targets: [batch, seq]` (u32), in chunks of
-    /// [`LOGIT_CHUNK_ROWS`] rows. Differentiable when the hidden states are.
-    pub fn target_log_probs(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        self.target_log_probs_inner(hidden, targets)
+    /// [`LOGIT_CHUNK_ROWS`] rows. `p` is the distribution sampled at `temperature`,
+    /// softmax(logits / T), as TRL and verl score completions (0 means greedy and
+    /// scores at 1). Differentiable when the hidden states are.
+    pub fn target_log_probs(
+        &self,
+        hidden: &Tensor,
+        targets: &Tensor,
+        temperature: f32,
+    ) -> Result<Tensor> {
+        self.target_log_probs_inner(hidden, targets, temperature)
             .map_err(|e| compute("target log-probabilities", e))
     }
 
@@ -608,7 +615,13 @@ impl Model {
         &self,
         hidden: &Tensor,
         targets: &Tensor,
+        temperature: f32,
     ) -> candle_core::Result<Tensor> {
+        let scale = if temperature > 0.0 {
+            1.0 / f64::from(temperature)
+        } else {
+            1.0
+        };
         let (batch, seq, width) = hidden.dims3()?;
         let rows = hidden.reshape((batch * seq, width))?;
         let targets = targets.reshape(batch * seq)?;
@@ -620,6 +633,11 @@ impl Model {
                 .output
                 .forward(&rows.narrow(0, start, len)?)?
                 .to_dtype(DType::F32)?;
+            let logits = if scale == 1.0 {
+                logits
+            } else {
+                (logits * scale)?
+            };
             let max = logits.max_keepdim(D::Minus1)?.detach();
             let shifted = logits.broadcast_sub(&max)?;
             let log_norm = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
