@@ -2,7 +2,8 @@
 //! the pipeline (one in each step's time window, the rest anywhere), each followed by a
 //! rerun to completion, gives the same tables, checkpoints, metrics and report as an
 //! uninterrupted run. The config is the default pipeline with the tiny model for
-//! entropy and training (SmolLM2 would make each of the 21 runs take minutes).
+//! entropy and training (SmolLM2 would make each of the 21 runs take minutes) and a
+//! 6-step cold start instead of 60 (the train stage is most of each run's time).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,9 +12,20 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 /// The default pipeline, every path absolute, the tiny model everywhere, small units
-/// (more shard writes to land in) and six training steps (three checkpoint writes).
+/// (more shard writes to land in), six training steps (three checkpoint writes) after
+/// a six-step cold start.
 fn crash_config(dir: &Path) -> PathBuf {
     let samples = repo_root().join("data-samples");
+    let train = std::fs::read_to_string(samples.join("train.toml"))
+        .unwrap()
+        .replace(
+            "model = \"tiny\"",
+            &format!("model = \"{}\"", samples.join("tiny").display()),
+        )
+        .replace("[cold_start]\nsteps = 60", "[cold_start]\nsteps = 6");
+    assert!(train.contains("[cold_start]\nsteps = 6\n"), "{train}");
+    let train_config = dir.join("train.toml");
+    std::fs::write(&train_config, train).unwrap();
     let text = std::fs::read_to_string(samples.join("pipeline.toml"))
         .unwrap()
         .replace(
@@ -42,7 +54,12 @@ fn crash_config(dir: &Path) -> PathBuf {
         absolute += &line;
         absolute.push('\n');
     }
+    let absolute = absolute.replace(
+        &format!("config = \"{}\"", samples.join("train.toml").display()),
+        &format!("config = \"{}\"", train_config.display()),
+    );
     assert!(absolute.contains("model = \"") && absolute.contains("steps = 6"));
+    assert!(absolute.contains(&train_config.display().to_string()));
     let path = dir.join("crash.toml");
     std::fs::write(&path, absolute).unwrap();
     path

@@ -9,22 +9,24 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// A run longer than this is a hang. Generous: `train` and `sft` with the default
-/// config (a 60-step cold start, activation checkpointing recomputing each block) share
-/// two loaded cores with the other e2e tests, and a hang never ends at all.
+/// A run longer than this is a hang. Generous: `train` and `sft` share two loaded
+/// cores with the other e2e tests, and a hang never ends at all.
 const LIMIT: Duration = Duration::from_secs(300);
 
 const USIZE_MAX: &str = "18446744073709551615";
 const F64_MAX: &str = "1.7976931348623157e308";
 const F32_MAX: &str = "3.4028235e38";
 
-/// The inputs each command reads: a few documents, their triples, tagged triples.
+/// The inputs each command reads: a few documents, their triples, tagged triples, and
+/// the default trainer config with a 2-step cold start (the flags matter here, not
+/// the 60 steps of the default's).
 struct Fixture {
     work: tempfile::TempDir,
     jsonl: PathBuf,
     documents: PathBuf,
     triples: PathBuf,
     tagged: PathBuf,
+    train_config: PathBuf,
 }
 
 fn tokenizer() -> String {
@@ -67,12 +69,21 @@ impl Fixture {
             "--model",
             &tiny(),
         ]);
+        let samples = repo_root().join("data-samples");
+        let train = std::fs::read_to_string(samples.join("train.toml"))
+            .unwrap()
+            .replace("model = \"tiny\"", &format!("model = \"{}\"", tiny()))
+            .replace("[cold_start]\nsteps = 60", "[cold_start]\nsteps = 2");
+        assert!(train.contains("[cold_start]\nsteps = 2\n"), "{train}");
+        let train_config = work.path().join("train.toml");
+        std::fs::write(&train_config, train).unwrap();
         Self {
             work,
             jsonl,
             documents,
             triples,
             tagged,
+            train_config,
         }
     }
 
@@ -211,6 +222,8 @@ fn commands() -> Vec<Command> {
             args: Box::new(|fixture, output| {
                 strings(&[
                     "train",
+                    "--config",
+                    arg(&fixture.train_config),
                     "--input",
                     arg(&fixture.tagged),
                     "--output",
@@ -224,6 +237,8 @@ fn commands() -> Vec<Command> {
             args: Box::new(|fixture, output| {
                 strings(&[
                     "sft",
+                    "--config",
+                    arg(&fixture.train_config),
                     "--input",
                     arg(&fixture.tagged),
                     "--output",
