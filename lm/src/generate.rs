@@ -163,11 +163,14 @@ fn generate_batch(
     let mut done: Vec<Option<Generation>> = vec![None; prompts.len()];
     let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-    let ids: Vec<u32> = prompts
+    let (distinct, source) = distinct_rows(&prompts);
+    let ids: Vec<u32> = distinct
         .iter()
-        .flat_map(|p| std::iter::repeat_n(pad_id, longest - p.len()).chain(p.iter().copied()))
+        .flat_map(|&row| {
+            std::iter::repeat_n(pad_id, pads[row]).chain(prompts[row].iter().copied())
+        })
         .collect();
-    let mut cache = KvCache::new(model, pads);
+    let mut cache = KvCache::new(model, distinct.iter().map(|&row| pads[row]).collect());
     let mut running: Vec<Running> = batch
         .iter()
         .enumerate()
@@ -177,9 +180,15 @@ fn generate_batch(
             rng: SplitMix64::new(config.seed ^ (prompt as u64).wrapping_mul(0x9E37_79B9)),
         })
         .collect();
-    let mut input = tensor(ids, prompts.len(), longest, model)?;
-    while !running.is_empty() {
-        let logits = last_logits(model, &input, &mut cache)?;
+    // A prompt repeated in the batch (a GRPO group) is prefilled once; its cache rows
+    // are then copied to every sequence that continues it.
+    let input = tensor(ids, distinct.len(), longest, model)?;
+    let prefilled = last_logits(model, &input, &mut cache)?;
+    if distinct.len() < prompts.len() {
+        cache.retain(&source)?;
+    }
+    let mut logits: Vec<Vec<f32>> = source.iter().map(|&d| prefilled[d].clone()).collect();
+    loop {
         let mut keep = Vec::with_capacity(running.len());
         for (row, sequence) in running.iter_mut().enumerate() {
             let token = sample(&logits[row], config, &mut sequence.rng);
@@ -199,10 +208,12 @@ fn generate_batch(
                 kept
             });
         }
-        let next: Vec<u32> = running.iter().map(|s| *s.tokens.last().unwrap()).collect();
-        if !next.is_empty() {
-            input = tensor(next, running.len(), 1, model)?;
+        if running.is_empty() {
+            break;
         }
+        let next: Vec<u32> = running.iter().map(|s| *s.tokens.last().unwrap()).collect();
+        let input = tensor(next, running.len(), 1, model)?;
+        logits = last_logits(model, &input, &mut cache)?;
     }
     Ok(done
         .into_iter()
@@ -250,6 +261,24 @@ fn generation(sequence: &mut Running, text: String, finish: Finish) -> Generatio
         text,
         finish,
     }
+}
+
+/// The first row of each distinct prompt, and for every row the index of its
+/// prompt's first row among them.
+fn distinct_rows(prompts: &[&[u32]]) -> (Vec<usize>, Vec<usize>) {
+    let mut first_rows: Vec<usize> = Vec::new();
+    let mut seen: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    let source = prompts
+        .iter()
+        .enumerate()
+        .map(|(row, &prompt)| {
+            *seen.entry(prompt).or_insert_with(|| {
+                first_rows.push(row);
+                first_rows.len() - 1
+            })
+        })
+        .collect();
+    (first_rows, source)
 }
 
 fn tensor(ids: Vec<u32>, rows: usize, len: usize, model: &Model) -> Result<Tensor> {

@@ -401,6 +401,36 @@ fn seeded_sampling_is_reproducible_and_does_not_depend_on_the_batch() {
 }
 
 #[test]
+fn a_repeated_prompt_is_sampled_as_if_each_copy_ran_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let config = SamplingConfig {
+        temperature: 1.5,
+        max_tokens: 10,
+        seed: 3,
+        ..SamplingConfig::default()
+    };
+    let letters = Letters { eos: None };
+    // Two GRPO-like groups: each prompt four times, interleaved with a third prompt.
+    let prompts = sequences();
+    let groups: Vec<Vec<u32>> = [0, 0, 2, 1, 0, 1, 1, 0, 1]
+        .iter()
+        .map(|&i| prompts[i].clone())
+        .collect();
+    let together = generate(&model, &letters, &groups, &config, 0).unwrap();
+    let one_by_one = SamplingConfig {
+        max_batch_bytes: 0,
+        ..config.clone()
+    };
+    assert_eq!(
+        together,
+        generate(&model, &letters, &groups, &one_by_one, 0).unwrap()
+    );
+    // The copies draw from their own streams.
+    assert_ne!(together[0], together[1]);
+}
+
+#[test]
 fn stop_strings_and_eos_end_a_sequence_and_the_others_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
