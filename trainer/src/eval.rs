@@ -49,29 +49,56 @@ pub struct EvalOptions {
     pub split: Split,
 }
 
-/// Counts of one bucket or task.
-#[derive(Default, Clone, Copy)]
+/// Bootstrap resamples behind each 95% interval.
+const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// Outcomes of one bucket or task.
+#[derive(Default, Clone)]
 struct Tally {
-    total: usize,
-    correct: usize,
+    /// Whether each answer was rewarded, in order.
+    correct: Vec<bool>,
     format_failures: usize,
 }
 
 impl Tally {
     fn count(&mut self, correct: bool, format_failure: bool) {
-        self.total += 1;
-        self.correct += usize::from(correct);
+        self.correct.push(correct);
         self.format_failures += usize::from(format_failure);
     }
 
-    fn json(self) -> Value {
+    fn json(&self) -> Value {
+        let n = self.correct.len();
+        let correct = self.correct.iter().filter(|&&c| c).count();
         json!({
-            "n": self.total,
-            "correct": self.correct,
-            "accuracy": self.correct as f64 / self.total.max(1) as f64,
+            "n": n,
+            "correct": correct,
+            "accuracy": correct as f64 / n.max(1) as f64,
+            "ci95": bootstrap_ci95(&self.correct),
             "format_failures": self.format_failures,
         })
     }
+}
+
+/// The percentile bootstrap 95% interval of the accuracy of `outcomes`: the 2.5th and
+/// 97.5th percentiles of the accuracy over resamples of the same size, drawn with
+/// replacement from a fixed seed (so a report is reproducible).
+fn bootstrap_ci95(outcomes: &[bool]) -> [f64; 2] {
+    let n = outcomes.len();
+    if n == 0 {
+        return [0.0, 0.0];
+    }
+    let mut rng = SplitMix64::new(0x5EED_B007);
+    let mut accuracies: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let hits = (0..n)
+                .filter(|_| outcomes[(rng.next_u64() % n as u64) as usize])
+                .count();
+            hits as f64 / n as f64
+        })
+        .collect();
+    accuracies.sort_by(f64::total_cmp);
+    let at = |q: f64| accuracies[((BOOTSTRAP_RESAMPLES - 1) as f64 * q).round() as usize];
+    [at(0.025), at(0.975)]
 }
 
 /// Evaluates `model` (a model file or directory, or a checkpoint directory) on
@@ -209,7 +236,7 @@ fn by_bucket(tallies: &BTreeMap<&str, Tally>) -> Value {
     let map: serde_json::Map<String, Value> = BUCKETS
         .iter()
         .map(|(name, _)| {
-            let tally = tallies.get(name).copied().unwrap_or_default();
+            let tally = tallies.get(name).cloned().unwrap_or_default();
             (name.to_string(), tally.json())
         })
         .collect();
@@ -274,5 +301,18 @@ mod tests {
         assert_eq!(of(0.5), ["all"], "bounds are exclusive");
         assert_eq!(of(1.2), ["all", "easy", "medium"]);
         assert_eq!(of(3.0), ["all", "easy", "medium", "hard"]);
+    }
+
+    #[test]
+    fn the_bootstrap_interval_holds_the_accuracy_and_narrows_with_more_answers() {
+        let outcomes = |n: usize| (0..n).map(|i| i % 4 == 0).collect::<Vec<_>>();
+        let [low, high] = bootstrap_ci95(&outcomes(40));
+        assert!(low < 0.25 && 0.25 < high, "{low} {high}");
+        // A binomial's 95% interval at p = 0.25, n = 40 is about ±0.13.
+        assert!((0.08..0.18).contains(&((high - low) / 2.0)), "{low} {high}");
+        let [low_more, high_more] = bootstrap_ci95(&outcomes(400));
+        assert!(high_more - low_more < (high - low) / 2.0);
+        assert_eq!(bootstrap_ci95(&[true; 5]), [1.0, 1.0]);
+        assert_eq!(bootstrap_ci95(&[]), [0.0, 0.0]);
     }
 }
