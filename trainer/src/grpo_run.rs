@@ -520,6 +520,13 @@ fn rollout(
                 score.reward + penalty
             })
             .collect();
+        tracing::debug!(
+            task = scorer.tasks()[d.task].kind.name(),
+            reference = %d.instance.reference.chars().take(60).collect::<String>(),
+            completions = ?texts,
+            rewards = ?rewards,
+            "group sampled"
+        );
         stats.groups += 1;
         stats.zero_variance += usize::from(zero_variance(&rewards));
         stats.completions += gens.len();

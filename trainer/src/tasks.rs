@@ -24,18 +24,27 @@ pub const PREDICTION_START: &str = "<|startofprediction|>";
 /// Closes a prediction in `asr` and `msr` answers.
 pub const PREDICTION_END: &str = "<|endofprediction|>";
 
-const NEXT_TOKEN_TEMPLATE: &str = "Complete the given text. First think step by step about \
-what is most likely to come next, then give the next token (or the next few tokens) of the \
-text inside \\boxed{}.\n\nText:\n{text}";
+// The default templates follow the papers' prompt structure, in this project's words:
+// RPT's next-token prompt shows the text under a `### Context` heading, asks for the
+// most likely next token in `\boxed{}` after weighing candidates, and notes that the
+// token may begin with a space; RLPT's ASR prompt shows the text under `### Context`
+// and asks for the next sentence between the prediction tags; its MSR prompt shows the
+// text with the missing sentence replaced by `<MASK>`.
 
-const ASR_TEMPLATE: &str = "Read the text below and predict the sentence that comes right \
-after it. Think about the content and the way the text is going first, then write your \
-prediction between <|startofprediction|> and <|endofprediction|>.\n\nText:\n{context}";
+const NEXT_TOKEN_TEMPLATE: &str = "Predict the next token of the text under ### Context. \
+Think about which tokens could come next and how likely each one is, then write the most \
+likely one inside \\boxed{}. The token may begin with a space; if it does, keep the space.\
+\n\n### Context\n{text}";
 
-const MSR_TEMPLATE: &str = "One sentence is missing between the two parts of the text \
-below. Think about what connects them, then write the missing sentence between \
-<|startofprediction|> and <|endofprediction|>.\n\nBefore the gap:\n{context}\n\nAfter \
-the gap:\n{next_segment}";
+const ASR_TEMPLATE: &str = "Predict the sentence that most probably comes next after the \
+text under ### Context. Think about what the text is saying and where it is going, then \
+write the sentence between <|startofprediction|> and <|endofprediction|>.\n\n### \
+Context\n{context}";
+
+const MSR_TEMPLATE: &str = "One sentence of the text under ### Context has been replaced \
+by <MASK>. Think about what connects the text before and after it, then write the masked \
+sentence between <|startofprediction|> and <|endofprediction|>.\n\n### Context\n\
+{context}<MASK> {next_segment}";
 
 /// What a task asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +79,7 @@ impl TaskKind {
         }
     }
 
-    /// The paper's prompt.
+    /// Its default prompt, after the paper's (see the templates above).
     pub fn default_template(self) -> &'static str {
         match self {
             Self::NextToken => NEXT_TOKEN_TEMPLATE,
@@ -141,7 +150,10 @@ pub fn instance(
             before: triple.context.clone(),
             after: None,
             reference: triple.segment.clone(),
-            following: triple.next_segment.clone(),
+            following: triple
+                .next_segment
+                .as_ref()
+                .map(|next| format!("{}{next}", segment_separator(triple))),
             token_ends: Vec::new(),
             token_entropy: None,
         }),
@@ -174,15 +186,30 @@ pub fn next_token_at(triple: &Triple, position: usize) -> Option<Instance> {
     Some(Instance {
         before: format!("{}{}", triple.context, &segment[..offset]),
         after: None,
-        reference: format!(
-            "{}{}",
-            &segment[offset..],
-            triple.next_segment.as_deref().unwrap_or("")
-        ),
+        reference: match &triple.next_segment {
+            Some(next) => format!(
+                "{}{}{next}",
+                &segment[offset..],
+                segment_separator(triple)
+            ),
+            None => segment[offset..].to_string(),
+        },
         following: None,
         token_ends,
         token_entropy: triple.token_entropy.get(position).copied(),
     })
+}
+
+/// What stood between two segments of the triple's document: segments are stored
+/// trimmed, so this is the whitespace the context ends with (the separator before the
+/// segment), or a space when the context is empty. Text that separates sentences by
+/// no whitespace (Chinese, Japanese) gets none.
+fn segment_separator(triple: &Triple) -> &str {
+    if triple.context.is_empty() {
+        return " ";
+    }
+    let context = triple.context.as_str();
+    &context[context.trim_end().len()..]
 }
 
 /// The user message: `template` with its slots filled from `instance`.
@@ -275,7 +302,9 @@ mod tests {
             "the first token (offset 0) is never a candidate, both hard ones are"
         );
         let last = &seen["Algebra is old. It studies"];
-        assert_eq!(last.reference, " équations.It has rules.");
+        // Segments are stored trimmed: the document's separator (the one the context
+        // ends with) joins the segment and the next.
+        assert_eq!(last.reference, " équations. It has rules.");
         assert_eq!(last.token_entropy, Some(1.7));
         // In-context token ends within the segment: " équ" ends at 13 − 10, the
         // segment at its 22 bytes; the next segment is tokenized on its own.
@@ -289,6 +318,12 @@ mod tests {
         let msr = instance(TaskKind::Msr, &last, 1.5, &mut SplitMix64::new(0)).unwrap();
         let text = fill("{context}|{next_segment}", TaskKind::Msr, &msr);
         assert_eq!(text, "Algebra is old. |It has rules.");
+        let asr = instance(TaskKind::Asr, &last, 1.5, &mut SplitMix64::new(0)).unwrap();
+        assert_eq!(asr.following.as_deref(), Some(" It has rules."));
+        let mut unspaced = last.clone();
+        unspaced.context = "代数很古老。".into();
+        let asr = instance(TaskKind::Asr, &unspaced, 1.5, &mut SplitMix64::new(0)).unwrap();
+        assert_eq!(asr.following.as_deref(), Some("It has rules."));
         last.next_segment = None;
         assert!(instance(TaskKind::Msr, &last, 1.5, &mut SplitMix64::new(0)).is_none());
         assert_eq!(
@@ -300,14 +335,18 @@ mod tests {
     }
 
     #[test]
-    fn templates_keep_boxed_braces() {
+    fn default_templates_follow_the_papers_layout() {
         let next = instance(TaskKind::NextToken, &triple(), 1.5, &mut SplitMix64::new(0)).unwrap();
         let text = fill(
             TaskKind::NextToken.default_template(),
             TaskKind::NextToken,
             &next,
         );
-        assert!(text.contains("\\boxed{}") && text.ends_with("It studies"));
+        assert!(text.contains("\\boxed{}") && text.contains("begin with a space"));
+        assert!(text.ends_with("### Context\nAlgebra is old. It studies"));
+        let msr = instance(TaskKind::Msr, &triple(), 1.5, &mut SplitMix64::new(0)).unwrap();
+        let text = fill(TaskKind::Msr.default_template(), TaskKind::Msr, &msr);
+        assert!(text.ends_with("### Context\nAlgebra is old. <MASK> It has rules."));
         assert_eq!(
             ChatTemplate::ChatMl.wrap("hi"),
             "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
