@@ -166,9 +166,7 @@ fn generate_batch(
     let (distinct, source) = distinct_rows(&prompts);
     let ids: Vec<u32> = distinct
         .iter()
-        .flat_map(|&row| {
-            std::iter::repeat_n(pad_id, pads[row]).chain(prompts[row].iter().copied())
-        })
+        .flat_map(|&row| std::iter::repeat_n(pad_id, pads[row]).chain(prompts[row].iter().copied()))
         .collect();
     let mut cache = KvCache::new(model, distinct.iter().map(|&row| pads[row]).collect());
     let mut running: Vec<Running> = batch
