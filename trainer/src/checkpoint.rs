@@ -236,6 +236,25 @@ fn prune(output: &Path, keep_last: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checkpoint cadence and retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Write `step-N/` every this many steps (and at the last step).
+    pub every: u64,
+    /// Keep this many newest checkpoints (0: all).
+    pub keep_last: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            every: 10,
+            keep_last: 3,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,13 +4,28 @@
 //! keys are refused with their name. The config's hash (without the fields that may
 //! change between a run and its resumption: steps, output, device) is recorded in
 //! every checkpoint, and a resume under another config is refused.
+//!
+//! Each section's struct lives beside the code that reads it (`[data]` in `data.rs`,
+//! `[[task]]` in `tasks.rs`, `[grpo]` in `grpo.rs`, `[optim]` in `optim.rs`, `[judge]`
+//! in `judge.rs`, `[sft]` and `[cold_start]` in `sft.rs`, `[checkpoint]` in
+//! `checkpoint.rs`) and is re-exported here. Names with a fixed set of values (task
+//! and reward kinds, schedules, chat templates) are enums, so a misspelling is refused
+//! while the file is read, naming the choices.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+pub use crate::checkpoint::CheckpointConfig;
+pub use crate::data::DataConfig;
 use crate::error::{Error, Result};
+pub use crate::grpo::GrpoConfig;
+pub use crate::judge::{DEFAULT_REFERENCE_SEGMENTS, JudgeConfig};
+pub use crate::optim::OptimConfig;
+pub use crate::sft::{ColdStartConfig, SftConfig, SftTarget};
+use crate::tasks::ChatTemplateSetting;
+pub use crate::tasks::TaskConfig;
 
 /// Everything `rlpt train`, `rlpt sft` and `rlpt eval` read from a config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,7 +47,7 @@ pub struct TrainConfig {
     pub steps: u64,
     /// Wrap prompts in a chat template: `auto` (ChatML when the vocabulary has
     /// `<|im_start|>`), `chatml`, or `none`.
-    pub chat_template: String,
+    pub chat_template: ChatTemplateSetting,
     /// Prompts longer than this (in tokens) keep their last tokens' worth of context.
     pub max_prompt_tokens: usize,
     /// GRPO steps in a row that may train on nothing (every group dropped: no answer in
@@ -72,7 +87,7 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             seed: 0,
             steps: 10,
-            chat_template: "auto".into(),
+            chat_template: ChatTemplateSetting::Auto,
             max_prompt_tokens: 512,
             max_idle_steps: DEFAULT_MAX_IDLE_STEPS,
             data: DataConfig::default(),
@@ -93,64 +108,6 @@ const DEFAULT_MAX_IDLE_STEPS: u64 = 10;
 
 fn is_default_max_idle_steps(steps: &u64) -> bool {
     *steps == DEFAULT_MAX_IDLE_STEPS
-}
-
-/// Which triples are read, and in what order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DataConfig {
-    /// Rows held back and drawn from at random (1: shard order as written).
-    pub shuffle_buffer: usize,
-    /// Keep only triples with one of these `difficulty` labels (empty: all).
-    pub difficulties: Vec<String>,
-    /// Keep only triples whose `seg_entropy_mean` is at least this.
-    pub min_entropy: Option<f32>,
-    /// Passes over the data; none: as many as the steps need.
-    pub epochs: Option<u64>,
-    /// A token whose entropy reaches this is "hard": where `next-token` prompts stop.
-    pub hard_token_entropy: f32,
-    /// Share of documents held out of training (chosen by a hash of their id) for
-    /// `rlpt eval --split heldout`.
-    pub holdout: f64,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self {
-            shuffle_buffer: 256,
-            difficulties: Vec::new(),
-            min_entropy: None,
-            epochs: None,
-            hard_token_entropy: 1.5,
-            holdout: 0.0,
-        }
-    }
-}
-
-/// One task of the mix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TaskConfig {
-    /// `next-token`, `asr` or `msr`.
-    pub kind: String,
-    /// Share of prompts drawn for this task (relative to the others).
-    pub weight: f64,
-    /// `prefix-token`, `prefix-semantic` or `strict`; default per kind.
-    pub reward: Option<String>,
-    /// The prompt, with `{text}` (next-token), `{context}`, `{next_segment}`; default:
-    /// the paper's.
-    pub template: Option<String>,
-}
-
-impl Default for TaskConfig {
-    fn default() -> Self {
-        Self {
-            kind: "next-token".into(),
-            weight: 1.0,
-            reward: None,
-            template: None,
-        }
-    }
 }
 
 /// Sampling during rollouts.
@@ -181,249 +138,6 @@ impl Default for SamplingSettings {
     }
 }
 
-/// The GRPO objective.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GrpoConfig {
-    /// Completions sampled per prompt (G).
-    pub group_size: usize,
-    /// Groups per optimizer step.
-    pub prompts_per_step: usize,
-    /// Lower clip of the ratio: 1 − ε_low.
-    pub epsilon_low: f32,
-    /// Upper clip of the ratio: 1 + ε_high (clip-higher when above ε_low).
-    pub epsilon_high: f32,
-    /// Weight of the k3 KL estimate to the initial model (0: off, as both papers).
-    pub kl_beta: f32,
-    /// Added to the group's std when normalising advantages.
-    pub std_epsilon: f32,
-    /// Drop groups whose rewards are all equal, and draw new prompts in their place.
-    pub dynamic_sampling: bool,
-    /// The first step (as metrics number them, from 1) that dynamic sampling applies
-    /// to; earlier steps keep every group (RPT starts it at step 500). 0 and 1: all.
-    #[serde(skip_serializing_if = "from_the_first_step")]
-    pub dynamic_sampling_from_step: u64,
-    /// Extra rollout rounds dynamic sampling may run per step.
-    pub max_refill_rounds: usize,
-    /// Soft over-length penalty: completions longer than `max_tokens − overlong_buffer`
-    /// lose up to 1 reward linearly (0: off).
-    pub overlong_buffer: usize,
-    /// Sequences per forward/backward pass (gradient accumulation across them).
-    pub micro_batch: usize,
-    /// Optimizer updates per rollout batch (>1 makes the clip matter).
-    pub updates_per_batch: usize,
-    /// Keep only each decoder block's input in the forward pass and recompute the
-    /// block in the backward pass (activation checkpointing; GRPO and SFT): the
-    /// activations of one block are alive at once instead of all, for one more
-    /// forward pass of compute. Off only to trade memory for ~25% of update time.
-    #[serde(skip_serializing_if = "is_true")]
-    pub activation_checkpointing: bool,
-}
-
-fn is_true(value: &bool) -> bool {
-    *value
-}
-
-fn from_the_first_step(step: &u64) -> bool {
-    *step <= 1
-}
-
-impl Default for GrpoConfig {
-    fn default() -> Self {
-        Self {
-            group_size: 4,
-            prompts_per_step: 4,
-            epsilon_low: 0.2,
-            epsilon_high: 0.28,
-            kl_beta: 0.0,
-            std_epsilon: 1e-4,
-            dynamic_sampling: true,
-            dynamic_sampling_from_step: 1,
-            max_refill_rounds: 2,
-            overlong_buffer: 0,
-            micro_batch: 8,
-            updates_per_batch: 1,
-            activation_checkpointing: true,
-        }
-    }
-}
-
-/// AdamW, clipping and the learning rate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OptimConfig {
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Adam's β₁.
-    pub beta1: f64,
-    /// Adam's β₂.
-    pub beta2: f64,
-    /// Adam's ε.
-    pub eps: f64,
-    /// Decoupled weight decay.
-    pub weight_decay: f64,
-    /// Clip the global gradient norm to this (0: off).
-    pub max_grad_norm: f64,
-    /// Steps of linear warmup from 0.
-    pub warmup_steps: u64,
-    /// `constant` or `cosine` after warmup.
-    pub schedule: String,
-    /// Where cosine ends, as a fraction of `lr`.
-    pub min_lr_ratio: f64,
-}
-
-impl Default for OptimConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-6,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-            max_grad_norm: 1.0,
-            warmup_steps: 0,
-            schedule: "constant".into(),
-            min_lr_ratio: 0.1,
-        }
-    }
-}
-
-/// Checkpoint cadence and retention.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CheckpointConfig {
-    /// Write `step-N/` every this many steps (and at the last step).
-    pub every: u64,
-    /// Keep this many newest checkpoints (0: all).
-    pub keep_last: usize,
-}
-
-impl Default for CheckpointConfig {
-    fn default() -> Self {
-        Self {
-            every: 10,
-            keep_last: 3,
-        }
-    }
-}
-
-/// The judge of `prefix-semantic` rewards: a local model or an OpenAI-compatible
-/// endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JudgeConfig {
-    /// A local judge model (GGUF or safetensors); default: the policy's initial weights.
-    pub model: Option<PathBuf>,
-    /// An OpenAI-compatible base URL (e.g. `http://localhost:8000/v1`); wins over `model`.
-    pub endpoint: Option<String>,
-    /// The model name sent to the endpoint.
-    pub endpoint_model: String,
-    /// Environment variable holding the endpoint's API key, if it needs one.
-    pub api_key_env: Option<String>,
-    /// Seconds before a request is abandoned.
-    pub timeout_s: u64,
-    /// Retries of a failed request.
-    pub retries: u32,
-    /// The judge's prompt, with `{context}`, `{reference}` and `{prediction}`.
-    pub template: Option<String>,
-    /// Segments the prefix judge reads as `{reference}`: the target segment, then the
-    /// ones after it in the document (RLPT's prefix reward). Triples hold the next
-    /// segment, so 1 (the target alone) or 2.
-    #[serde(skip_serializing_if = "is_default_reference_segments")]
-    pub reference_segments: usize,
-}
-
-/// Default of [`JudgeConfig::reference_segments`]: the segment and the next.
-pub const DEFAULT_REFERENCE_SEGMENTS: usize = 2;
-
-fn is_default_reference_segments(segments: &usize) -> bool {
-    *segments == DEFAULT_REFERENCE_SEGMENTS
-}
-
-impl Default for JudgeConfig {
-    fn default() -> Self {
-        Self {
-            model: None,
-            endpoint: None,
-            endpoint_model: "judge".into(),
-            api_key_env: None,
-            timeout_s: 60,
-            retries: 2,
-            template: None,
-            reference_segments: DEFAULT_REFERENCE_SEGMENTS,
-        }
-    }
-}
-
-/// What supervised steps train on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SftTarget {
-    /// The triples' text (context + segment), every token: adapting a model to the
-    /// corpus.
-    #[default]
-    Text,
-    /// The tasks' prompts, each followed by its reference answer in the task's answer
-    /// format, the loss on the answer only: a cold start that teaches the format.
-    Answers,
-}
-
-impl SftTarget {
-    fn is_text(&self) -> bool {
-        *self == Self::Text
-    }
-}
-
-/// `rlpt sft`: supervised training on the triples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SftConfig {
-    /// What it trains on: `text` or `answers`.
-    #[serde(skip_serializing_if = "SftTarget::is_text")]
-    pub target: SftTarget,
-    /// Texts per optimizer step.
-    pub batch_size: usize,
-    /// Tokens per text at most (the last ones kept).
-    pub max_tokens: usize,
-    /// Peak learning rate (the optimizer section's other settings apply).
-    pub lr: f64,
-}
-
-impl Default for SftConfig {
-    fn default() -> Self {
-        Self {
-            target: SftTarget::Text,
-            batch_size: 8,
-            max_tokens: 256,
-            lr: 1e-3,
-        }
-    }
-}
-
-/// RLPT's cold start: before its first GRPO step, `rlpt train` runs `steps` supervised
-/// steps on the tasks' answers (`sft.target = "answers"`, with `[sft]`'s batch size)
-/// into `OUTPUT/cold-start/`, and GRPO starts from that model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ColdStartConfig {
-    /// Supervised steps (0: none; GRPO starts from `model`).
-    pub steps: u64,
-    /// Their peak learning rate (the optimizer section's other settings apply).
-    pub lr: f64,
-}
-
-impl Default for ColdStartConfig {
-    fn default() -> Self {
-        Self { steps: 0, lr: 1e-5 }
-    }
-}
-
-impl ColdStartConfig {
-    fn is_off(&self) -> bool {
-        self.steps == 0
-    }
-}
-
 impl TrainConfig {
     /// Reads `path`, resolving relative paths in it against the file's directory.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -443,19 +157,15 @@ impl TrainConfig {
         Ok(config)
     }
 
-    /// Checks what TOML types cannot: names of kinds and schedules, sizes.
+    /// Checks what types cannot: sizes, ranges, the judge's endpoint.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::Config(what));
         if self.tasks.is_empty() {
             return bad("no [[task]]: give at least one (next-token, asr or msr)".into());
         }
         for task in &self.tasks {
-            crate::tasks::TaskKind::parse(&task.kind)?;
-            if let Some(reward) = &task.reward {
-                crate::rewards::RewardKind::parse(reward)?;
-            }
             if !(task.weight > 0.0 && task.weight.is_finite()) {
-                return bad(format!("task {}: weight must be > 0", task.kind));
+                return bad(format!("task {}: weight must be > 0", task.kind.name()));
             }
         }
         if self.grpo.group_size < 2 {
@@ -477,24 +187,12 @@ impl TrainConfig {
                 self.data.holdout
             ));
         }
-        if !matches!(self.optim.schedule.as_str(), "constant" | "cosine") {
-            return bad(format!(
-                "optim.schedule `{}`: use constant or cosine",
-                self.optim.schedule
-            ));
-        }
         if let Some(endpoint) = &self.judge.endpoint
             && let Some(problem) = crate::judge::endpoint_credentials(endpoint)
         {
             return bad(format!(
                 "judge.endpoint {}: {problem}",
                 crate::judge::redact_url(endpoint)
-            ));
-        }
-        if !matches!(self.chat_template.as_str(), "auto" | "chatml" | "none") {
-            return bad(format!(
-                "chat_template `{}`: use auto, chatml or none",
-                self.chat_template
             ));
         }
         Ok(())
@@ -510,5 +208,54 @@ impl TrainConfig {
         stable.max_idle_steps = DEFAULT_MAX_IDLE_STEPS;
         let json = serde_json::to_string(&stable).expect("a config serialises");
         format!("{:016x}", xxh3_64(json.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::Schedule;
+    use crate::rewards::RewardKind;
+    use crate::tasks::TaskKind;
+
+    fn parse(text: &str) -> std::result::Result<TrainConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn kinds_schedules_and_templates_are_typed_and_misspellings_name_the_choices() {
+        let config = parse(
+            "chat_template = \"chatml\"\n[optim]\nschedule = \"cosine\"\n\
+             [[task]]\nkind = \"msr\"\nreward = \"strict\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.chat_template, ChatTemplateSetting::Chatml);
+        assert_eq!(config.optim.schedule, Schedule::Cosine);
+        assert_eq!(config.tasks[0].kind, TaskKind::Msr);
+        assert_eq!(config.tasks[0].reward, Some(RewardKind::Strict));
+        for (text, choices) in [
+            (
+                "[[task]]\nkind = \"next_token\"",
+                "`next-token`, `asr`, `msr`",
+            ),
+            (
+                "[[task]]\nreward = \"exact\"",
+                "`prefix-token`, `prefix-semantic`, `strict`",
+            ),
+            ("[optim]\nschedule = \"linear\"", "`constant` or `cosine`"),
+            ("chat_template = \"llama\"", "`auto`, `chatml`, `none`"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(choices), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_hash_reads_kinds_as_the_names_configs_use() {
+        // Checkpoints of earlier versions recorded hashes of these names as strings.
+        let json = serde_json::to_string(&TrainConfig::default()).unwrap();
+        assert!(json.contains(r#""kind":"next-token""#), "{json}");
+        assert!(json.contains(r#""schedule":"constant""#), "{json}");
+        assert!(json.contains(r#""chat_template":"auto""#), "{json}");
     }
 }

@@ -19,7 +19,6 @@ use rlpt_lm::generate::SplitMix64;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::config::DataConfig;
 use crate::error::{Error, Result};
 
 /// Rows read from a shard at once.
@@ -384,6 +383,38 @@ fn list_values<T: ArrowPrimitiveType>(
         .filter(|list| !list.is_null(row))
         .map(|list| list.value(row).as_primitive::<T>().values().to_vec())
         .unwrap_or_default()
+}
+
+/// Which triples are read, and in what order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Rows held back and drawn from at random (1: shard order as written).
+    pub shuffle_buffer: usize,
+    /// Keep only triples with one of these `difficulty` labels (empty: all).
+    pub difficulties: Vec<String>,
+    /// Keep only triples whose `seg_entropy_mean` is at least this.
+    pub min_entropy: Option<f32>,
+    /// Passes over the data; none: as many as the steps need.
+    pub epochs: Option<u64>,
+    /// A token whose entropy reaches this is "hard": where `next-token` prompts stop.
+    pub hard_token_entropy: f32,
+    /// Share of documents held out of training (chosen by a hash of their id) for
+    /// `rlpt eval --split heldout`.
+    pub holdout: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            shuffle_buffer: 256,
+            difficulties: Vec::new(),
+            min_entropy: None,
+            epochs: None,
+            hard_token_entropy: 1.5,
+            holdout: 0.0,
+        }
+    }
 }
 
 #[cfg(test)]

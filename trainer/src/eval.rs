@@ -121,15 +121,15 @@ pub fn evaluate(
         )
     };
     let device = rlpt_lm::device(&config.device)?;
-    let policy = Policy::load(&weights, tokenizer, &device, &config.chat_template)?;
+    let policy = Policy::load(&weights, tokenizer, &device, config.chat_template)?;
     let mut eval_config = config.clone();
     eval_config.tasks = options
         .tasks
         .iter()
         .map(|kind| {
-            let configured = config.tasks.iter().find(|t| t.kind == kind.name());
+            let configured = config.tasks.iter().find(|t| t.kind == *kind);
             TaskConfig {
-                kind: kind.name().into(),
+                kind: *kind,
                 weight: 1.0,
                 ..configured.cloned().unwrap_or_default()
             }

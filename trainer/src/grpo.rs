@@ -5,6 +5,7 @@
 //! up to the token mean over the batch.
 
 use candle_core::{D, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// Advantages of one group's rewards: (r − mean) / (std + ε), std the sample standard
 /// deviation (n − 1), as TRL computes it. A group whose rewards are all equal gets
@@ -109,6 +110,73 @@ impl Objective {
 pub fn k3(log_probs: &Tensor, ref_log_probs: &Tensor) -> candle_core::Result<Tensor> {
     let diff = (ref_log_probs - log_probs)?;
     (diff.exp()? - diff)? - 1.0
+}
+
+/// The GRPO objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpoConfig {
+    /// Completions sampled per prompt (G).
+    pub group_size: usize,
+    /// Groups per optimizer step.
+    pub prompts_per_step: usize,
+    /// Lower clip of the ratio: 1 − ε_low.
+    pub epsilon_low: f32,
+    /// Upper clip of the ratio: 1 + ε_high (clip-higher when above ε_low).
+    pub epsilon_high: f32,
+    /// Weight of the k3 KL estimate to the initial model (0: off, as both papers).
+    pub kl_beta: f32,
+    /// Added to the group's std when normalising advantages.
+    pub std_epsilon: f32,
+    /// Drop groups whose rewards are all equal, and draw new prompts in their place.
+    pub dynamic_sampling: bool,
+    /// The first step (as metrics number them, from 1) that dynamic sampling applies
+    /// to; earlier steps keep every group (RPT starts it at step 500). 0 and 1: all.
+    #[serde(skip_serializing_if = "from_the_first_step")]
+    pub dynamic_sampling_from_step: u64,
+    /// Extra rollout rounds dynamic sampling may run per step.
+    pub max_refill_rounds: usize,
+    /// Soft over-length penalty: completions longer than `max_tokens − overlong_buffer`
+    /// lose up to 1 reward linearly (0: off).
+    pub overlong_buffer: usize,
+    /// Sequences per forward/backward pass (gradient accumulation across them).
+    pub micro_batch: usize,
+    /// Optimizer updates per rollout batch (>1 makes the clip matter).
+    pub updates_per_batch: usize,
+    /// Keep only each decoder block's input in the forward pass and recompute the
+    /// block in the backward pass (activation checkpointing; GRPO and SFT): the
+    /// activations of one block are alive at once instead of all, for one more
+    /// forward pass of compute. Off only to trade memory for ~25% of update time.
+    #[serde(skip_serializing_if = "is_true")]
+    pub activation_checkpointing: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn from_the_first_step(step: &u64) -> bool {
+    *step <= 1
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self {
+            group_size: 4,
+            prompts_per_step: 4,
+            epsilon_low: 0.2,
+            epsilon_high: 0.28,
+            kl_beta: 0.0,
+            std_epsilon: 1e-4,
+            dynamic_sampling: true,
+            dynamic_sampling_from_step: 1,
+            max_refill_rounds: 2,
+            overlong_buffer: 0,
+            micro_batch: 8,
+            updates_per_batch: 1,
+            activation_checkpointing: true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,13 +47,11 @@ impl TaskSpec {
             .tasks
             .iter()
             .map(|task| {
-                let kind = TaskKind::parse(&task.kind)?;
+                let kind = task.kind;
                 Ok(Self {
                     kind,
                     weight: task.weight,
-                    reward: RewardKind::parse(
-                        task.reward.as_deref().unwrap_or(kind.default_reward()),
-                    )?,
+                    reward: task.reward.unwrap_or(kind.default_reward()),
                     template: task
                         .template
                         .clone()
@@ -750,6 +748,7 @@ mod tests {
 
     use super::*;
     use crate::config::{JudgeConfig, TaskConfig};
+    use crate::tasks::ChatTemplateSetting;
 
     /// The request bodies the judge at a loopback endpoint received for one asr
     /// completion, with `reference_segments`.
@@ -759,8 +758,8 @@ mod tests {
         let config = TrainConfig {
             model: tiny.clone(),
             tasks: vec![TaskConfig {
-                kind: "asr".into(),
-                reward: Some("prefix-semantic".into()),
+                kind: TaskKind::Asr,
+                reward: Some(RewardKind::PrefixSemantic),
                 ..TaskConfig::default()
             }],
             judge: JudgeConfig {
@@ -773,7 +772,8 @@ mod tests {
         config.validate().unwrap();
         let scorer = Scorer::new(&config).unwrap();
         let tokenizer = crate::policy::tokenizer_for(&tiny, None).unwrap();
-        let policy = Policy::load(&tiny, tokenizer, &Device::Cpu, "none").unwrap();
+        let policy =
+            Policy::load(&tiny, tokenizer, &Device::Cpu, ChatTemplateSetting::None).unwrap();
         let instance = Instance {
             before: "Water boils at sea level".into(),
             after: None,

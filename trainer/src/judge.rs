@@ -20,9 +20,10 @@ use std::time::Duration;
 use rlpt_lm::{Model, SamplingConfig, Tokenizer};
 use serde_json::{Value, json};
 
-use crate::config::JudgeConfig;
 use crate::error::{Error, Result};
-use crate::tasks::ChatTemplate;
+use crate::tasks::{ChatTemplate, ChatTemplateSetting};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 const JUDGE_TEMPLATE: &str = "You check a prediction of how a text goes on. Below are \
 the text, the reference (what really follows it, one or more sentences) and the \
@@ -107,7 +108,7 @@ impl Judge {
 
     /// A judge running `model` here.
     pub fn local(model: Model, tokenizer: Tokenizer, config: &JudgeConfig) -> Self {
-        let chat = ChatTemplate::choose("auto", &tokenizer);
+        let chat = ChatTemplate::choose(ChatTemplateSetting::Auto, &tokenizer);
         Self::Local {
             model: Box::new(model),
             tokenizer: Box::new(tokenizer),
@@ -390,6 +391,54 @@ pub fn parse_score(answer: &str) -> Option<bool> {
         '1' => Some(true),
         '0' => Some(false),
         _ => None,
+    }
+}
+
+/// The judge of `prefix-semantic` rewards: a local model or an OpenAI-compatible
+/// endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// A local judge model (GGUF or safetensors); default: the policy's initial weights.
+    pub model: Option<PathBuf>,
+    /// An OpenAI-compatible base URL (e.g. `http://localhost:8000/v1`); wins over `model`.
+    pub endpoint: Option<String>,
+    /// The model name sent to the endpoint.
+    pub endpoint_model: String,
+    /// Environment variable holding the endpoint's API key, if it needs one.
+    pub api_key_env: Option<String>,
+    /// Seconds before a request is abandoned.
+    pub timeout_s: u64,
+    /// Retries of a failed request.
+    pub retries: u32,
+    /// The judge's prompt, with `{context}`, `{reference}` and `{prediction}`.
+    pub template: Option<String>,
+    /// Segments the prefix judge reads as `{reference}`: the target segment, then the
+    /// ones after it in the document (RLPT's prefix reward). Triples hold the next
+    /// segment, so 1 (the target alone) or 2.
+    #[serde(skip_serializing_if = "is_default_reference_segments")]
+    pub reference_segments: usize,
+}
+
+/// Default of [`JudgeConfig::reference_segments`]: the segment and the next.
+pub const DEFAULT_REFERENCE_SEGMENTS: usize = 2;
+
+fn is_default_reference_segments(segments: &usize) -> bool {
+    *segments == DEFAULT_REFERENCE_SEGMENTS
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            endpoint: None,
+            endpoint_model: "judge".into(),
+            api_key_env: None,
+            timeout_s: 60,
+            retries: 2,
+            template: None,
+            reference_segments: DEFAULT_REFERENCE_SEGMENTS,
+        }
     }
 }
 

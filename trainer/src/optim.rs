@@ -7,8 +7,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor, Var};
 
-use crate::config::OptimConfig;
 use crate::error::{Error, Result, compute};
+use serde::{Deserialize, Serialize};
 
 /// AdamW (decoupled weight decay) over named parameters.
 pub struct AdamW {
@@ -136,19 +136,69 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
     Ok(norm)
 }
 
+/// The learning rate after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// `lr` throughout.
+    Constant,
+    /// A cosine from `lr` to `lr · min_lr_ratio` over the remaining steps.
+    Cosine,
+}
+
 /// The learning rate of update `step` (0-based) of `total`: linear warmup over
 /// `warmup_steps`, then `lr` (constant) or a cosine from `lr` to `lr · min_lr_ratio`.
 pub fn learning_rate(config: &OptimConfig, step: u64, total: u64) -> f64 {
     if step < config.warmup_steps {
         return config.lr * (step + 1) as f64 / config.warmup_steps as f64;
     }
-    if config.schedule != "cosine" {
+    if config.schedule == Schedule::Constant {
         return config.lr;
     }
     let span = total.saturating_sub(config.warmup_steps).max(1) as f64;
     let progress = ((step - config.warmup_steps) as f64 / span).min(1.0);
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
     config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
+}
+
+/// AdamW, clipping and the learning rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Adam's β₁.
+    pub beta1: f64,
+    /// Adam's β₂.
+    pub beta2: f64,
+    /// Adam's ε.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (0: off).
+    pub max_grad_norm: f64,
+    /// Steps of linear warmup from 0.
+    pub warmup_steps: u64,
+    /// `constant` or `cosine` after warmup.
+    pub schedule: Schedule,
+    /// Where cosine ends, as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-6,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            warmup_steps: 0,
+            schedule: Schedule::Constant,
+            min_lr_ratio: 0.1,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -209,7 +259,7 @@ mod tests {
         let config = OptimConfig {
             lr: 1.0,
             warmup_steps: 2,
-            schedule: "cosine".into(),
+            schedule: Schedule::Cosine,
             min_lr_ratio: 0.0,
             ..OptimConfig::default()
         };

@@ -10,7 +10,7 @@ use rlpt_lm::generate::Detokenizer;
 use rlpt_lm::{Generation, KvCache, Mode, Model, SamplingConfig, Tokenizer, WeightFormat};
 
 use crate::error::{Error, Result, compute};
-use crate::tasks::{self, ChatTemplate, Instance, TaskKind};
+use crate::tasks::{self, ChatTemplate, ChatTemplateSetting, Instance, TaskKind};
 
 /// A model being trained.
 pub struct Policy {
@@ -55,13 +55,18 @@ pub fn tokenizer_for(model: &Path, explicit: Option<&Path>) -> Result<Tokenizer>
 
 impl Policy {
     /// Loads `model` (f32, trainable) with `tokenizer` on `device`.
-    pub fn load(model: &Path, tokenizer: Tokenizer, device: &Device, chat: &str) -> Result<Self> {
+    pub fn load(
+        model: &Path,
+        tokenizer: Tokenizer,
+        device: &Device,
+        chat: ChatTemplateSetting,
+    ) -> Result<Self> {
         let model = Model::load(model, WeightFormat::F32, device)?;
         Self::new(model, tokenizer, chat)
     }
 
     /// A policy of an f32 `model`.
-    pub fn new(mut model: Model, tokenizer: Tokenizer, chat: &str) -> Result<Self> {
+    pub fn new(mut model: Model, tokenizer: Tokenizer, chat: ChatTemplateSetting) -> Result<Self> {
         let params = model.trainable()?;
         let chat = ChatTemplate::choose(chat, &tokenizer);
         let eos = tokenizer
@@ -196,16 +201,22 @@ pub struct Sequence<'a> {
     pub completion: &'a [u32],
 }
 
-/// Sequences left-padded into one batch, with what selects their completions.
+/// Sequences laid out for scoring: the distinct prompts left-padded to end at one
+/// column, and each row's completion right-padded to the longest, so completion token
+/// `j` of every row is at column `j` of the log-probs and the mask.
 struct Batch {
-    /// `[rows, longest]` token ids.
-    ids: Tensor,
-    /// `[rows, widest]`: 1 on completion tokens, each row's completion right-aligned.
-    mask: Tensor,
-    /// Left padding of each row.
+    /// `[distinct prompts, prompt_width]` token ids.
+    prompts: Tensor,
+    /// Left padding of each distinct prompt.
     pads: Vec<usize>,
-    /// Tokens per row, padding included.
-    longest: usize,
+    /// For each row, the index of its prompt among the distinct ones.
+    source: Vec<usize>,
+    /// `[rows, widest]` completion ids, right-padded.
+    completions: Tensor,
+    /// `[rows, widest]`: 1 on completion tokens.
+    mask: Tensor,
+    /// The longest prompt.
+    prompt_width: usize,
     /// The longest completion.
     widest: usize,
 }
@@ -220,59 +231,125 @@ impl Batch {
                 "a sequence with an empty prompt or completion".into(),
             ));
         }
-        let lengths: Vec<usize> = sequences
+        let mut distinct: Vec<&[u32]> = Vec::new();
+        let mut first_row: std::collections::HashMap<&[u32], usize> = Default::default();
+        let source: Vec<usize> = sequences
             .iter()
-            .map(|s| s.prompt.len() + s.completion.len())
+            .map(|s| {
+                *first_row.entry(s.prompt).or_insert_with(|| {
+                    distinct.push(s.prompt);
+                    distinct.len() - 1
+                })
+            })
             .collect();
-        let longest = lengths.iter().copied().max().unwrap_or(0);
+        let prompt_width = distinct.iter().map(|p| p.len()).max().unwrap_or(0);
         let widest = sequences
             .iter()
             .map(|s| s.completion.len())
             .max()
             .unwrap_or(0);
-        let mut ids = Vec::with_capacity(sequences.len() * longest);
-        let mut mask = Vec::with_capacity(sequences.len() * widest);
-        for (sequence, length) in sequences.iter().zip(&lengths) {
-            ids.extend(std::iter::repeat_n(pad, longest - length));
-            ids.extend_from_slice(sequence.prompt);
-            ids.extend_from_slice(sequence.completion);
-            let blank = widest - sequence.completion.len();
-            mask.extend((0..widest).map(|j| if j < blank { 0.0f32 } else { 1.0 }));
-        }
-        let run = || -> candle_core::Result<(Tensor, Tensor)> {
-            let ids = Tensor::from_vec(ids, (sequences.len(), longest), device)?;
-            let mask = Tensor::from_vec(mask, (sequences.len(), widest), device)?;
-            Ok((ids, mask))
+        let pads: Vec<usize> = distinct.iter().map(|p| prompt_width - p.len()).collect();
+        let prompts: Vec<u32> = distinct
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(pad, prompt_width - p.len()).chain(p.iter().copied()))
+            .collect();
+        let completions: Vec<u32> = sequences
+            .iter()
+            .flat_map(|s| {
+                let blank = widest - s.completion.len();
+                s.completion
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(pad, blank))
+            })
+            .collect();
+        let mask: Vec<f32> = sequences
+            .iter()
+            .flat_map(|s| (0..widest).map(|j| f32::from(u8::from(j < s.completion.len()))))
+            .collect();
+        let rows = sequences.len();
+        let run = || -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+            Ok((
+                Tensor::from_vec(prompts, (distinct.len(), prompt_width), device)?,
+                Tensor::from_vec(completions, (rows, widest), device)?,
+                Tensor::from_vec(mask, (rows, widest), device)?,
+            ))
         };
-        let (ids, mask) = run().map_err(compute("batching sequences"))?;
+        let (prompts, completions, mask) = run().map_err(compute("batching sequences"))?;
         Ok(Self {
-            ids,
+            prompts,
+            pads,
+            source,
+            completions,
             mask,
-            pads: lengths.iter().map(|l| longest - l).collect(),
-            longest,
+            prompt_width,
             widest,
         })
     }
 
-    /// log p of each completion token, `[rows, widest]`, from the final hidden states,
-    /// under the distribution sampled at `temperature`.
+    /// Whether some rows share a prompt.
+    fn shares_prompts(&self) -> bool {
+        self.pads.len() < self.source.len()
+    }
+
+    /// `self.source` as an index tensor.
+    fn source_index(&self, device: &Device) -> candle_core::Result<Tensor> {
+        let source: Vec<u32> = self.source.iter().map(|&d| d as u32).collect();
+        Tensor::new(source, device)
+    }
+
+    /// The final hidden states that predict each completion token, `[rows, widest,
+    /// hidden]`: each distinct prompt runs once, its cache rows are copied to the rows
+    /// that continue it, then the completions run after them. Exact: a shared prompt's
+    /// gradient is the sum of its rows'.
+    fn hidden(&self, model: &Model, mode: Mode) -> Result<Tensor> {
+        let mut cache = KvCache::new(model, self.pads.clone());
+        let prompted = model.forward(&self.prompts, &mut cache, mode)?;
+        let mut last = prompted
+            .narrow(1, self.prompt_width - 1, 1)
+            .and_then(|last| last.contiguous())
+            .map_err(compute("the prompts' last states"))?;
+        if self.shares_prompts() {
+            last = self
+                .source_index(model.device())
+                .and_then(|index| last.index_select(&index, 0))
+                .map_err(compute("copying shared prompts"))?;
+            cache.retain(&self.source)?;
+        }
+        if self.widest == 1 {
+            return Ok(last);
+        }
+        let inputs = self
+            .completions
+            .narrow(1, 0, self.widest - 1)
+            .and_then(|inputs| inputs.contiguous())
+            .map_err(compute("completion inputs"))?;
+        let continued = model.forward(&inputs, &mut cache, mode)?;
+        Tensor::cat(&[&last, &continued], 1).map_err(compute("completion states"))
+    }
+
+    /// Every row as one left-padded sequence, prompt then completion, `[rows,
+    /// prompt_width + widest]`, with each row's left padding.
+    fn whole_sequences(&self, device: &Device) -> Result<(Tensor, Vec<usize>)> {
+        let ids = self
+            .source_index(device)
+            .and_then(|index| self.prompts.index_select(&index, 0))
+            .and_then(|prompts| Tensor::cat(&[&prompts, &self.completions], 1))
+            .map_err(compute("batching whole sequences"))?;
+        Ok((ids, self.source.iter().map(|&d| self.pads[d]).collect()))
+    }
+
+    /// log p of each completion token, `[rows, widest]`, from the hidden states that
+    /// predict them, under the distribution sampled at `temperature`.
     fn log_probs(&self, model: &Model, hidden: &Tensor, temperature: f32) -> Result<Tensor> {
-        let (longest, widest) = (self.longest, self.widest);
-        let (hidden, targets) = (|| {
-            Ok::<_, candle_core::Error>((
-                hidden.narrow(1, longest - 1 - widest, widest)?,
-                self.ids.narrow(1, longest - widest, widest)?,
-            ))
-        })()
-        .map_err(compute("selecting completion positions"))?;
-        Ok(model.target_log_probs(&hidden, &targets, temperature)?)
+        Ok(model.target_log_probs(hidden, &self.completions, temperature)?)
     }
 }
 
 /// log p of each completion token under `model` sampling at `temperature`
 /// (softmax(logits / T)), `[rows, C]` with C the longest completion, each row's
-/// completion right-aligned, and the mask (1 on completion tokens) of the same shape.
-/// Sequences are left-padded with `pad` into one batch.
+/// completion from column 0, and the mask (1 on completion tokens) of the same shape.
+/// A prompt shared by several rows (a GRPO group) runs once.
 pub fn completion_log_probs(
     model: &Model,
     sequences: &[Sequence<'_>],
@@ -281,16 +358,16 @@ pub fn completion_log_probs(
     mode: Mode,
 ) -> Result<(Tensor, Tensor)> {
     let batch = Batch::of(sequences, pad, model.device())?;
-    let mut cache = KvCache::new(model, batch.pads.clone());
-    let hidden = model.forward(&batch.ids, &mut cache, mode)?;
+    let hidden = batch.hidden(model, mode)?;
     Ok((batch.log_probs(model, &hidden, temperature)?, batch.mask))
 }
 
 /// Backpropagates `loss(log_probs, mask)` — a scalar built from
-/// [`completion_log_probs`]' two tensors at `temperature` — handing each backward pass's gradients to
-/// `on_grads`: one pass over the whole graph, or with `checkpointed` one per decoder
-/// block, which keeps the activations of one block alive instead of all
-/// ([`Model::backward_checkpointed`]); the summed gradients are the same.
+/// [`completion_log_probs`]' two tensors at `temperature` — handing each backward
+/// pass's gradients to `on_grads`. Without `checkpointed`: one pass over the whole
+/// graph, each shared prompt run once. With it: one pass per decoder block over whole
+/// sequences ([`Model::backward_checkpointed`]), which keeps the activations of one
+/// block alive instead of all; the summed gradients are the same.
 pub fn completion_backward(
     model: &Model,
     sequences: &[Sequence<'_>],
@@ -301,14 +378,22 @@ pub fn completion_backward(
     mut on_grads: impl FnMut(&candle_core::backprop::GradStore) -> Result<()>,
 ) -> Result<()> {
     let batch = Batch::of(sequences, pad, model.device())?;
-    let loss_of =
-        |hidden: &Tensor| loss(&batch.log_probs(model, hidden, temperature)?, &batch.mask);
     if checkpointed {
-        return model.backward_checkpointed(&batch.ids, batch.pads.clone(), loss_of, on_grads);
+        let (ids, pads) = batch.whole_sequences(model.device())?;
+        let prompt_end = batch.prompt_width - 1;
+        let loss_of = |hidden: &Tensor| {
+            let predicting = hidden
+                .narrow(1, prompt_end, batch.widest)
+                .map_err(compute("selecting completion positions"))?;
+            loss(
+                &batch.log_probs(model, &predicting, temperature)?,
+                &batch.mask,
+            )
+        };
+        return model.backward_checkpointed(&ids, pads, loss_of, on_grads);
     }
-    let mut cache = KvCache::new(model, batch.pads.clone());
-    let hidden = model.forward(&batch.ids, &mut cache, Mode::Differentiable)?;
-    let store = loss_of(&hidden)?
+    let hidden = batch.hidden(model, Mode::Differentiable)?;
+    let store = loss(&batch.log_probs(model, &hidden, temperature)?, &batch.mask)?
         .backward()
         .map_err(compute("backward pass"))?;
     on_grads(&store)
@@ -357,10 +442,11 @@ mod tests {
     }
 
     #[test]
-    fn activation_checkpointing_gives_the_gradients_of_one_backward_pass() {
+    fn shared_prompts_and_activation_checkpointing_give_the_gradients_of_whole_sequences() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
         let tokenizer = tokenizer_for(&root, None).unwrap();
-        let policy = Policy::load(&root, tokenizer, &Device::Cpu, "none").unwrap();
+        let policy =
+            Policy::load(&root, tokenizer, &Device::Cpu, ChatTemplateSetting::None).unwrap();
         let (a, b) = (
             policy
                 .tokenizer
@@ -375,6 +461,7 @@ mod tests {
                 .encode(" boils at a hundred degrees")
                 .unwrap(),
         );
+        // The first and third rows share a prompt: without checkpointing it runs once.
         let sequences = [
             Sequence {
                 prompt: &a,
@@ -384,7 +471,32 @@ mod tests {
                 prompt: &b,
                 completion: &cb,
             },
+            Sequence {
+                prompt: &a,
+                completion: &cb,
+            },
         ];
+        let shared = completion_log_probs(&policy.model, &sequences, 0, 1.0, Mode::Inference)
+            .unwrap()
+            .0
+            .to_vec2::<f32>()
+            .unwrap();
+        for (row, sequence) in sequences.iter().enumerate() {
+            let alone = completion_log_probs(
+                &policy.model,
+                std::slice::from_ref(sequence),
+                0,
+                1.0,
+                Mode::Inference,
+            )
+            .unwrap()
+            .0
+            .to_vec2::<f32>()
+            .unwrap();
+            for (j, value) in alone[0].iter().enumerate() {
+                assert!((value - shared[row][j]).abs() < 1e-4, "row {row} token {j}");
+            }
+        }
         let whole = gradients(&policy, &sequences, false);
         let checkpointed = gradients(&policy, &sequences, true);
         assert_eq!(whole.len(), policy.params.len());
@@ -407,7 +519,8 @@ mod tests {
     fn completion_log_probs_are_of_the_sampling_temperature() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
         let tokenizer = tokenizer_for(&root, None).unwrap();
-        let policy = Policy::load(&root, tokenizer, &Device::Cpu, "none").unwrap();
+        let policy =
+            Policy::load(&root, tokenizer, &Device::Cpu, ChatTemplateSetting::None).unwrap();
         let prompt = policy
             .tokenizer
             .encode("The boiling point of water")

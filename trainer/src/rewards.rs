@@ -13,11 +13,11 @@
 //!
 //! A missing or malformed answer scores 0 and is counted as a format failure.
 
-use crate::error::{Error, Result};
 use crate::tasks::{PREDICTION_END, PREDICTION_START};
 
-/// How an answer is scored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How an answer is scored; in configs `prefix-token`, `prefix-semantic` or `strict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RewardKind {
     /// RPT's byte prefix ending on a reference token boundary.
     PrefixToken,
@@ -25,20 +25,6 @@ pub enum RewardKind {
     PrefixSemantic,
     /// Normalised exact match.
     Strict,
-}
-
-impl RewardKind {
-    /// From its config name.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "prefix-token" => Ok(Self::PrefixToken),
-            "prefix-semantic" => Ok(Self::PrefixSemantic),
-            "strict" => Ok(Self::Strict),
-            other => Err(Error::Config(format!(
-                "reward `{other}`: use prefix-token, prefix-semantic or strict"
-            ))),
-        }
-    }
 }
 
 /// The part of a completion after the reasoning: after the last `</think>`, if any.

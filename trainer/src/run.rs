@@ -140,7 +140,7 @@ impl Run {
                 (checkpoint_weights(&dir), Some((dir, state)))
             }
         };
-        let policy = Policy::load(&weights, tokenizer, &device, &config.chat_template)?;
+        let policy = Policy::load(&weights, tokenizer, &device, config.chat_template)?;
         let mut optimizer = AdamW::new(optim.clone(), &policy.params)?;
         if let Some((dir, _)) = &resumed {
             optimizer.load(&policy.params, &dir.join("optimizer.safetensors"), &device)?;

@@ -16,12 +16,13 @@ use candle_core::Tensor;
 use rlpt_lm::generate::SplitMix64;
 use serde_json::{Value, json};
 
-use crate::config::{SftTarget, TrainConfig};
+use crate::config::TrainConfig;
 use crate::error::{Error, Result, compute};
 use crate::grpo_run::{TaskSpec, draw, mix};
 use crate::policy::{Policy, Sequence, completion_backward};
 use crate::run::{Gradients, MAX_UNUSABLE, Run, Summary};
 use crate::tasks::{Instance, PREDICTION_END, PREDICTION_START, TaskKind};
+use serde::{Deserialize, Serialize};
 
 /// Runs SFT to `config.steps`, from `resume` when given; `on_step` sees each step's
 /// metrics.
@@ -203,6 +204,75 @@ fn first_word(text: &str) -> &str {
     match end {
         0 => text.chars().next().map_or("", |c| &text[..c.len_utf8()]),
         end => &text[..end],
+    }
+}
+
+/// What supervised steps train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SftTarget {
+    /// The triples' text (context + segment), every token: adapting a model to the
+    /// corpus.
+    #[default]
+    Text,
+    /// The tasks' prompts, each followed by its reference answer in the task's answer
+    /// format, the loss on the answer only: a cold start that teaches the format.
+    Answers,
+}
+
+impl SftTarget {
+    fn is_text(&self) -> bool {
+        *self == Self::Text
+    }
+}
+
+/// `rlpt sft`: supervised training on the triples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftConfig {
+    /// What it trains on: `text` or `answers`.
+    #[serde(skip_serializing_if = "SftTarget::is_text")]
+    pub target: SftTarget,
+    /// Texts per optimizer step.
+    pub batch_size: usize,
+    /// Tokens per text at most (the last ones kept).
+    pub max_tokens: usize,
+    /// Peak learning rate (the optimizer section's other settings apply).
+    pub lr: f64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        Self {
+            target: SftTarget::Text,
+            batch_size: 8,
+            max_tokens: 256,
+            lr: 1e-3,
+        }
+    }
+}
+
+/// RLPT's cold start: before its first GRPO step, `rlpt train` runs `steps` supervised
+/// steps on the tasks' answers (`sft.target = "answers"`, with `[sft]`'s batch size)
+/// into `OUTPUT/cold-start/`, and GRPO starts from that model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ColdStartConfig {
+    /// Supervised steps (0: none; GRPO starts from `model`).
+    pub steps: u64,
+    /// Their peak learning rate (the optimizer section's other settings apply).
+    pub lr: f64,
+}
+
+impl Default for ColdStartConfig {
+    fn default() -> Self {
+        Self { steps: 0, lr: 1e-5 }
+    }
+}
+
+impl ColdStartConfig {
+    pub(crate) fn is_off(&self) -> bool {
+        self.steps == 0
     }
 }
 

@@ -15,9 +15,11 @@
 //! asks for it.
 
 use rlpt_lm::generate::SplitMix64;
+use serde::{Deserialize, Serialize};
 
 use crate::data::Triple;
 use crate::error::{Error, Result};
+use crate::rewards::RewardKind;
 
 /// Opens a prediction in `asr` and `msr` answers.
 pub const PREDICTION_START: &str = "<|startofprediction|>";
@@ -46,8 +48,9 @@ by <MASK>. Think about what connects the text before and after it, then write th
 sentence between <|startofprediction|> and <|endofprediction|>.\n\n### Context\n\
 {context}<MASK> {next_segment}";
 
-/// What a task asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a task asks for; in configs `next-token`, `asr` or `msr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TaskKind {
     /// Predict the token(s) after a hard token's position.
     NextToken,
@@ -89,10 +92,10 @@ impl TaskKind {
     }
 
     /// The reward the papers use for it.
-    pub fn default_reward(self) -> &'static str {
+    pub fn default_reward(self) -> RewardKind {
         match self {
-            Self::NextToken => "prefix-token",
-            Self::Asr | Self::Msr => "prefix-semantic",
+            Self::NextToken => RewardKind::PrefixToken,
+            Self::Asr | Self::Msr => RewardKind::PrefixSemantic,
         }
     }
 }
@@ -187,11 +190,7 @@ pub fn next_token_at(triple: &Triple, position: usize) -> Option<Instance> {
         before: format!("{}{}", triple.context, &segment[..offset]),
         after: None,
         reference: match &triple.next_segment {
-            Some(next) => format!(
-                "{}{}{next}",
-                &segment[offset..],
-                segment_separator(triple)
-            ),
+            Some(next) => format!("{}{}{next}", &segment[offset..], segment_separator(triple)),
             None => segment[offset..].to_string(),
         },
         following: None,
@@ -230,18 +229,32 @@ pub enum ChatTemplate {
     ChatMl,
 }
 
+/// The config's `chat_template`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatTemplateSetting {
+    /// ChatML when the vocabulary has `<|im_start|>` and `<|im_end|>`, else none.
+    #[default]
+    Auto,
+    /// Always ChatML.
+    Chatml,
+    /// The user message as it is.
+    None,
+}
+
 impl ChatTemplate {
-    /// From the config (`auto` looks for `<|im_start|>` in the vocabulary).
-    pub fn choose(setting: &str, tokenizer: &rlpt_lm::Tokenizer) -> Self {
+    /// The template `setting` gives a model with `tokenizer`.
+    pub fn choose(setting: ChatTemplateSetting, tokenizer: &rlpt_lm::Tokenizer) -> Self {
         match setting {
-            "chatml" => Self::ChatMl,
-            "none" => Self::None,
-            _ if tokenizer.token_id("<|im_start|>").is_some()
-                && tokenizer.token_id("<|im_end|>").is_some() =>
+            ChatTemplateSetting::Chatml => Self::ChatMl,
+            ChatTemplateSetting::None => Self::None,
+            ChatTemplateSetting::Auto
+                if tokenizer.token_id("<|im_start|>").is_some()
+                    && tokenizer.token_id("<|im_end|>").is_some() =>
             {
                 Self::ChatMl
             }
-            _ => Self::None,
+            ChatTemplateSetting::Auto => Self::None,
         }
     }
 
@@ -258,6 +271,32 @@ impl ChatTemplate {
         match self {
             Self::None => None,
             Self::ChatMl => Some("<|im_end|>"),
+        }
+    }
+}
+
+/// One task of the mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// `next-token`, `asr` or `msr`.
+    pub kind: TaskKind,
+    /// Share of prompts drawn for this task (relative to the others).
+    pub weight: f64,
+    /// `prefix-token`, `prefix-semantic` or `strict`; default per kind.
+    pub reward: Option<RewardKind>,
+    /// The prompt, with `{text}` (next-token), `{context}`, `{next_segment}`; default:
+    /// the paper's.
+    pub template: Option<String>,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        Self {
+            kind: TaskKind::NextToken,
+            weight: 1.0,
+            reward: None,
+            template: None,
         }
     }
 }
