@@ -223,12 +223,13 @@ pub fn eval_stage(
                 batch: EVAL_BATCH,
                 split,
             };
-            let mut result = rlpt_trainer::evaluate(
+            let scores = rlpt_trainer::evaluate(
                 &config,
                 &checkpoint,
                 triples_files(Path::new(input))?,
                 &options,
             )?;
+            let mut result = serde_json::to_value(scores).expect("a report serialises");
             result["request"] = request;
             let text = serde_json::to_string_pretty(&result).expect("a report serialises");
             crate::atomic::write_file(report, text.as_bytes())?;

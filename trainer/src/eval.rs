@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use rlpt_lm::SamplingConfig;
 use rlpt_lm::generate::SplitMix64;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::checkpoint;
@@ -66,17 +66,69 @@ impl Tally {
         self.format_failures += usize::from(format_failure);
     }
 
-    fn json(&self) -> Value {
+    fn accuracy(&self) -> Accuracy {
         let n = self.correct.len();
         let correct = self.correct.iter().filter(|&&c| c).count();
-        json!({
-            "n": n,
-            "correct": correct,
-            "accuracy": correct as f64 / n.max(1) as f64,
-            "ci95": bootstrap_ci95(&self.correct),
-            "format_failures": self.format_failures,
-        })
+        Accuracy {
+            n,
+            correct,
+            accuracy: correct as f64 / n.max(1) as f64,
+            ci95: bootstrap_ci95(&self.correct),
+            format_failures: self.format_failures,
+        }
     }
+}
+
+/// What `rlpt eval` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// The model's name.
+    pub model: String,
+    /// Its weights' checksum.
+    pub model_checksum: String,
+    /// Triples read.
+    pub triples: usize,
+    /// `all` or `heldout`.
+    pub split: String,
+    /// Each task's scores, by task name.
+    #[serde(flatten)]
+    pub tasks: BTreeMap<String, TaskReport>,
+}
+
+/// A task's scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// Over every instance.
+    #[serde(flatten)]
+    pub overall: Accuracy,
+    /// Next-token: by RPT's nested entropy buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<BTreeMap<String, Accuracy>>,
+    /// Next-token: the same positions as plain greedy next-token prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard: Option<StandardReport>,
+}
+
+/// RPT's "standard next-token prediction" row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandardReport {
+    /// By RPT's nested entropy buckets.
+    pub buckets: BTreeMap<String, Accuracy>,
+}
+
+/// How often answers were rewarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Answers scored.
+    pub n: usize,
+    /// Answers rewarded.
+    pub correct: usize,
+    /// `correct / n`.
+    pub accuracy: f64,
+    /// Its percentile-bootstrap 95% interval.
+    pub ci95: [f64; 2],
+    /// Answers not in the task's format.
+    pub format_failures: usize,
 }
 
 /// The percentile bootstrap 95% interval of the accuracy of `outcomes`: the 2.5th and
@@ -108,7 +160,7 @@ pub fn evaluate(
     model: &Path,
     files: Vec<PathBuf>,
     options: &EvalOptions,
-) -> Result<Value> {
+) -> Result<EvalReport> {
     let (weights, tokenizer) = if model.is_dir() && model.join("checksums.json").exists() {
         checkpoint::open(model)?;
         let weights = checkpoint_weights(model);
@@ -150,14 +202,13 @@ pub fn evaluate(
             None => break,
         }
     }
-    let mut report = serde_json::Map::new();
-    report.insert("model".into(), json!(policy.model.name()));
-    report.insert("model_checksum".into(), json!(policy.model.checksum()));
-    report.insert("triples".into(), json!(triples.len()));
-    report.insert(
-        "split".into(),
-        json!(format!("{:?}", options.split).to_lowercase()),
-    );
+    let mut report = EvalReport {
+        model: policy.model.name().to_string(),
+        model_checksum: policy.model.checksum().to_string(),
+        triples: triples.len(),
+        split: format!("{:?}", options.split).to_lowercase(),
+        tasks: BTreeMap::new(),
+    };
     for (task, spec) in scorer.tasks().iter().enumerate() {
         let instances: Vec<(Instance, Option<f32>)> = triples
             .iter()
@@ -213,14 +264,17 @@ pub fn evaluate(
                 }
             }
         }
-        let mut entry = overall.json();
-        if spec.kind == TaskKind::NextToken {
-            entry["buckets"] = by_bucket(&buckets);
-            entry["standard"] = json!({ "buckets": by_bucket(&standard) });
-        }
-        report.insert(spec.kind.name().into(), entry);
+        let next_token = spec.kind == TaskKind::NextToken;
+        let entry = TaskReport {
+            overall: overall.accuracy(),
+            buckets: next_token.then(|| by_bucket(&buckets)),
+            standard: next_token.then(|| StandardReport {
+                buckets: by_bucket(&standard),
+            }),
+        };
+        report.tasks.insert(spec.kind.name().into(), entry);
     }
-    Ok(Value::Object(report))
+    Ok(report)
 }
 
 /// The buckets a position whose predicted token has proxy entropy `entropy` is in.
@@ -231,16 +285,15 @@ fn buckets_of(entropy: f32) -> impl Iterator<Item = &'static str> {
         .map(|(name, _)| *name)
 }
 
-/// Every bucket's tally, as the report shows them.
-fn by_bucket(tallies: &BTreeMap<&str, Tally>) -> Value {
-    let map: serde_json::Map<String, Value> = BUCKETS
+/// Every bucket's accuracy, as the report shows them.
+fn by_bucket(tallies: &BTreeMap<&str, Tally>) -> BTreeMap<String, Accuracy> {
+    BUCKETS
         .iter()
         .map(|(name, _)| {
             let tally = tallies.get(name).cloned().unwrap_or_default();
-            (name.to_string(), tally.json())
+            (name.to_string(), tally.accuracy())
         })
-        .collect();
-    Value::Object(map)
+        .collect()
 }
 
 /// The text of the model's greedy next token after each instance's raw text (no

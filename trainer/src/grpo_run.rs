@@ -8,6 +8,7 @@
 //! and the data stream's state is in each checkpoint, so a resumed run repeats the
 //! uninterrupted one bit for bit on CPU.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +16,8 @@ use std::time::Instant;
 use candle_core::Tensor;
 use rlpt_lm::generate::SplitMix64;
 use rlpt_lm::{Mode, Model, SamplingConfig, WeightFormat};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::checkpoint;
 use crate::config::{SftTarget, TrainConfig};
@@ -255,7 +257,10 @@ pub fn train(
         |run| {
             let metrics = grpo_step(run, &scorer, reference.as_ref())?;
             idle.check(&metrics, run.config.max_idle_steps)?;
-            Ok(Some(metrics))
+            // Numbers, strings and string-keyed maps always serialise.
+            Ok(Some(
+                serde_json::to_value(metrics).expect("step metrics serialise"),
+            ))
         },
         on_step,
     )
@@ -313,19 +318,16 @@ struct IdleSteps {
 }
 
 impl IdleSteps {
-    fn check(&mut self, metrics: &Value, max_idle_steps: u64) -> Result<()> {
-        let trained = metrics["trained_tokens"].as_u64().unwrap_or(0) > 0;
-        let learned_from = metrics["zero_variance_fraction"].as_f64().unwrap_or(1.0) < 1.0;
+    fn check(&mut self, metrics: &StepMetrics, max_idle_steps: u64) -> Result<()> {
+        let trained = metrics.trained_tokens > 0;
+        let learned_from = metrics.zero_variance_fraction < 1.0;
         if trained && learned_from {
             self.in_a_row = 0;
             return Ok(());
         }
         self.in_a_row += 1;
         let why = idle_reason(metrics);
-        tracing::warn!(
-            "GRPO step {} trained on nothing: {why}",
-            metrics["step"].as_u64().unwrap_or(0)
-        );
+        tracing::warn!("GRPO step {} trained on nothing: {why}", metrics.step);
         if max_idle_steps > 0 && self.in_a_row >= max_idle_steps {
             return Err(Error::Config(format!(
                 "{} GRPO steps in a row trained on nothing, so the run stops: \
@@ -338,9 +340,9 @@ impl IdleSteps {
 }
 
 /// Why a step kept no group, and what to change, from its metrics.
-fn idle_reason(metrics: &Value) -> String {
-    let sampled = metrics["groups_sampled"].as_u64().unwrap_or(0);
-    let format_failures = metrics["format_failure_fraction"].as_f64().unwrap_or(0.0);
+fn idle_reason(metrics: &StepMetrics) -> String {
+    let sampled = metrics.groups_sampled;
+    let format_failures = metrics.format_failure_fraction;
     if sampled == 0 {
         "no prompt could be drawn from the triples".into()
     } else if format_failures >= 1.0 {
@@ -355,13 +357,13 @@ fn idle_reason(metrics: &Value) -> String {
             "in each of its {sampled} groups every completion earned the same reward (mean {:.3}), \
              and GRPO learns only from differences within a group: raise grpo.group_size or \
              sampling.temperature, or train on triples of another difficulty",
-            metrics["reward_mean"].as_f64().unwrap_or(0.0)
+            metrics.reward_mean
         )
     }
 }
 
 /// One GRPO step.
-fn grpo_step(run: &mut Run, scorer: &Scorer, reference: Option<&Model>) -> Result<Value> {
+fn grpo_step(run: &mut Run, scorer: &Scorer, reference: Option<&Model>) -> Result<StepMetrics> {
     let grpo = run.config.grpo.clone();
     let started = Instant::now();
     let mut stats = Rollouts {
@@ -686,7 +688,70 @@ fn sequences<'a>(rows: &[Row<'a>]) -> Vec<Sequence<'a>> {
         .collect()
 }
 
-/// The step's metrics line.
+/// One GRPO step's line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// The step, from 1.
+    pub step: u64,
+    /// Its learning rate.
+    pub lr: f64,
+    /// Mean reward of every completion sampled (penalties included).
+    pub reward_mean: f64,
+    /// Their standard deviation.
+    pub reward_std: f64,
+    /// The same by task kind.
+    pub tasks: BTreeMap<String, TaskMetrics>,
+    /// Groups sampled, refills included.
+    pub groups_sampled: usize,
+    /// Groups trained on.
+    pub groups_kept: usize,
+    /// Share of sampled groups whose rewards were all equal.
+    pub zero_variance_fraction: f64,
+    /// Completions without an answer in the task's format.
+    pub format_failures: usize,
+    /// Their share of the completions.
+    pub format_failure_fraction: f64,
+    /// Completions the judge could not score.
+    pub judge_failures: usize,
+    /// Mean tokens per completion.
+    pub response_length_mean: f64,
+    /// The update's loss (none when nothing was trained).
+    pub loss: Option<f64>,
+    /// Its gradient norm before clipping.
+    pub grad_norm: Option<f64>,
+    /// Share of completion tokens whose ratio was clipped.
+    pub clip_fraction: Option<f64>,
+    /// Mean k3 KL per token to the reference.
+    pub kl: Option<f64>,
+    /// Completion tokens trained on.
+    pub trained_tokens: usize,
+    /// Where the step's time went.
+    pub timing: StepTiming,
+}
+
+/// One task's rewards in a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    /// Mean reward.
+    pub reward_mean: f64,
+    /// Its standard deviation.
+    pub reward_std: f64,
+    /// Completions sampled.
+    pub completions: usize,
+}
+
+/// Seconds of a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTiming {
+    /// Drawing prompts, sampling and scoring.
+    pub rollout_s: f64,
+    /// The optimizer update.
+    pub update_s: f64,
+    /// Completion tokens generated per second of rollout.
+    pub rollout_tokens_per_s: f64,
+}
+
+/// The step's metrics.
 fn step_metrics(
     run: &Run,
     tasks: &[TaskSpec],
@@ -695,7 +760,7 @@ fn step_metrics(
     update: Option<Update>,
     lr: f64,
     (rollout_s, update_s): (f64, f64),
-) -> Value {
+) -> StepMetrics {
     let (sum, squares, count) = stats
         .per_task
         .iter()
@@ -706,40 +771,44 @@ fn step_metrics(
         (mean, (squares / n - mean * mean).max(0.0).sqrt())
     };
     let (reward_mean, reward_std) = mean_std(sum, squares, count);
-    let mut per_task = serde_json::Map::new();
-    for (spec, &(s, q, n)) in tasks.iter().zip(&stats.per_task) {
-        let (mean, std) = mean_std(s, q, n);
-        per_task.insert(
-            spec.kind.name().into(),
-            json!({"reward_mean": mean, "reward_std": std, "completions": n}),
-        );
-    }
+    let per_task = tasks
+        .iter()
+        .zip(&stats.per_task)
+        .map(|(spec, &(s, q, n))| {
+            let (reward_mean, reward_std) = mean_std(s, q, n);
+            let metrics = TaskMetrics {
+                reward_mean,
+                reward_std,
+                completions: n,
+            };
+            (spec.kind.name().to_string(), metrics)
+        })
+        .collect();
     let completions = stats.completions.max(1) as f64;
-    let tokens_per_s = stats.generated_tokens as f64 / rollout_s.max(1e-9);
-    json!({
-        "step": run.step + 1,
-        "lr": lr,
-        "reward_mean": reward_mean,
-        "reward_std": reward_std,
-        "tasks": per_task,
-        "groups_sampled": stats.groups,
-        "groups_kept": kept.len(),
-        "zero_variance_fraction": stats.zero_variance as f64 / stats.groups.max(1) as f64,
-        "format_failures": stats.format_failures,
-        "format_failure_fraction": stats.format_failures as f64 / completions,
-        "judge_failures": stats.judge_failures,
-        "response_length_mean": stats.generated_tokens as f64 / completions,
-        "loss": update.as_ref().map(|u| u.loss),
-        "grad_norm": update.as_ref().map(|u| u.grad_norm),
-        "clip_fraction": update.as_ref().map(|u| u.clip_fraction),
-        "kl": update.as_ref().map(|u| u.kl),
-        "trained_tokens": update.as_ref().map_or(0, |u| u.tokens),
-        "timing": {
-            "rollout_s": rollout_s,
-            "update_s": update_s,
-            "rollout_tokens_per_s": tokens_per_s,
+    StepMetrics {
+        step: run.step + 1,
+        lr,
+        reward_mean,
+        reward_std,
+        tasks: per_task,
+        groups_sampled: stats.groups,
+        groups_kept: kept.len(),
+        zero_variance_fraction: stats.zero_variance as f64 / stats.groups.max(1) as f64,
+        format_failures: stats.format_failures,
+        format_failure_fraction: stats.format_failures as f64 / completions,
+        judge_failures: stats.judge_failures,
+        response_length_mean: stats.generated_tokens as f64 / completions,
+        loss: update.as_ref().map(|u| u.loss),
+        grad_norm: update.as_ref().map(|u| u.grad_norm),
+        clip_fraction: update.as_ref().map(|u| u.clip_fraction),
+        kl: update.as_ref().map(|u| u.kl),
+        trained_tokens: update.as_ref().map_or(0, |u| u.tokens),
+        timing: StepTiming {
+            rollout_s,
+            update_s,
+            rollout_tokens_per_s: stats.generated_tokens as f64 / rollout_s.max(1e-9),
         },
-    })
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 use rlpt_lm::generate::SplitMix64;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::TrainConfig;
 use crate::error::{Error, Result, compute};
@@ -51,6 +51,34 @@ pub fn sft(
 struct Example {
     prompt: Vec<u32>,
     completion: Vec<u32>,
+}
+
+/// One SFT step's line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SftStepMetrics {
+    /// The step, from 1.
+    pub step: u64,
+    /// Its learning rate.
+    pub lr: f64,
+    /// Mean negative log-likelihood per trained token.
+    pub loss: f64,
+    /// Examples in the step.
+    pub texts: usize,
+    /// Tokens trained on.
+    pub tokens: usize,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Where the time went.
+    pub timing: SftTiming,
+}
+
+/// Seconds of an SFT step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SftTiming {
+    /// The whole step.
+    pub step_s: f64,
+    /// Trained tokens per second.
+    pub tokens_per_s: f64,
 }
 
 /// One step over the next `batch_size` examples; none when the data has run out.
@@ -96,15 +124,22 @@ fn sft_step(
     }
     let grad_norm = run.apply(grads, lr)?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Some(json!({
-        "step": run.step + 1,
-        "lr": lr,
-        "loss": loss_sum,
-        "texts": examples.len(),
-        "tokens": tokens,
-        "grad_norm": grad_norm,
-        "timing": {"step_s": seconds, "tokens_per_s": tokens as f64 / seconds.max(1e-9)},
-    })))
+    let metrics = SftStepMetrics {
+        step: run.step + 1,
+        lr,
+        loss: loss_sum,
+        texts: examples.len(),
+        tokens,
+        grad_norm,
+        timing: SftTiming {
+            step_s: seconds,
+            tokens_per_s: tokens as f64 / seconds.max(1e-9),
+        },
+    };
+    // Numbers always serialise.
+    Ok(Some(
+        serde_json::to_value(metrics).expect("step metrics serialise"),
+    ))
 }
 
 /// The next `batch_size` triples' texts (the last `sft.max_tokens` tokens of each, and
