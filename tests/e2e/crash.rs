@@ -16,16 +16,7 @@ use crate::harness::*;
 /// a six-step cold start.
 fn crash_config(dir: &Path) -> PathBuf {
     let samples = repo_root().join("data-samples");
-    let train = std::fs::read_to_string(samples.join("train.toml"))
-        .unwrap()
-        .replace(
-            "model = \"tiny\"",
-            &format!("model = \"{}\"", samples.join("tiny").display()),
-        )
-        .replace("[cold_start]\nsteps = 60", "[cold_start]\nsteps = 6");
-    assert!(train.contains("[cold_start]\nsteps = 6\n"), "{train}");
-    let train_config = dir.join("train.toml");
-    std::fs::write(&train_config, train).unwrap();
+    let train_config = train_config_with_cold_start(dir, 6);
     let text = std::fs::read_to_string(samples.join("pipeline.toml"))
         .unwrap()
         .replace(

@@ -69,14 +69,7 @@ impl Fixture {
             "--model",
             &tiny(),
         ]);
-        let samples = repo_root().join("data-samples");
-        let train = std::fs::read_to_string(samples.join("train.toml"))
-            .unwrap()
-            .replace("model = \"tiny\"", &format!("model = \"{}\"", tiny()))
-            .replace("[cold_start]\nsteps = 60", "[cold_start]\nsteps = 2");
-        assert!(train.contains("[cold_start]\nsteps = 2\n"), "{train}");
-        let train_config = work.path().join("train.toml");
-        std::fs::write(&train_config, train).unwrap();
+        let train_config = train_config_with_cold_start(work.path(), 2);
         Self {
             work,
             jsonl,

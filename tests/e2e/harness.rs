@@ -349,3 +349,28 @@ pub fn assert_same_run_output(expected: &Path, actual: &Path) {
         "files with other bytes: {differing:?}"
     );
 }
+
+/// The default train config (`data-samples/train.toml`) written to `dir/train.toml`
+/// with the tiny model's absolute path and a cold start of `cold_start_steps` instead
+/// of the default's; returns its path.
+pub fn train_config_with_cold_start(dir: &Path, cold_start_steps: u64) -> PathBuf {
+    let samples = repo_root().join("data-samples");
+    let default_steps = "[cold_start]\nsteps = 60\n";
+    let text = std::fs::read_to_string(samples.join("train.toml")).unwrap();
+    assert!(
+        text.contains(default_steps),
+        "train.toml's cold start moved"
+    );
+    let text = text
+        .replace(
+            "model = \"tiny\"",
+            &format!("model = \"{}\"", samples.join("tiny").display()),
+        )
+        .replace(
+            default_steps,
+            &format!("[cold_start]\nsteps = {cold_start_steps}\n"),
+        );
+    let path = dir.join("train.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -416,6 +416,23 @@ fn sft_on_triples_without_text_stops_with_an_error() {
     }
 }
 
+/// A config in `dir` training the tiny model on next-token over the sample triples,
+/// with `top` (top-level keys) and `tables` (sections) added.
+fn tiny_next_token_config(dir: &Path, top: &str, tables: &str) -> PathBuf {
+    let samples = repo_root().join("data-samples");
+    let config = dir.join("next-token.toml");
+    fs::write(
+        &config,
+        format!(
+            "model = \"{}\"\ninput = \"{}\"\n{top}\n[[task]]\nkind = \"next-token\"\n{tables}\n",
+            samples.join("tiny").display(),
+            samples.join("triples/train.parquet").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// Regression: GRPO steps that kept no group (the random tiny model never answers in
 /// the format) logged groups_kept 0 and loss null on every step, and the run still
 /// reported its steps done. Each such step is warned about, with the reason, and the
@@ -423,18 +440,11 @@ fn sft_on_triples_without_text_stops_with_an_error() {
 #[test]
 fn grpo_steps_that_train_on_nothing_are_warned_about_then_stop_the_run() {
     let work = tempfile::tempdir().unwrap();
-    let samples = repo_root().join("data-samples");
-    let config = work.path().join("idle.toml");
-    fs::write(
-        &config,
-        format!(
-            "model = \"{}\"\ninput = \"{}\"\nmax_idle_steps = 2\n[[task]]\nkind = \"next-token\"\n\
-             [sampling]\nmax_tokens = 8\n",
-            samples.join("tiny").display(),
-            samples.join("triples/train.parquet").display(),
-        ),
-    )
-    .unwrap();
+    let config = tiny_next_token_config(
+        work.path(),
+        "max_idle_steps = 2",
+        "[sampling]\nmax_tokens = 8",
+    );
     let output = work.path().join("idle");
     let run = rlpt(&run_args("train", &config, &output, &["--steps", "5"]));
     let message = stderr(&run);
@@ -458,19 +468,12 @@ fn grpo_steps_that_train_on_nothing_are_warned_about_then_stop_the_run() {
 #[test]
 fn dynamic_sampling_starts_at_its_configured_step() {
     let work = tempfile::tempdir().unwrap();
-    let samples = repo_root().join("data-samples");
-    let config = work.path().join("late.toml");
-    fs::write(
-        &config,
-        format!(
-            "model = \"{}\"\ninput = \"{}\"\nmax_idle_steps = 0\n[[task]]\nkind = \"next-token\"\n\
-             [sampling]\nmax_tokens = 4\n[grpo]\ngroup_size = 2\nprompts_per_step = 2\n\
-             max_refill_rounds = 1\ndynamic_sampling_from_step = 3\n",
-            samples.join("tiny").display(),
-            samples.join("triples/train.parquet").display(),
-        ),
-    )
-    .unwrap();
+    let config = tiny_next_token_config(
+        work.path(),
+        "max_idle_steps = 0",
+        "[sampling]\nmax_tokens = 4\n[grpo]\ngroup_size = 2\nprompts_per_step = 2\n\
+         max_refill_rounds = 1\ndynamic_sampling_from_step = 3",
+    );
     let output = work.path().join("late");
     rlpt_ok(&run_args("train", &config, &output, &["--steps", "3"]));
     let kept_of_sampled: Vec<(u64, u64)> = metrics(&output)
