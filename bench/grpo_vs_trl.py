@@ -73,6 +73,7 @@ group_size = {args.group}
 prompts_per_step = {args.prompts}
 dynamic_sampling = false
 micro_batch = {args.group * args.prompts}
+activation_checkpointing = false   # as TRL here (no gradient checkpointing)
 [optim]
 lr = 1e-6
 [checkpoint]

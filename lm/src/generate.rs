@@ -261,9 +261,9 @@ fn generation(sequence: &mut Running, text: String, finish: Finish) -> Generatio
     }
 }
 
-/// The first row of each distinct prompt, and for every row the index of its
-/// prompt's first row among them.
-fn distinct_rows(prompts: &[&[u32]]) -> (Vec<usize>, Vec<usize>) {
+/// The first row of each distinct prompt (in order), and for every row the index of
+/// its prompt among those: rows that repeat a prompt (a GRPO group) share one.
+pub fn distinct_rows(prompts: &[&[u32]]) -> (Vec<usize>, Vec<usize>) {
     let mut first_rows: Vec<usize> = Vec::new();
     let mut seen: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
     let source = prompts

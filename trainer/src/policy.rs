@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
-use rlpt_lm::generate::Detokenizer;
+use rlpt_lm::generate::{Detokenizer, distinct_rows};
 use rlpt_lm::{Generation, KvCache, Mode, Model, SamplingConfig, Tokenizer, WeightFormat};
 
 use crate::error::{Error, Result, compute};
@@ -231,17 +231,9 @@ impl Batch {
                 "a sequence with an empty prompt or completion".into(),
             ));
         }
-        let mut distinct: Vec<&[u32]> = Vec::new();
-        let mut first_row: std::collections::HashMap<&[u32], usize> = Default::default();
-        let source: Vec<usize> = sequences
-            .iter()
-            .map(|s| {
-                *first_row.entry(s.prompt).or_insert_with(|| {
-                    distinct.push(s.prompt);
-                    distinct.len() - 1
-                })
-            })
-            .collect();
+        let all: Vec<&[u32]> = sequences.iter().map(|s| s.prompt).collect();
+        let (first_rows, source) = distinct_rows(&all);
+        let distinct: Vec<&[u32]> = first_rows.iter().map(|&row| all[row]).collect();
         let prompt_width = distinct.iter().map(|p| p.len()).max().unwrap_or(0);
         let widest = sequences
             .iter()

@@ -1,0 +1,262 @@
+"""Does rlpt's GRPO teach a real model? SmolLM2-135M-Instruct on RPT's next-token task.
+
+    python3 data-samples/fetch.py models wiki       # SmolLM2 and the Wikipedia leads
+    cargo build --release -p rlpt-pipeline
+    pip install -r bench/requirements.txt           # polars, matplotlib
+    python3 bench/learning.py                       # ~1 hour on 2 CPU cores
+
+Steps, each with the `rlpt` binary as a user runs it:
+1. data: every 8th English Wikipedia lead of the fetched corpus (`--docs` of them) is
+   ingested, segmented and entropy-tagged by SmolLM2 (`rlpt run`);
+2. training (`rlpt train`): RLPT's cold start (supervised steps on answers in the
+   format, `\\boxed{next word}`), then GRPO with RPT's prefix-token reward; a quarter of
+   the documents (by id hash, `data.holdout`) never reach training;
+3. evaluation (`rlpt eval --split heldout`) of the base model, the cold-start model and
+   the GRPO model on those documents: greedy next-token accuracy in RPT's nested entropy
+   buckets, and the same positions as plain next-token prediction, each with its
+   bootstrap 95% interval.
+
+Writes bench/results/learning.json (figures, settings, timings) and learning.png (the
+training reward per step and the held-out accuracies), and prints the README table.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "data-samples"
+MODEL = SAMPLES / "cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+WIKI = SAMPLES / "cache/wiki/wiki-en.jsonl"
+RESULTS = ROOT / "bench/results"
+
+PIPELINE = """out_dir = "{work}/data"
+
+[[stage]]
+stage = "ingest"
+input = "{work}/docs.jsonl"
+output = "documents"
+source = "wikipedia"
+
+[[stage]]
+stage = "segment"
+output = "triples"
+tokenizer = "{samples}/tokenizers/smollm2-135m.json.gz"
+
+[[stage]]
+stage = "entropy"
+output = "tagged"
+model = "{model}"
+"""
+
+# Short answers (no reasoning: a 135M model cannot use it), a group of 8 at
+# temperature 1, and a learning rate that moves a 135M model within a hundred steps.
+TRAIN = """model = "{model}"
+input = "{work}/data/tagged"
+output = "{work}/train"
+seed = 0
+steps = {steps}
+max_prompt_tokens = 160
+max_idle_steps = 0
+
+[data]
+shuffle_buffer = 256
+hard_token_entropy = {hard}
+holdout = 0.25
+
+[[task]]
+kind = "next-token"
+weight = 1.0
+reward = "prefix-token"
+
+[sampling]
+temperature = 1.0
+max_tokens = 8
+
+[grpo]
+group_size = 8
+prompts_per_step = {prompts}
+dynamic_sampling = true
+max_refill_rounds = 1
+micro_batch = 64
+activation_checkpointing = false
+
+[optim]
+lr = {lr}
+warmup_steps = 3
+schedule = "constant"
+
+[checkpoint]
+every = 1000
+keep_last = 1
+
+[sft]
+batch_size = 16
+max_tokens = 256
+
+[cold_start]
+steps = {cold_steps}
+lr = {cold_lr}
+"""
+
+MODELS = [
+    ("base", "SmolLM2-135M-Instruct"),
+    ("cold_start", "after the cold start"),
+    ("grpo", "after GRPO"),
+]
+BUCKETS = ["all", "easy", "medium", "hard"]
+
+
+def run(command: list, log: Path) -> float:
+    """Runs `command`, its output into `log`; returns its wall time in seconds."""
+    started = time.monotonic()
+    with open(log, "w") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(map(str, command))} failed; see {log}")
+    return time.monotonic() - started
+
+
+def write_docs(path: Path, count: int) -> None:
+    with open(WIKI) as lines, open(path, "w") as out:
+        kept = 0
+        for number, line in enumerate(lines):
+            if number % 8 == 0 and kept < count:
+                out.write(line)
+                kept += 1
+
+
+def evaluate(rlpt: str, config: Path, work: Path, limit: int) -> dict:
+    models = {
+        "base": ["--model", str(MODEL)],
+        "cold_start": ["--checkpoint", str(work / "train/cold-start")],
+        "grpo": ["--checkpoint", str(work / "train")],
+    }
+    reports, seconds = {}, {}
+    for key, flags in models.items():
+        report = work / f"eval-{key}.json"
+        seconds[key] = run(
+            [rlpt, "eval", "--config", config, *flags, "--input", work / "data/tagged",
+             "--split", "heldout",
+             "--tasks", "next-token", "--limit", str(limit), "--output", report],
+            work / f"eval-{key}.log",
+        )
+        reports[key] = json.loads(report.read_text())["next-token"]
+    return {"reports": reports, "seconds": seconds}
+
+
+def read_metrics(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot(metrics: list, cold: list, reports: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    steps = [m["step"] for m in metrics]
+    rewards = [m["reward_mean"] for m in metrics]
+    window = 10
+    smooth = [sum(rewards[max(0, i - window + 1): i + 1]) / len(rewards[max(0, i - window + 1): i + 1])
+              for i in range(len(rewards))]
+    left.plot(steps, rewards, color="0.75", label="reward mean (step)")
+    left.plot(steps, smooth, color="C0", label=f"reward mean ({window}-step mean)")
+    left.plot(steps, [m["format_failure_fraction"] for m in metrics], color="C3",
+              label="format failures (fraction)")
+    left.set_xlabel(f"GRPO step (after {len(cold)} cold-start steps)")
+    left.set_title("Training: next-token reward (prefix-token) per step")
+    left.set_ylim(0, 1)
+    left.legend()
+
+    width = 0.25
+    for i, (key, label) in enumerate(MODELS):
+        buckets = reports[key]["buckets"]
+        accuracy = [buckets[b]["accuracy"] for b in BUCKETS]
+        errors = [[a - buckets[b]["ci95"][0] for a, b in zip(accuracy, BUCKETS)],
+                  [buckets[b]["ci95"][1] - a for a, b in zip(accuracy, BUCKETS)]]
+        xs = [x + (i - 1) * width for x in range(len(BUCKETS))]
+        right.bar(xs, accuracy, width, yerr=errors, capsize=3, label=label)
+    right.set_xticks(range(len(BUCKETS)))
+    right.set_xticklabels([f"{b} (n={reports['base']['buckets'][b]['n']})" for b in BUCKETS])
+    right.set_title("Held-out next-token accuracy (greedy), 95% bootstrap intervals")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(reports: dict) -> str:
+    def cell(tally: dict) -> str:
+        low, high = tally["ci95"]
+        return f"{100 * tally['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+    rows = ["| model | " + " | ".join(BUCKETS) + " | format failures | standard next-token (all) |",
+            "|---" * (len(BUCKETS) + 3) + "|"]
+    for key, label in MODELS:
+        report = reports[key]
+        buckets = report["buckets"]
+        rows.append(
+            f"| {label} | " + " | ".join(cell(buckets[b]) for b in BUCKETS)
+            + f" | {report['format_failures']}/{report['n']}"
+            + f" | {cell(report['standard']['buckets']['all'])} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rlpt", default=str(ROOT / "target/release/rlpt"))
+    parser.add_argument("--work", default=str(ROOT / "rlpt-out/learning"))
+    parser.add_argument("--docs", type=int, default=600, help="Wikipedia leads used")
+    parser.add_argument("--hard", type=float, default=0.5,
+                        help="next-token positions trained on: proxy entropy at least this")
+    parser.add_argument("--cold-steps", type=int, default=16, help="cold-start steps of 16")
+    parser.add_argument("--cold-lr", type=float, default=3e-5)
+    parser.add_argument("--steps", type=int, default=70, help="GRPO steps")
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per GRPO step")
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--eval-limit", type=int, default=300, help="held-out triples read")
+    args = parser.parse_args()
+    for needed in (MODEL, WIKI, Path(args.rlpt)):
+        if not needed.exists():
+            sys.exit(f"{needed} is missing: see this script's first lines")
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    write_docs(work / "docs.jsonl", args.docs)
+    fill = {"work": work, "samples": SAMPLES, "model": MODEL}
+    (work / "pipeline.toml").write_text(PIPELINE.format(**fill))
+    data_s = run([args.rlpt, "run", work / "pipeline.toml"], work / "data.log")
+    config = work / "train.toml"
+    config.write_text(TRAIN.format(**fill, steps=args.steps, prompts=args.prompts, lr=args.lr,
+                                   hard=args.hard, cold_steps=args.cold_steps,
+                                   cold_lr=args.cold_lr))
+    train_s = run([args.rlpt, "train", "--config", config], work / "train.log")
+    evaluation = evaluate(args.rlpt, config, work, args.eval_limit)
+    metrics = read_metrics(work / "train/metrics.jsonl")
+    cold = read_metrics(work / "train/cold-start/metrics.jsonl")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(metrics, cold, evaluation["reports"], RESULTS / "learning.png")
+    result = {
+        "settings": vars(args) | {"train_config": config.read_text()},
+        "seconds": {"data": data_s, "train": train_s, "eval": evaluation["seconds"],
+                    "total": time.monotonic() - started},
+        "cpus": os.cpu_count(),
+        "eval": evaluation["reports"],
+        "training": [{k: m.get(k) for k in ("step", "reward_mean", "format_failure_fraction",
+                                            "groups_kept", "groups_sampled", "timing")}
+                     for m in metrics],
+    }
+    (RESULTS / "learning.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(table(evaluation["reports"]))
+    print(f"\ndata {data_s:.0f} s, train {train_s:.0f} s, eval "
+          f"{sum(evaluation['seconds'].values()):.0f} s, total {result['seconds']['total']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
