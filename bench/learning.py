@@ -14,7 +14,8 @@ Steps, each with the `rlpt` binary as a user runs it:
 3. evaluation (`rlpt eval --split heldout`) of the base model, the cold-start model and
    the GRPO model on those documents: greedy next-token accuracy in RPT's nested entropy
    buckets, and the same positions as plain next-token prediction, each with its
-   bootstrap 95% interval.
+   bootstrap 95% interval, and GRPO's gain over the cold start with a paired bootstrap
+   interval (the same positions resampled together).
 
 Writes bench/results/learning.json (figures, settings, timings) and learning.png (the
 training reward per step and the held-out accuracies), and prints the README table.
@@ -149,6 +150,29 @@ def evaluate(rlpt: str, config: Path, work: Path, limit: int) -> dict:
     return {"reports": reports, "seconds": seconds}
 
 
+def paired_difference(before: str, after: str, resamples: int = 2000) -> dict:
+    """The accuracy gain from `before` to `after` (per-position outcomes of two models on
+    the same positions, as `rlpt eval` reports them) with its paired percentile-bootstrap
+    95% interval: positions are resampled together, so what both models get right or
+    wrong alike does not widen it."""
+    import random
+
+    assert len(before) == len(after), "the two evaluations saw different positions"
+    pairs = [(a == "1", b == "1") for a, b in zip(before, after)]
+    n = len(pairs)
+    rng = random.Random(0)
+    gains = sorted(
+        sum(after_right - before_right for before_right, after_right in
+            (pairs[rng.randrange(n)] for _ in range(n))) / n
+        for _ in range(resamples)
+    )
+    gain = sum(b - a for a, b in pairs) / n
+    return {"gain": gain, "ci95": [gains[round(0.025 * (resamples - 1))],
+                                   gains[round(0.975 * (resamples - 1))]],
+            "only_after": sum(b and not a for a, b in pairs),
+            "only_before": sum(a and not b for a, b in pairs), "n": n}
+
+
 def read_metrics(path: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -242,8 +266,11 @@ def main() -> None:
     cold = read_metrics(work / "train/cold-start/metrics.jsonl")
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(metrics, cold, evaluation["reports"], RESULTS / "learning.png")
+    reports = evaluation["reports"]
+    gain = paired_difference(reports["cold_start"]["outcomes"], reports["grpo"]["outcomes"])
     result = {
         "settings": vars(args) | {"train_config": config.read_text()},
+        "grpo_gain_over_cold_start": gain,
         "seconds": {"data": data_s, "train": train_s, "eval": evaluation["seconds"],
                     "total": time.monotonic() - started},
         "cpus": os.cpu_count(),
@@ -254,6 +281,9 @@ def main() -> None:
     }
     (RESULTS / "learning.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(table(evaluation["reports"]))
+    print(f"\nGRPO over the cold start, all positions: {100 * gain['gain']:+.1f} points, "
+          f"paired 95% interval [{100 * gain['ci95'][0]:+.1f}, {100 * gain['ci95'][1]:+.1f}] "
+          f"(right only after GRPO {gain['only_after']}, only before {gain['only_before']})")
     print(f"\ndata {data_s:.0f} s, train {train_s:.0f} s, eval "
           f"{sum(evaluation['seconds'].values()):.0f} s, total {result['seconds']['total']:.0f} s")
 

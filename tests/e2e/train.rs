@@ -116,6 +116,16 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
         );
     }
     assert!(report["msr"]["n"].as_u64().unwrap() > 0);
+    // Per-instance outcomes, in order, for paired comparisons between models.
+    for task in ["next-token", "msr"] {
+        let outcomes = report[task]["outcomes"].as_str().unwrap();
+        assert_eq!(outcomes.len() as u64, report[task]["n"].as_u64().unwrap());
+        assert_eq!(
+            outcomes.matches('1').count() as u64,
+            report[task]["correct"].as_u64().unwrap()
+        );
+        assert!(outcomes.chars().all(|c| c == '0' || c == '1'), "{outcomes}");
+    }
 }
 
 /// A config whose GRPO steps always update: completions stop at a space, so their

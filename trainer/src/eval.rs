@@ -107,6 +107,9 @@ pub struct TaskReport {
     /// Next-token: the same positions as plain greedy next-token prediction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standard: Option<StandardReport>,
+    /// Each instance's outcome in the order read, `1` rewarded and `0` not: two models
+    /// evaluated on the same triples, split and limit can be compared pair by pair.
+    pub outcomes: String,
 }
 
 /// RPT's "standard next-token prediction" row.
@@ -267,6 +270,11 @@ pub fn evaluate(
         let next_token = spec.kind == TaskKind::NextToken;
         let entry = TaskReport {
             overall: overall.accuracy(),
+            outcomes: overall
+                .correct
+                .iter()
+                .map(|&c| if c { '1' } else { '0' })
+                .collect(),
             buckets: next_token.then(|| by_bucket(&buckets)),
             standard: next_token.then(|| StandardReport {
                 buckets: by_bucket(&standard),
