@@ -1,8 +1,10 @@
 //! The tokenizer every stage and the trainer share: a Hugging Face `tokenizer.json`
 //! (optionally `.gz`), or one built from a GGUF file's `tokenizer.ggml.*` metadata —
 //! byte-level BPE vocabulary and merges, token types (control tokens become special
-//! tokens), bos/eos/pad ids, and the pre-tokenizer llama.cpp associates with
-//! `tokenizer.ggml.pre`.
+//! tokens), bos/eos/pad ids, the chat template, and the pre-tokenizer llama.cpp
+//! associates with `tokenizer.ggml.pre`. Beside a `tokenizer.json`, a Hugging Face
+//! `tokenizer_config.json` (and `chat_template.jinja`) supplies the special tokens and
+//! chat template; [`Tokenizer::hf_tokenizer_config`] writes them back in that form.
 //!
 //! For SmolLM2 (`pre = "smollm"`) that pre-tokenizer isolates every digit before the
 //! GPT-2 byte-level split, as llama.cpp does; Hugging Face transformers' GGUF converter
@@ -27,6 +29,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::byte_level_bpe::ByteLevelBpe;
 use crate::error::{Error, Result};
 use crate::gguf::{Metadata, gguf_metadata};
+use crate::model::SpecialTokenIds;
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
 const TOKEN_TYPE_CONTROL: i32 = 3;
@@ -43,8 +46,7 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     name: String,
     fingerprint: String,
-    bos: Option<u32>,
-    eos: Option<u32>,
+    extras: Extras,
     /// The fast encoder, for the tokenizers it reproduces exactly.
     fast: Option<Arc<ByteLevelBpe>>,
 }
@@ -71,10 +73,12 @@ impl Tokenizer {
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let fingerprint = format!("{:016x}", xxh3_64(&bytes));
         let lower = name.to_ascii_lowercase();
-        let (mut inner, bos, eos) = if lower.ends_with(".gguf") {
+        let (mut inner, extras) = if lower.ends_with(".gguf") {
             from_gguf(path, &bytes)?
         } else if lower.ends_with(".json") || lower.ends_with(".json.gz") {
-            (from_json(path, &bytes, lower.ends_with(".gz"))?, None, None)
+            let inner = from_json(path, &bytes, lower.ends_with(".gz"))?;
+            let extras = Extras::beside(path, &inner)?;
+            (inner, extras)
         } else {
             return Err(Error::Unsupported {
                 path: path.to_path_buf(),
@@ -93,8 +97,7 @@ impl Tokenizer {
             inner,
             name,
             fingerprint,
-            bos,
-            eos,
+            extras,
         })
     }
 
@@ -144,14 +147,56 @@ impl Tokenizer {
         &self.fingerprint
     }
 
-    /// The beginning-of-sequence token, when the GGUF names one.
+    /// The beginning-of-sequence token, when the source names one.
     pub fn bos(&self) -> Option<u32> {
-        self.bos
+        self.extras.bos
     }
 
-    /// The end-of-sequence token, when the GGUF names one.
+    /// The end-of-sequence token, when the source names one.
     pub fn eos(&self) -> Option<u32> {
-        self.eos
+        self.extras.eos
+    }
+
+    /// The beginning, end and padding token ids the source names.
+    pub fn special_ids(&self) -> SpecialTokenIds {
+        SpecialTokenIds {
+            bos: self.extras.bos,
+            eos: self.extras.eos,
+            pad: self.extras.pad,
+        }
+    }
+
+    /// The source's chat template (Jinja), when it has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.extras.chat_template.as_deref()
+    }
+
+    /// The Hugging Face `tokenizer_config.json` of this tokenizer with the `special`
+    /// tokens (and the source's unknown token), `chat_template` (the source's, else
+    /// `fallback_template`), and no cleanup of decoded spaces (decoding must give back
+    /// the text).
+    pub fn hf_tokenizer_config(
+        &self,
+        special: &SpecialTokenIds,
+        fallback_template: Option<&str>,
+    ) -> String {
+        let mut fields = serde_json::Map::new();
+        fields.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+        for (key, id) in [
+            ("bos_token", special.bos),
+            ("eos_token", special.eos),
+            ("pad_token", special.pad),
+            ("unk_token", self.extras.unk),
+        ] {
+            if let Some(token) = id.and_then(|id| self.inner.id_to_token(id)) {
+                fields.insert(key.into(), token.into());
+            }
+        }
+        if let Some(template) = self.chat_template().or(fallback_template) {
+            fields.insert("chat_template".into(), template.into());
+        }
+        fields.insert("clean_up_tokenization_spaces".into(), false.into());
+        serde_json::to_string_pretty(&fields).expect("a JSON map serialises")
     }
 
     /// Vocabulary size, special tokens included.
@@ -292,7 +337,93 @@ fn from_json(path: &Path, bytes: &[u8], gzipped: bool) -> Result<tokenizers::Tok
     tokenizers::Tokenizer::from_bytes(bytes).map_err(|source| tokenizer_error(path, source))
 }
 
-type Built = (tokenizers::Tokenizer, Option<u32>, Option<u32>);
+type Built = (tokenizers::Tokenizer, Extras);
+
+/// What a tokenizer's source says besides the vocabulary.
+#[derive(Debug, Clone, Default)]
+struct Extras {
+    bos: Option<u32>,
+    eos: Option<u32>,
+    pad: Option<u32>,
+    unk: Option<u32>,
+    chat_template: Option<String>,
+}
+
+/// The parts of a `tokenizer_config.json` read here.
+#[derive(serde::Deserialize)]
+struct HfTokenizerConfig {
+    bos_token: Option<serde_json::Value>,
+    eos_token: Option<serde_json::Value>,
+    pad_token: Option<serde_json::Value>,
+    unk_token: Option<serde_json::Value>,
+    chat_template: Option<serde_json::Value>,
+}
+
+impl Extras {
+    /// From the `tokenizer_config.json` and `chat_template.jinja` beside `path`, when
+    /// there are; token names the vocabulary lacks are an error.
+    fn beside(path: &Path, inner: &tokenizers::Tokenizer) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let config_path = dir.join("tokenizer_config.json");
+        let mut extras = Self::default();
+        if config_path.exists() {
+            let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
+                path: config_path.clone(),
+                source,
+            })?;
+            let problem = |problem: String| Error::Model {
+                path: config_path.clone(),
+                problem,
+            };
+            let config: HfTokenizerConfig = serde_json::from_str(&text)
+                .map_err(|err| problem(format!("not a readable tokenizer_config.json: {err}")))?;
+            let id = |key: &str, value: Option<serde_json::Value>| -> Result<Option<u32>> {
+                let Some(token) = value.as_ref().and_then(token_content) else {
+                    return Ok(None);
+                };
+                inner
+                    .token_to_id(token)
+                    .map(Some)
+                    .ok_or_else(|| problem(format!("its {key} {token:?} is not in the vocabulary")))
+            };
+            extras.bos = id("bos_token", config.bos_token)?;
+            extras.eos = id("eos_token", config.eos_token)?;
+            extras.pad = id("pad_token", config.pad_token)?;
+            extras.unk = id("unk_token", config.unk_token)?;
+            extras.chat_template = config.chat_template.as_ref().and_then(default_template);
+        }
+        let jinja = dir.join("chat_template.jinja");
+        if jinja.exists() {
+            extras.chat_template =
+                Some(std::fs::read_to_string(&jinja).map_err(|source| Error::Io {
+                    path: jinja.clone(),
+                    source,
+                })?);
+        }
+        Ok(extras)
+    }
+}
+
+/// A special token's text: a string, or an object with `content`.
+fn token_content(value: &serde_json::Value) -> Option<&str> {
+    value
+        .as_str()
+        .or_else(|| value.get("content").and_then(serde_json::Value::as_str))
+}
+
+/// A `chat_template` entry: a string, or a list of named templates (the `default`).
+fn default_template(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(template) => Some(template.clone()),
+        serde_json::Value::Array(named) => named
+            .iter()
+            .find(|t| t.get("name").and_then(serde_json::Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template"))
+            .and_then(serde_json::Value::as_str)
+            .map(String::from),
+        _ => None,
+    }
+}
 
 /// Token ids and, for each, the byte range `(start, end)` of the text it covers.
 pub type IdsAndOffsets = (Vec<u32>, Vec<(usize, usize)>);
@@ -359,10 +490,15 @@ fn from_gguf(path: &Path, bytes: &[u8]) -> Result<Built> {
     tokenizer
         .add_tokens(user)
         .map_err(|source| tokenizer_error(path, source))?;
-    let bos = meta.optional_u32("tokenizer.ggml.bos_token_id")?;
-    let eos = meta.optional_u32("tokenizer.ggml.eos_token_id")?;
+    let extras = Extras {
+        bos: meta.optional_u32("tokenizer.ggml.bos_token_id")?,
+        eos: meta.optional_u32("tokenizer.ggml.eos_token_id")?,
+        pad: meta.optional_u32("tokenizer.ggml.padding_token_id")?,
+        unk: meta.optional_u32("tokenizer.ggml.unknown_token_id")?,
+        chat_template: meta.string("tokenizer.chat_template").ok(),
+    };
     if meta.optional_bool("tokenizer.ggml.add_bos_token")? {
-        let bos_id = bos.ok_or_else(|| {
+        let bos_id = extras.bos.ok_or_else(|| {
             meta.problem(
                 "tokenizer.ggml.bos_token_id",
                 "is missing but add_bos_token is set",
@@ -379,7 +515,7 @@ fn from_gguf(path: &Path, bytes: &[u8]) -> Result<Built> {
             .map_err(|err| meta.problem("tokenizer.ggml.add_bos_token", &err.to_string()))?;
         tokenizer.with_post_processor(Some(template));
     }
-    Ok((tokenizer, bos, eos))
+    Ok((tokenizer, extras))
 }
 
 fn added(tokens: &[String], types: &[i32], wanted: i32, special: bool) -> Vec<AddedToken> {

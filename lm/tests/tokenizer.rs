@@ -202,3 +202,49 @@ fn tokenizers_that_glue_across_whitespace_are_not_additive() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A tokenizer.json read with the Hugging Face `tokenizer_config.json` beside it takes
+/// its special tokens and chat template from there (a `chat_template.jinja` wins), and
+/// writes them back in that form; a special token missing from the vocabulary is an
+/// error naming the file.
+#[test]
+fn special_tokens_and_the_chat_template_come_from_the_tokenizer_config_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = common::repo().join("data-samples/tiny/tokenizer.json");
+    let json = dir.path().join("tokenizer.json");
+    std::fs::copy(&tiny, &json).unwrap();
+    assert_eq!(Tokenizer::from_file(&json).unwrap().eos(), None);
+
+    let config = dir.path().join("tokenizer_config.json");
+    std::fs::write(
+        &config,
+        r#"{"bos_token": "<|im_start|>", "eos_token": {"content": "<|im_end|>"},
+            "pad_token": null, "chat_template": "{{ messages }}"}"#,
+    )
+    .unwrap();
+    let tokenizer = Tokenizer::from_file(&json).unwrap();
+    let (bos, eos) = (
+        tokenizer.token_id("<|im_start|>"),
+        tokenizer.token_id("<|im_end|>"),
+    );
+    assert_eq!((tokenizer.bos(), tokenizer.eos()), (bos, eos));
+    assert_eq!(tokenizer.chat_template(), Some("{{ messages }}"));
+    let written: serde_json::Value = serde_json::from_str(
+        &tokenizer.hf_tokenizer_config(&tokenizer.special_ids(), Some("unused")),
+    )
+    .unwrap();
+    assert_eq!(written["eos_token"], "<|im_end|>");
+    assert_eq!(written["chat_template"], "{{ messages }}");
+    assert!(written.get("pad_token").is_none());
+
+    std::fs::write(dir.path().join("chat_template.jinja"), "{{ jinja }}").unwrap();
+    let tokenizer = Tokenizer::from_file(&json).unwrap();
+    assert_eq!(tokenizer.chat_template(), Some("{{ jinja }}"));
+
+    std::fs::write(&config, r#"{"eos_token": "<|not-there|>"}"#).unwrap();
+    let message = Tokenizer::from_file(&json).unwrap_err().to_string();
+    assert!(
+        message.contains("tokenizer_config.json") && message.contains("<|not-there|>"),
+        "{message}"
+    );
+}

@@ -87,6 +87,63 @@ pub enum Command {
     /// Run a pipeline config on a Slurm cluster: one sbatch array per step, chained.
     #[command(subcommand)]
     Slurm(SlurmCommand),
+    /// Write a checkpoint in another tool's format.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+/// `rlpt export`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// A checkpoint (or any model rlpt loads) as a Hugging Face model directory that
+    /// transformers, vLLM and lm-eval-harness load: model.safetensors, config.json,
+    /// generation_config.json, tokenizer.json, tokenizer_config.json (chat template).
+    Hf(ExportHfCommand),
+    /// The tasks `rlpt train` draws from a triples table as verl's RL dataset
+    /// (train.parquet, test.parquet: the held-out documents) with rlpt_reward.py, verl's
+    /// compute_score: same templates, split and rewards, for runs past one GPU.
+    Verl(ExportDatasetCommand),
+    /// The same for TRL's GRPOTrainer: a conversational dataset whose columns reach
+    /// the reward function rlpt_reward.trl_reward.
+    Trl(ExportDatasetCommand),
+}
+
+/// `rlpt export verl` and `rlpt export trl`.
+#[derive(Debug, Args)]
+pub struct ExportDatasetCommand {
+    /// Trainer config: model (its tokenizer), tasks, templates, rewards, judge, seed,
+    /// data filters, held-out share, max_prompt_tokens.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_TRAIN_CONFIG)]
+    pub config: PathBuf,
+    /// Triples: a file, a directory or a glob [default: the config's input].
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<String>,
+    /// The directory to write (written beside it, then renamed into place).
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Replace the output directory when it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `rlpt export hf`.
+#[derive(Debug, Args)]
+pub struct ExportHfCommand {
+    /// A checkpoint directory (step-N/), or a training output directory (its latest).
+    #[arg(long, value_name = "DIR", required_unless_present = "model")]
+    pub checkpoint: Option<PathBuf>,
+    /// A model instead: GGUF (dequantized), safetensors file or directory.
+    #[arg(long, value_name = "PATH", conflicts_with = "checkpoint")]
+    pub model: Option<PathBuf>,
+    /// The directory to write (written beside it, then renamed into place).
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// The weights' dtype.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub dtype: String,
+    /// Replace the output directory when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `rlpt slurm`.

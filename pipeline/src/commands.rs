@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use rlpt_trainer::export::Engine;
+
 use crate::cli::{
-    Cli, Command, DedupCommand, DedupSettings, DedupStep, IngestCommand, ModelCommand, RunCommand,
-    SlurmCommand, TableCommand, TokenizerCommand,
+    Cli, Command, DedupCommand, DedupSettings, DedupStep, ExportCommand, IngestCommand,
+    ModelCommand, RunCommand, SlurmCommand, TableCommand, TokenizerCommand,
 };
 use crate::config::{PipelineConfig, StageEntry};
 use crate::decontam_job::DecontamJob;
@@ -87,6 +89,20 @@ pub fn execute(cli: &Cli) -> Result<()> {
         }
         Command::Eval(command) => train_command::eval(command)
             .and_then(|report| train_command::print(cli.quiet, &report))?,
+        Command::Export(ExportCommand::Hf(command)) => {
+            let written = train_command::export_hf(command)?;
+            if !cli.quiet {
+                stdout::write(&format!("exported {}\n", written.display()))?;
+            }
+        }
+        Command::Export(ExportCommand::Verl(command)) => {
+            let summary = train_command::export_dataset(command, Engine::Verl)?;
+            train_command::print(cli.quiet, &summary)?;
+        }
+        Command::Export(ExportCommand::Trl(command)) => {
+            let summary = train_command::export_dataset(command, Engine::Trl)?;
+            train_command::print(cli.quiet, &summary)?;
+        }
         Command::Slurm(SlurmCommand::Submit(command)) => {
             stdout::write(&crate::slurm::submit(command)?)?;
         }

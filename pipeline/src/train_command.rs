@@ -6,12 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use candle_core::DType;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rlpt_trainer::export::{DatasetExport, Engine, HfExport};
 use rlpt_trainer::tasks::TaskKind;
 use rlpt_trainer::{EvalOptions, Split, TrainConfig, checkpoint};
 use serde_json::Value;
 
-use crate::cli::{EvalCommand, TrainCommand};
+use crate::cli::{EvalCommand, ExportDatasetCommand, ExportHfCommand, TrainCommand};
 use crate::config::{EvalEntry, TrainEntry};
 use crate::error::{IoContext, Result};
 use crate::inputs;
@@ -313,6 +315,46 @@ pub fn eval(command: &EvalCommand) -> Result<String> {
         crate::atomic::write_file(path, text.as_bytes())?;
     }
     Ok(text)
+}
+
+/// `rlpt export hf`: the directory written.
+pub fn export_hf(command: &ExportHfCommand) -> Result<PathBuf> {
+    let source = command
+        .checkpoint
+        .clone()
+        .or_else(|| command.model.clone())
+        .expect("clap requires --checkpoint or --model");
+    let export = HfExport {
+        source,
+        output: command.output.clone(),
+        dtype: if command.dtype == "bf16" {
+            DType::BF16
+        } else {
+            DType::F32
+        },
+        force: command.force,
+    };
+    Ok(rlpt_trainer::export::hf::write(&export)?)
+}
+
+/// `rlpt export verl|trl`: the directory written and its rows per split, as JSON.
+pub fn export_dataset(command: &ExportDatasetCommand, engine: Engine) -> Result<String> {
+    let config = TrainConfig::from_file(&command.config)?;
+    let input = command
+        .input
+        .clone()
+        .unwrap_or_else(|| config.input.to_string_lossy().into_owned());
+    let export = DatasetExport {
+        input: triples_files(Path::new(&input))?,
+        config,
+        output: command.output.clone(),
+        engine,
+        force: command.force,
+    };
+    let rows = rlpt_trainer::export::rl::write(&export)?;
+    let report =
+        serde_json::json!({"output": command.output, "train": rows.train, "test": rows.test});
+    Ok(serde_json::to_string_pretty(&report).expect("a report serialises") + "\n")
 }
 
 /// A bar of optimizer steps with the last reward (or loss) and rollout speed.

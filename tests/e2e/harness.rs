@@ -140,16 +140,22 @@ pub type Row = BTreeMap<String, Option<String>>;
 
 /// Every row of every shard of a table directory, in shard order.
 pub fn read_rows(dir: &Path) -> Vec<Row> {
+    shards(dir)
+        .iter()
+        .flat_map(|shard| file_rows(shard))
+        .collect()
+}
+
+/// Every row of one Parquet file.
+pub fn file_rows(path: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
-    for shard in shards(dir) {
-        for batch in read_parquet(&shard) {
-            for row in 0..batch.num_rows() {
-                let mut values = Row::new();
-                for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                    values.insert(field.name().clone(), cell(column.as_ref(), row));
-                }
-                rows.push(values);
+    for batch in read_parquet(path) {
+        for row in 0..batch.num_rows() {
+            let mut values = Row::new();
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                values.insert(field.name().clone(), cell(column.as_ref(), row));
             }
+            rows.push(values);
         }
     }
     rows

@@ -7,6 +7,7 @@ mod decontam;
 mod dedup;
 mod determinism;
 mod entropy;
+mod export;
 mod flags;
 mod harness;
 mod ingest;

@@ -80,19 +80,9 @@ pub fn save(
     let sums_path = staging.join(CHECKSUMS);
     let json = serde_json::to_vec_pretty(&sums).expect("checksums serialise");
     fs::write(&sums_path, json).map_err(io(&sums_path))?;
-    for file in sums.keys().map(String::as_str).chain([CHECKSUMS]) {
-        let path = staging.join(file);
-        File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&path))?;
-    }
-    sync_dir(&staging)?;
-    if target.exists() {
-        // A checkpoint of this step from a run that crashed before moving `latest`.
-        fs::remove_dir_all(&target).map_err(io(&target))?;
-    }
-    fs::rename(&staging, &target).map_err(io(&target))?;
-    sync_dir(output)?;
+    // A checkpoint of this step already there is from a run that crashed before
+    // moving `latest`: replaced.
+    publish_dir(&staging, &target)?;
     let latest = output.join(LATEST);
     let pending = output.join(format!("{LATEST}.tmp"));
     fs::write(&pending, format!("{name}\n")).map_err(io(&pending))?;
@@ -189,6 +179,29 @@ fn checksums(dir: &Path) -> Result<BTreeMap<String, String>> {
 
 fn file_checksum(path: &Path) -> Result<String> {
     Ok(rlpt_lm::checksum(&[path])?)
+}
+
+/// Makes the directory `staging` (every file in it written) durable and renames it to
+/// `target`, replacing a `target` already there: a reader sees the old directory, no
+/// directory, or the whole new one, never part of it.
+pub fn publish_dir(staging: &Path, target: &Path) -> Result<()> {
+    for entry in fs::read_dir(staging).map_err(io(staging))? {
+        let path = entry.map_err(io(staging))?.path();
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&path))?;
+    }
+    sync_dir(staging)?;
+    if target.exists() {
+        fs::remove_dir_all(target).map_err(io(target))?;
+    }
+    fs::rename(staging, target).map_err(io(target))?;
+    sync_dir(
+        target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -18,12 +18,11 @@ use rlpt_lm::generate::SplitMix64;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::checkpoint;
 use crate::config::{DataConfig, TaskConfig, TrainConfig};
 use crate::data::{Split, Triple, TripleStream};
 use crate::error::Result;
 use crate::grpo_run::Scorer;
-use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
+use crate::policy::{Policy, open_model};
 use crate::rewards;
 use crate::tasks::{self, Instance, TaskKind};
 
@@ -164,17 +163,7 @@ pub fn evaluate(
     files: Vec<PathBuf>,
     options: &EvalOptions,
 ) -> Result<EvalReport> {
-    let (weights, tokenizer) = if model.is_dir() && model.join("checksums.json").exists() {
-        checkpoint::open(model)?;
-        let weights = checkpoint_weights(model);
-        let tokenizer = tokenizer_for(&weights, None)?;
-        (weights, tokenizer)
-    } else {
-        (
-            model.to_path_buf(),
-            tokenizer_for(model, config.tokenizer.as_deref())?,
-        )
-    };
+    let (weights, tokenizer) = open_model(model, config.tokenizer.as_deref())?;
     let device = rlpt_lm::device(&config.device)?;
     let policy = Policy::load(&weights, tokenizer, &device, config.chat_template)?;
     let mut eval_config = config.clone();

@@ -370,6 +370,11 @@ fn judge_error(url: &str, problem: String) -> Error {
     }
 }
 
+/// The judge's prompt when the config gives none.
+pub fn default_template() -> &'static str {
+    JUDGE_TEMPLATE
+}
+
 fn template(config: &JudgeConfig) -> String {
     config
         .template

@@ -12,7 +12,8 @@
 //!   [`optim`]: AdamW with savable state, clipping, the lr schedule.
 //! - [`policy`]: the model being trained; [`run`]: what GRPO and SFT runs share;
 //!   [`checkpoint`]: atomic, verified checkpoints.
-//! - [`train`] (GRPO), [`sft()`] (next-token cold start), [`evaluate`].
+//! - [`train`] (GRPO), [`sft()`] (next-token cold start), [`evaluate`];
+//!   [`export`]: checkpoints as Hugging Face model directories.
 
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod data;
 mod error;
 pub mod eval;
+pub mod export;
 pub mod grpo;
 mod grpo_run;
 pub mod judge;

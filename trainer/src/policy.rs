@@ -5,12 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use rlpt_lm::generate::{Detokenizer, distinct_rows};
-use rlpt_lm::{Generation, KvCache, Mode, Model, SamplingConfig, Tokenizer, WeightFormat};
+use rlpt_lm::{
+    Generation, KvCache, Mode, Model, SamplingConfig, SpecialTokenIds, Tokenizer, WeightFormat,
+};
 
 use crate::error::{Error, Result, compute};
-use crate::tasks::{self, ChatTemplate, ChatTemplateSetting, Instance, TaskKind};
+use crate::tasks::{ChatTemplate, ChatTemplateSetting, Instance, Prompter, TaskKind};
 
 /// A model being trained.
 pub struct Policy {
@@ -95,15 +97,37 @@ impl Policy {
         }
     }
 
-    /// Writes the weights and tokenizer into `dir` (a loadable model directory).
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        self.model.save(&self.params, dir)?;
-        let path = dir.join("tokenizer.json");
-        std::fs::write(&path, self.tokenizer.to_json()?).map_err(crate::error::io(&path))
+    /// Writes the weights (in `dtype`) and tokenizer into `dir`: a Hugging Face model
+    /// directory, which rlpt and transformers load.
+    pub fn save(&self, dir: &Path, dtype: DType) -> Result<()> {
+        let named = self.tokenizer.special_ids();
+        // What generation stops at and pads with here: tools reading the directory
+        // need them named even when the tokenizer's source did not.
+        let special = SpecialTokenIds {
+            bos: named.bos,
+            eos: self.eos,
+            pad: named.pad.or(self.eos),
+        };
+        Ok(self.model.save(
+            &self.params,
+            &self.tokenizer,
+            &special,
+            self.chat.jinja(),
+            dtype,
+            dir,
+        )?)
     }
 
-    /// The prompt ids of `instance` under `template`, its text before the gap cut from
-    /// the left (whole tokens) when the prompt would exceed `max_tokens`.
+    /// How this policy's prompts are made: its tokenizer and chat template.
+    pub fn prompter(&self) -> Prompter<'_> {
+        Prompter {
+            tokenizer: &self.tokenizer,
+            chat: self.chat,
+        }
+    }
+
+    /// The prompt ids of `instance` under `template`, fitted to `max_tokens`
+    /// ([`Prompter::fitted`]).
     pub fn prompt_ids(
         &self,
         kind: TaskKind,
@@ -111,45 +135,15 @@ impl Policy {
         instance: &Instance,
         max_tokens: usize,
     ) -> Result<Vec<u32>> {
-        let encode = |instance: &Instance| {
-            self.tokenizer
-                .encode(&self.chat.wrap(&tasks::fill(template, kind, instance)))
-        };
-        let ids = encode(instance)?;
-        if ids.len() <= max_tokens {
-            return Ok(ids);
-        }
-        let before = self.tokenizer.encode(&instance.before)?;
-        let excess = ids.len() - max_tokens;
-        if excess >= before.len() {
-            return Err(Error::Config(format!(
-                "a {} prompt needs {} tokens without its text: raise max_prompt_tokens ({max_tokens})",
-                kind.name(),
-                ids.len() - before.len()
-            )));
-        }
-        let cut = Instance {
-            before: self.tokenizer.decode(&before[excess..])?,
-            ..instance.clone()
-        };
-        let ids = encode(&cut)?;
-        // Re-encoding at the cut may merge differently; never exceed the budget.
-        Ok(ids[ids.len().saturating_sub(max_tokens)..].to_vec())
+        Ok(self
+            .prompter()
+            .fitted(kind, template, instance, max_tokens)?
+            .1)
     }
 
-    /// The bytes of each token of `instance`'s reference, as the prefix-token reward
-    /// reads them: split at its in-context token ends, the rest tokenized on its own.
+    /// The bytes of each token of `instance`'s reference ([`Prompter::reference_tokens`]).
     pub fn reference_tokens(&self, instance: &Instance) -> Result<Vec<Vec<u8>>> {
-        let bytes = instance.reference.as_bytes();
-        let mut tokens = Vec::new();
-        let mut start = 0;
-        for &end in &instance.token_ends {
-            tokens.push(bytes[start..end].to_vec());
-            start = end;
-        }
-        let rest = self.tokenizer.encode(&instance.reference[start..])?;
-        tokens.extend(rest.iter().map(|&id| self.tokenizer.token_bytes(id)));
-        Ok(tokens)
+        self.prompter().reference_tokens(instance)
     }
 
     /// Samples a completion of each prompt.
@@ -389,6 +383,21 @@ pub fn completion_backward(
         .backward()
         .map_err(compute("backward pass"))?;
     on_grads(&store)
+}
+
+/// The weights file and tokenizer of `source`: a checkpoint's (`step-N/`, or a training
+/// output directory's latest; its checksums verified first), or a model's (`tokenizer`
+/// when given).
+pub fn open_model(source: &Path, tokenizer: Option<&Path>) -> Result<(PathBuf, Tokenizer)> {
+    let training_output = source.is_dir() && !source.join("config.json").exists();
+    if training_output || source.join("checksums.json").is_file() {
+        let dir = crate::checkpoint::resolve(source)?;
+        crate::checkpoint::open(&dir)?;
+        let weights = checkpoint_weights(&dir);
+        let tokenizer = tokenizer_for(&weights, None)?;
+        return Ok((weights, tokenizer));
+    }
+    Ok((source.to_path_buf(), tokenizer_for(source, tokenizer)?))
 }
 
 /// The weights file of a checkpoint directory.

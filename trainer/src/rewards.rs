@@ -27,6 +27,17 @@ pub enum RewardKind {
     Strict,
 }
 
+impl RewardKind {
+    /// Its config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PrefixToken => "prefix-token",
+            Self::PrefixSemantic => "prefix-semantic",
+            Self::Strict => "strict",
+        }
+    }
+}
+
 /// The part of a completion after the reasoning: after the last `</think>`, if any.
 fn after_thinking(completion: &str) -> &str {
     completion

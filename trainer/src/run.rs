@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::{OptimConfig, TrainConfig};
@@ -260,7 +260,7 @@ impl Run {
             &state,
             self.config.checkpoint.keep_last,
             |dir| {
-                self.policy.save(dir)?;
+                self.policy.save(dir, DType::F32)?;
                 self.optimizer
                     .save(&self.policy.params, &dir.join("optimizer.safetensors"))
             },

@@ -14,6 +14,7 @@
 //! ChatML when the vocabulary has `<|im_start|>` (SmolLM2-Instruct, Qwen) or the config
 //! asks for it.
 
+use rlpt_lm::Tokenizer;
 use rlpt_lm::generate::SplitMix64;
 use serde::{Deserialize, Serialize};
 
@@ -220,6 +221,74 @@ pub fn fill(template: &str, kind: TaskKind, instance: &Instance) -> String {
     }
 }
 
+/// How prompts are made for one tokenizer and chat template.
+#[derive(Clone, Copy)]
+pub struct Prompter<'a> {
+    /// The model's tokenizer.
+    pub tokenizer: &'a Tokenizer,
+    /// How the user message is wrapped.
+    pub chat: ChatTemplate,
+}
+
+impl Prompter<'_> {
+    /// `instance` with its text before the gap cut from the left (whole tokens) so that
+    /// its prompt under `template` fits `max_tokens`, and that prompt's ids.
+    pub fn fitted(
+        &self,
+        kind: TaskKind,
+        template: &str,
+        instance: &Instance,
+        max_tokens: usize,
+    ) -> Result<(Instance, Vec<u32>)> {
+        let encode = |instance: &Instance| {
+            self.tokenizer
+                .encode(&self.chat.wrap(&fill(template, kind, instance)))
+        };
+        let ids = encode(instance)?;
+        if ids.len() <= max_tokens {
+            return Ok((instance.clone(), ids));
+        }
+        let before = self.tokenizer.encode(&instance.before)?;
+        let excess = ids.len() - max_tokens;
+        if excess >= before.len() {
+            return Err(Error::Config(format!(
+                "a {} prompt needs {} tokens without its text: raise max_prompt_tokens ({max_tokens})",
+                kind.name(),
+                ids.len() - before.len()
+            )));
+        }
+        let cut = Instance {
+            before: self.tokenizer.decode(&before[excess..])?,
+            ..instance.clone()
+        };
+        let ids = encode(&cut)?;
+        // Re-encoding at the cut may merge differently; never exceed the budget.
+        let ids = ids[ids.len().saturating_sub(max_tokens)..].to_vec();
+        Ok((cut, ids))
+    }
+
+    /// The bytes of each token of `instance`'s reference, as the prefix-token reward
+    /// reads them: split at its in-context token ends, the rest tokenized on its own.
+    pub fn reference_tokens(&self, instance: &Instance) -> Result<Vec<Vec<u8>>> {
+        let bytes = instance.reference.as_bytes();
+        let mut tokens = Vec::new();
+        let mut start = 0;
+        for &end in &instance.token_ends {
+            tokens.push(bytes[start..end].to_vec());
+            start = end;
+        }
+        let rest = self.tokenizer.encode(&instance.reference[start..])?;
+        tokens.extend(rest.iter().map(|&id| self.tokenizer.token_bytes(id)));
+        Ok(tokens)
+    }
+}
+
+/// ChatML in Jinja: each message between `<|im_start|>role` and `<|im_end|>`, then
+/// an open assistant turn when the caller asks for one ([`ChatTemplate::wrap`]).
+const CHATML_JINJA: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] \
++ '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt \
+%}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
 /// How prompts are presented to the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatTemplate {
@@ -263,6 +332,15 @@ impl ChatTemplate {
         match self {
             Self::None => user.to_string(),
             Self::ChatMl => format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"),
+        }
+    }
+
+    /// The template in Jinja (`chat_template` of a Hugging Face tokenizer config), for
+    /// a model whose tokenizer has none.
+    pub fn jinja(self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::ChatMl => Some(CHATML_JINJA),
         }
     }
 

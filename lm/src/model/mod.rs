@@ -19,13 +19,14 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
 use xxhash_rust::xxh3::Xxh3;
 
-pub use config::{Architecture, ModelConfig};
+pub use config::{Architecture, ModelConfig, RopeScaling, SpecialTokenIds};
 pub use ops::Mode;
 pub use weights::WeightFormat;
 use weights::{LayerWeights, Loader, Source, Weights};
 
 use crate::error::{Error, Result};
 use crate::gguf::Metadata;
+use crate::tokenizer::Tokenizer;
 
 /// Rows of logits computed at once by the chunked heads.
 pub const LOGIT_CHUNK_ROWS: usize = 256;
@@ -316,17 +317,63 @@ impl Model {
         Ok(vars)
     }
 
-    /// Writes `config.json` and `model.safetensors` (the given tensors, e.g. from
-    /// [`Self::trainable`]) into `dir`, a checkpoint [`Model::load`] reads back.
-    pub fn save(&self, tensors: &[(String, Var)], dir: &Path) -> Result<()> {
-        let io = |path: PathBuf| move |source| Error::Io { path, source };
-        let config = dir.join("config.json");
-        std::fs::write(&config, self.config.to_config_json()).map_err(io(config.clone()))?;
+    /// Writes a Hugging Face model directory into `dir`, one [`Model::load`] and
+    /// transformers' `from_pretrained` read back: `model.safetensors` (the given
+    /// tensors, e.g. from [`Self::trainable`], in `dtype`), `config.json` and
+    /// `generation_config.json` (naming `special`), and `tokenizer`'s `tokenizer.json`
+    /// and `tokenizer_config.json` (its chat template, else `chat_template`).
+    pub fn save(
+        &self,
+        tensors: &[(String, Var)],
+        tokenizer: &Tokenizer,
+        special: &SpecialTokenIds,
+        chat_template: Option<&str>,
+        dtype: DType,
+        dir: &Path,
+    ) -> Result<()> {
+        let dtype_name = match dtype {
+            DType::F32 => "float32",
+            DType::BF16 => "bfloat16",
+            DType::F16 => "float16",
+            other => {
+                return Err(Error::Unsupported {
+                    path: dir.to_path_buf(),
+                    what: format!("saving weights as {other:?}"),
+                    hint: "; f32, bf16 and f16 are".into(),
+                });
+            }
+        };
+        let generation = serde_json::json!({
+            "bos_token_id": special.bos,
+            "eos_token_id": special.eos,
+            "pad_token_id": special.pad,
+        });
+        let texts = [
+            (
+                "config.json",
+                self.config.to_config_json(special, dtype_name),
+            ),
+            (
+                "generation_config.json",
+                serde_json::to_string_pretty(&generation).expect("a JSON value serialises"),
+            ),
+            ("tokenizer.json", tokenizer.to_json()?),
+            (
+                "tokenizer_config.json",
+                tokenizer.hf_tokenizer_config(special, chat_template),
+            ),
+        ];
+        for (name, text) in texts {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| Error::Io { path, source })?;
+        }
         let weights = dir.join("model.safetensors");
         let named = tensors
             .iter()
-            .map(|(name, var)| (name.as_str(), var.as_tensor().clone()));
-        candle_core::safetensors::save(&named.collect(), &weights)
+            .map(|(name, var)| Ok((name.as_str(), var.as_tensor().to_dtype(dtype)?)))
+            .collect::<candle_core::Result<std::collections::HashMap<_, _>>>()
+            .map_err(|e| compute("converting weights", e))?;
+        candle_core::safetensors::save(&named, &weights)
             .map_err(|e| compute(&format!("writing {}", weights.display()), e))
     }
 
@@ -704,12 +751,19 @@ fn repeat_kv(x: &Tensor, group: usize) -> candle_core::Result<Tensor> {
 /// cos and sin of every position × frequency, halves convention.
 fn rope_tables(config: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let half = config.head_dim / 2;
-    let inverse: Vec<f32> = (0..half)
+    let base: Vec<f64> = (0..half)
         .map(|i| {
-            1.0 / config
+            let wavelength = config
                 .rope_theta
-                .powf(2.0 * i as f64 / config.head_dim as f64) as f32
+                .powf(2.0 * i as f64 / config.head_dim as f64);
+            f64::from(1.0 / wavelength as f32)
         })
+        .collect();
+    let inverse: Vec<f32> = config
+        .rope_scaling
+        .apply(&base)
+        .into_iter()
+        .map(|f| f as f32)
         .collect();
     let inverse = Tensor::from_vec(inverse, (1, half), device)?;
     let positions = Tensor::arange(0u32, config.max_positions as u32, device)?
