@@ -90,6 +90,20 @@ pub enum Command {
     /// Write a checkpoint in another tool's format.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Draw a training run's metrics (reward per task, response length, loss, KL, clip
+    /// fraction, grad norm, lr, groups kept) over steps into a PNG.
+    Plot(PlotCommand),
+}
+
+/// `rlpt plot`.
+#[derive(Debug, Args)]
+pub struct PlotCommand {
+    /// The run's output directory (holding metrics.jsonl).
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+    /// The PNG to write [default: RUN/metrics.png].
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `rlpt export`.

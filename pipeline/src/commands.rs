@@ -103,6 +103,12 @@ pub fn execute(cli: &Cli) -> Result<()> {
             let summary = train_command::export_dataset(command, Engine::Trl)?;
             train_command::print(cli.quiet, &summary)?;
         }
+        Command::Plot(command) => {
+            let written = crate::plot::plot(&command.run, command.output.as_deref())?;
+            if !cli.quiet {
+                stdout::write(&format!("plotted {}\n", written.display()))?;
+            }
+        }
         Command::Slurm(SlurmCommand::Submit(command)) => {
             stdout::write(&crate::slurm::submit(command)?)?;
         }

@@ -48,6 +48,7 @@ pub mod logging;
 pub mod manifest;
 pub mod pii_job;
 pub mod plan;
+pub mod plot;
 pub mod progress;
 pub mod segment_job;
 pub mod shard_reader;

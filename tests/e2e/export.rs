@@ -16,27 +16,6 @@ const TEXT: &str = "The Eiffel Tower is a wrought-iron lattice tower in Paris, c
 for the World's Fair. It is";
 const NEW_TOKENS: usize = 12;
 
-/// A Python with torch and transformers (`RLPT_HF_PYTHON`, else `python3`); without
-/// one the test is skipped, unless RLPT_REQUIRE_ASSETS=1 (CI) makes that a failure.
-fn hf_python() -> Option<String> {
-    let python = std::env::var("RLPT_HF_PYTHON").unwrap_or_else(|_| "python3".into());
-    let found = Command::new(&python)
-        .args(["-c", "import torch, transformers"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Some(python);
-    }
-    let message =
-        format!("{python} lacks torch or transformers: pip install -r tests/hf/requirements.txt");
-    assert!(
-        std::env::var("RLPT_REQUIRE_ASSETS").as_deref() != Ok("1"),
-        "{message}"
-    );
-    eprintln!("skipped: {message}");
-    None
-}
-
 /// What rlpt computes for [`TEXT`] with the model at `weights` (in f32) and
 /// `tokenizer`: the file tests/hf/check_export.py compares transformers with, written
 /// into `dir`. Logits must agree within 1e-3, or, for a transformers run in `bf16`,
@@ -514,10 +493,7 @@ fn trl_trains_two_steps_on_an_exported_dataset_with_the_exported_reward() {
         .args(["-c", "import trl, datasets"])
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{python} lacks trl: pip install -r tests/hf/requirements.txt"
-    );
+    assert!(found, "{python} lacks trl: run tests/hf/setup.sh");
     let work = tempfile::tempdir().unwrap();
     let dataset = work.path().join("trl");
     rlpt_ok(&["export", "trl", "--output", arg(&dataset)]);

@@ -380,3 +380,31 @@ pub fn train_config_with_cold_start(dir: &Path, cold_start_steps: u64) -> PathBu
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// A Python with torch and transformers: `RLPT_HF_PYTHON`, else tests/hf/.venv's
+/// (tests/hf/setup.sh), else `python3`; without one the test is skipped, unless
+/// RLPT_REQUIRE_ASSETS=1 (CI) makes that a failure.
+pub fn hf_python() -> Option<String> {
+    let venv = repo_root().join("tests/hf/.venv/bin/python");
+    let python = std::env::var("RLPT_HF_PYTHON").unwrap_or_else(|_| {
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
+    let found = Command::new(&python)
+        .args(["-c", "import torch, transformers"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(python);
+    }
+    let message = format!("{python} lacks torch or transformers: run tests/hf/setup.sh");
+    assert!(
+        std::env::var("RLPT_REQUIRE_ASSETS").as_deref() != Ok("1"),
+        "{message}"
+    );
+    eprintln!("skipped: {message}");
+    None
+}

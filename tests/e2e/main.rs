@@ -21,3 +21,4 @@ mod segment;
 mod slurm;
 mod stdout;
 mod train;
+mod watch;

@@ -55,6 +55,10 @@ pub struct TrainConfig {
     /// Each such step is warned about. Not part of the config hash.
     #[serde(skip_serializing_if = "is_default_max_idle_steps")]
     pub max_idle_steps: u64,
+    /// Also write each step's metrics as TensorBoard scalars into `OUTPUT/tensorboard/`.
+    /// Not part of the config hash.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tensorboard: bool,
     /// Which triples to read and in what order.
     pub data: DataConfig,
     /// The tasks, mixed by weight.
@@ -90,6 +94,7 @@ impl Default for TrainConfig {
             chat_template: ChatTemplateSetting::Auto,
             max_prompt_tokens: 512,
             max_idle_steps: DEFAULT_MAX_IDLE_STEPS,
+            tensorboard: false,
             data: DataConfig::default(),
             tasks: vec![TaskConfig::default()],
             sampling: SamplingSettings::default(),
@@ -198,7 +203,7 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// xxh3-64 of the config without `steps`, `output`, `device` and `max_idle_steps` (which a resumed
+    /// xxh3-64 of the config without `steps`, `output`, `device`, `max_idle_steps` and `tensorboard` (which a resumed
     /// run may change), in hex.
     pub fn hash(&self) -> String {
         let mut stable = self.clone();
@@ -206,6 +211,7 @@ impl TrainConfig {
         stable.output = PathBuf::new();
         stable.device = String::new();
         stable.max_idle_steps = DEFAULT_MAX_IDLE_STEPS;
+        stable.tensorboard = false;
         let json = serde_json::to_string(&stable).expect("a config serialises");
         format!("{:016x}", xxh3_64(json.as_bytes()))
     }

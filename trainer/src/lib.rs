@@ -13,7 +13,8 @@
 //! - [`policy`]: the model being trained; [`run`]: what GRPO and SFT runs share;
 //!   [`checkpoint`]: atomic, verified checkpoints.
 //! - [`train`] (GRPO), [`sft()`] (next-token cold start), [`evaluate`];
-//!   [`export`]: checkpoints as Hugging Face model directories.
+//!   [`export`]: checkpoints as Hugging Face model directories, tasks as verl / TRL
+//!   datasets; [`tensorboard`]: metrics as TensorBoard event files.
 
 #![deny(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod rewards;
 pub mod run;
 mod sft;
 pub mod tasks;
+pub mod tensorboard;
 
 pub use config::TrainConfig;
 pub use data::{Cursor, Split, Triple, TripleStream};

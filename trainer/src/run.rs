@@ -15,6 +15,7 @@ use crate::data::{Split, TripleStream};
 use crate::error::{Error, Result, compute, io};
 use crate::optim::{AdamW, clip_grad_norm, learning_rate};
 use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
+use crate::tensorboard::EventWriter;
 
 /// Triples read in a row that a task (or SFT) cannot use before the run gives up on
 /// the data, rather than reading it around forever.
@@ -98,6 +99,8 @@ pub struct Run {
     optim: OptimConfig,
     metrics_lines: u64,
     last_metrics: serde_json::Value,
+    /// The TensorBoard event file, when the config asks for one.
+    events: Option<EventWriter>,
 }
 
 impl Run {
@@ -140,6 +143,10 @@ impl Run {
                 (checkpoint_weights(&dir), Some((dir, state)))
             }
         };
+        let events = config
+            .tensorboard
+            .then(|| EventWriter::open(&config.output, &metrics_path))
+            .transpose()?;
         let policy = Policy::load(&weights, tokenizer, &device, config.chat_template)?;
         let mut optimizer = AdamW::new(optim.clone(), &policy.params)?;
         if let Some((dir, _)) = &resumed {
@@ -177,6 +184,7 @@ impl Run {
             optim,
             metrics_lines: state.as_ref().map_or(0, |s| s.metrics_lines),
             last_metrics: state.map_or(serde_json::Value::Null, |s| s.metrics),
+            events,
         })
     }
 
@@ -234,6 +242,9 @@ impl Run {
         writeln!(file, "{metrics}").map_err(io(&path))?;
         file.sync_data().map_err(io(&path))?;
         self.metrics_lines += 1;
+        if let Some(events) = &mut self.events {
+            events.write(self.step, &metrics)?;
+        }
         self.last_metrics = metrics;
         let every = self.config.checkpoint.every.max(1);
         if self.step.is_multiple_of(every) || self.step >= self.config.steps {
