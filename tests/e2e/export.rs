@@ -66,21 +66,26 @@ fn rlpt_expectation(weights: &Path, tokenizer: &Path, dir: &Path, bf16: bool) ->
 /// tests/hf/check_export.py's findings on `exported` against `expected`; fails the
 /// test with its report when transformers and rlpt disagree.
 fn transformers_check(python: &str, exported: &Path, expected: &Path) -> Value {
-    let script = repo_root().join("tests/hf/check_export.py");
-    let output = Command::new(python)
-        .args([arg(&script), arg(exported), arg(expected)])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "transformers and rlpt disagree on {}:\n{}\n{}",
-        exported.display(),
-        stdout(&output),
-        stderr(&output)
-    );
-    let report: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
-    eprintln!("transformers on {}: {report}", exported.display());
-    report
+    python_report(
+        python,
+        "check_export.py",
+        &[arg(exported), arg(expected)],
+        &[],
+    )
+}
+
+/// `rlpt export hf FLAG SOURCE --output OUTPUT EXTRA…` (FLAG: `--model` or
+/// `--checkpoint`), as a user runs it.
+fn export_hf(flag: &str, source: &Path, output: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["export", "hf", flag, arg(source), "--output", arg(output)];
+    args.extend_from_slice(extra);
+    rlpt(&args)
+}
+
+/// [`export_hf`], which must succeed.
+fn export_hf_ok(flag: &str, source: &Path, output: &Path, extra: &[&str]) {
+    let run = export_hf(flag, source, output, extra);
+    assert!(run.status.success(), "{}", stderr(&run));
 }
 
 fn config_json(dir: &Path) -> Value {
@@ -97,14 +102,7 @@ fn an_exported_smollm2_loads_in_transformers_with_rlpts_logits_and_greedy_tokens
     };
     let work = tempfile::tempdir().unwrap();
     let exported = work.path().join("smollm2-hf");
-    rlpt_ok(&[
-        "export",
-        "hf",
-        "--model",
-        arg(&gguf),
-        "--output",
-        arg(&exported),
-    ]);
+    export_hf_ok("--model", &gguf, &exported, &[]);
     let config = config_json(&exported);
     assert_eq!(
         (
@@ -130,14 +128,7 @@ fn a_trained_checkpoint_exports_as_f32_and_bf16_and_transformers_agrees_with_rlp
     let run = work.path().join("run");
     rlpt_ok(&["train", "--output", arg(&run), "--steps", "2"]);
     let exported = work.path().join("tiny-hf");
-    rlpt_ok(&[
-        "export",
-        "hf",
-        "--checkpoint",
-        arg(&run),
-        "--output",
-        arg(&exported),
-    ]);
+    export_hf_ok("--checkpoint", &run, &exported, &[]);
     let step = run.join("step-00000002");
     let expected = rlpt_expectation(
         &step.join("model.safetensors"),
@@ -151,16 +142,7 @@ fn a_trained_checkpoint_exports_as_f32_and_bf16_and_transformers_agrees_with_rlp
     // computing in bf16 stays within bf16's rounding of rlpt's f32 logits and picks
     // the same greedy tokens.
     let half = work.path().join("tiny-hf-bf16");
-    rlpt_ok(&[
-        "export",
-        "hf",
-        "--checkpoint",
-        arg(&step),
-        "--output",
-        arg(&half),
-        "--dtype",
-        "bf16",
-    ]);
+    export_hf_ok("--checkpoint", &step, &half, &["--dtype", "bf16"]);
     assert_eq!(config_json(&half)["dtype"], "bfloat16");
     let size = |dir: &Path| fs::metadata(dir.join("model.safetensors")).unwrap().len();
     assert!(
@@ -185,22 +167,12 @@ fn export_refuses_to_overwrite_and_to_read_a_damaged_checkpoint() {
     let exported = work.path().join("hf");
     fs::create_dir(&exported).unwrap();
     fs::write(exported.join("mine.txt"), "keep me").unwrap();
-    let args = [
-        "export",
-        "hf",
-        "--checkpoint",
-        arg(&run),
-        "--output",
-        arg(&exported),
-    ];
-    let refused = rlpt(&args);
+    let refused = export_hf("--checkpoint", &run, &exported, &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
     assert!(exported.join("mine.txt").exists(), "nothing was touched");
 
-    let mut forced = args.to_vec();
-    forced.push("--force");
-    rlpt_ok(&forced);
+    export_hf_ok("--checkpoint", &run, &exported, &["--force"]);
     assert!(!exported.join("mine.txt").exists());
     assert!(exported.join("model.safetensors").exists());
     assert_eq!(
@@ -213,14 +185,7 @@ fn export_refuses_to_overwrite_and_to_read_a_damaged_checkpoint() {
     let mut damaged = fs::read(&tokenizer).unwrap();
     damaged[10] ^= 1;
     fs::write(&tokenizer, damaged).unwrap();
-    let refused = rlpt(&[
-        "export",
-        "hf",
-        "--checkpoint",
-        arg(&run),
-        "--output",
-        arg(&work.path().join("other")),
-    ]);
+    let refused = export_hf("--checkpoint", &run, &work.path().join("other"), &[]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(
         stderr(&refused).contains("tokenizer.json: checksum"),
@@ -460,17 +425,11 @@ fn exported_rewards_match_rlpts_scorer_for_verl_and_trl() {
     let cases_path = work.path().join("cases.json");
     fs::write(&cases_path, Value::from(cases).to_string()).unwrap();
     for dir in [&verl, &trl] {
-        let output = Command::new("python3")
-            .arg(repo_root().join("tests/hf/reward_parity.py"))
-            .args([arg(dir), arg(&cases_path)])
-            .env("RLPT_JUDGE_ENDPOINT", &judge.url)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "rlpt_reward.py differs from rlpt:\n{}\n{}",
-            stdout(&output),
-            stderr(&output)
+        python_report(
+            "python3",
+            "reward_parity.py",
+            &[arg(dir), arg(&cases_path)],
+            &[("RLPT_JUDGE_ENDPOINT", &judge.url)],
         );
         // verl's and TRL's entry points each asked the judge what rlpt asked it.
         let python_prompts = judge.take_prompts();
@@ -499,30 +458,14 @@ fn trl_trains_two_steps_on_an_exported_dataset_with_the_exported_reward() {
     rlpt_ok(&["export", "trl", "--output", arg(&dataset)]);
     let model = work.path().join("tiny-hf");
     let tiny = repo_root().join("data-samples/tiny");
-    rlpt_ok(&[
-        "export",
-        "hf",
-        "--model",
-        arg(&tiny),
-        "--output",
-        arg(&model),
-    ]);
-    let output = Command::new(&python)
-        .arg(repo_root().join("tests/hf/trl_two_steps.py"))
-        .args([
-            arg(&dataset),
-            arg(&model),
-            arg(&work.path().join("trl-run")),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "TRL failed on the export:\n{}\n{}",
-        stdout(&output),
-        stderr(&output)
+    export_hf_ok("--model", &tiny, &model, &[]);
+    let run = work.path().join("trl-run");
+    let report = python_report(
+        &python,
+        "trl_two_steps.py",
+        &[arg(&dataset), arg(&model), arg(&run)],
+        &[],
     );
-    let report: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
     assert_eq!(report["steps"], 2, "{report}");
     assert_eq!(report["rewards"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(

@@ -11,6 +11,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -407,4 +408,33 @@ pub fn hf_python() -> Option<String> {
     );
     eprintln!("skipped: {message}");
     None
+}
+
+/// Runs `tests/hf/SCRIPT` with `python` and `args` (and `env`); fails the test with its
+/// output unless it succeeds, and returns the JSON object of its last line.
+pub fn python_report(python: &str, script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let output = Command::new(python)
+        .arg(repo_root().join("tests/hf").join(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "tests/hf/{script} {args:?} failed:\n{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let report: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    eprintln!("tests/hf/{script}: {report}");
+    report
+}
+
+/// The lines of a training run's `metrics.jsonl`.
+pub fn metrics_lines(run: &Path) -> Vec<Value> {
+    fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }

@@ -12,18 +12,11 @@ use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
 use crate::harness::{
-    arg, fetched, read_parquet, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout, tmp_entries,
+    arg, fetched, metrics_lines, read_parquet, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout,
+    tmp_entries,
 };
 
 const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-
-fn metrics(output: &Path) -> Vec<Value> {
-    fs::read_to_string(output.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
 
 /// Metrics without wall-clock timings (which differ between runs).
 fn deterministic(mut lines: Vec<Value>) -> Vec<Value> {
@@ -55,7 +48,7 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
     let output = work.path().join("train");
     let run = rlpt_ok(&["train", "--output", arg(&output)]);
     assert!(stdout(&run).contains("steps      4"), "{}", stdout(&run));
-    let lines = metrics(&output);
+    let lines = metrics_lines(&output);
     assert_eq!(lines.len(), 4);
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["step"], i as u64 + 1);
@@ -181,7 +174,7 @@ fn a_training_run_killed_mid_way_resumes_bit_identically() {
     let config = resumable_config(work.path());
     let reference = work.path().join("reference");
     rlpt_ok(&run_args("train", &config, &reference, &[]));
-    let reference_metrics = deterministic(metrics(&reference));
+    let reference_metrics = deterministic(metrics_lines(&reference));
     assert_eq!(reference_metrics.len(), 6);
     assert!(
         reference_metrics
@@ -218,7 +211,7 @@ fn a_training_run_killed_mid_way_resumes_bit_identically() {
         "{}",
         stdout(&resumed)
     );
-    assert_eq!(deterministic(metrics(&killed)), reference_metrics);
+    assert_eq!(deterministic(metrics_lines(&killed)), reference_metrics);
     assert_eq!(
         step_files(&latest(&killed)),
         step_files(&latest(&reference)),
@@ -293,7 +286,7 @@ fn a_resume_with_more_steps_keeps_the_learning_rate_schedule_it_began_with() {
         "{}",
         stderr(&resumed)
     );
-    let rates: Vec<f64> = metrics(&output)
+    let rates: Vec<f64> = metrics_lines(&output)
         .iter()
         .map(|m| m["lr"].as_f64().unwrap())
         .collect();
@@ -311,7 +304,7 @@ fn sft_lowers_the_loss_of_the_tiny_model() {
     let work = tempfile::tempdir().unwrap();
     let output = work.path().join("sft");
     rlpt_ok(&["sft", "--output", arg(&output), "--steps", "12"]);
-    let losses: Vec<f64> = metrics(&output)
+    let losses: Vec<f64> = metrics_lines(&output)
         .iter()
         .map(|m| m["loss"].as_f64().unwrap())
         .collect();
@@ -358,7 +351,7 @@ every = 2
     )
     .unwrap();
     rlpt_ok(&run_args("train", &config, &output, &["--steps", "2"]));
-    let lines = metrics(&output);
+    let lines = metrics_lines(&output);
     assert_eq!(lines.len(), 2);
     for line in &lines {
         assert_eq!(line["groups_kept"], 2, "{line}");
@@ -466,7 +459,7 @@ fn grpo_steps_that_train_on_nothing_are_warned_about_then_stop_the_run() {
             && message.contains("rlpt sft"),
         "{message}"
     );
-    let lines = metrics(&output);
+    let lines = metrics_lines(&output);
     assert_eq!(lines.len(), 1, "the steps before the stop are kept");
     assert_eq!(lines[0]["format_failure_fraction"], 1.0);
 }
@@ -486,7 +479,7 @@ fn dynamic_sampling_starts_at_its_configured_step() {
     );
     let output = work.path().join("late");
     rlpt_ok(&run_args("train", &config, &output, &["--steps", "3"]));
-    let kept_of_sampled: Vec<(u64, u64)> = metrics(&output)
+    let kept_of_sampled: Vec<(u64, u64)> = metrics_lines(&output)
         .iter()
         .map(|m| {
             (
@@ -542,7 +535,7 @@ fn a_fresh_run_refuses_an_output_holding_files_rlpt_did_not_write() {
         }
     }
     rlpt_ok(&["train", "--output", arg(&own), "--steps", "1"]);
-    assert_eq!(metrics(&own).len(), 1);
+    assert_eq!(metrics_lines(&own).len(), 1);
 }
 
 /// The shipped demo's cold start teaches the random tiny model the answer format
@@ -554,7 +547,7 @@ fn the_cold_start_teaches_the_tiny_model_the_answer_format() {
     let work = tempfile::tempdir().unwrap();
     let output = work.path().join("train");
     rlpt_ok(&["train", "--output", arg(&output), "--steps", "3"]);
-    let cold = metrics(&output.join("cold-start"));
+    let cold = metrics_lines(&output.join("cold-start"));
     assert_eq!(cold.len(), 60);
     let mean = |lines: &[Value]| {
         lines
@@ -568,7 +561,7 @@ fn the_cold_start_teaches_the_tiny_model_the_answer_format() {
         last < first - 1.0,
         "the answers' loss falls: {first} → {last}"
     );
-    let grpo = metrics(&output);
+    let grpo = metrics_lines(&output);
     let answered: f64 = grpo
         .iter()
         .map(|m| 1.0 - m["format_failure_fraction"].as_f64().unwrap())
@@ -586,10 +579,14 @@ fn the_cold_start_teaches_the_tiny_model_the_answer_format() {
         "4",
         "--resume",
     ]);
-    assert_eq!(metrics(&output.join("cold-start")).len(), 60, "reused");
+    assert_eq!(
+        metrics_lines(&output.join("cold-start")).len(),
+        60,
+        "reused"
+    );
     assert_eq!(
         fs::read(cold_start.join("model.safetensors")).unwrap(),
         weights
     );
-    assert_eq!(metrics(&output).len(), 4);
+    assert_eq!(metrics_lines(&output).len(), 4);
 }

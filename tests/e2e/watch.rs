@@ -3,19 +3,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
 use crate::harness::*;
-
-fn metrics_lines(run: &Path) -> Vec<Value> {
-    fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
 
 fn triples() -> PathBuf {
     repo_root().join("data-samples/triples/train.parquet")
@@ -23,13 +14,7 @@ fn triples() -> PathBuf {
 
 /// The scalars of `dir` as TensorBoard reads them: tag → [(step, value)].
 fn tensorboard_scalars(python: &str, dir: &Path) -> Value {
-    let output = Command::new(python)
-        .arg(repo_root().join("tests/hf/read_tensorboard.py"))
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap()
+    python_report(python, "read_tensorboard.py", &[arg(dir)], &[])
 }
 
 #[test]

@@ -194,6 +194,18 @@ mod tests {
     }
 
     #[test]
+    fn reward_names_are_the_names_configs_use() {
+        for kind in [
+            RewardKind::PrefixToken,
+            RewardKind::PrefixSemantic,
+            RewardKind::Strict,
+        ] {
+            let serialised = serde_json::to_string(&kind).unwrap();
+            assert_eq!(serialised, format!("\"{}\"", kind.name()));
+        }
+    }
+
+    #[test]
     fn strict_compares_normalised_text() {
         assert!(strict("  It  RAINS.\n", "It rains."));
         assert!(!strict("It rains", "It rains."));
