@@ -162,6 +162,9 @@ struct Detector {
     group: usize,
     trigger: Trigger,
     check: fn(&Captures<'_>, &str, &Scrubber) -> bool,
+    /// How many bytes of the group are the PII: all of them but for IBANs, whose
+    /// pattern may run on into the word after.
+    span: fn(&str) -> usize,
 }
 
 impl Detector {
@@ -212,7 +215,7 @@ impl Detector {
             if (self.check)(&captures, text, scrubber) {
                 hits.push(Hit {
                     start: part.start(),
-                    end: part.end(),
+                    end: part.start() + (self.span)(part.as_str()),
                     kind: self.kind,
                 });
             }
@@ -407,6 +410,7 @@ fn detectors() -> Vec<Detector> {
         group,
         trigger,
         check,
+        span: str::len,
     };
     vec![
         detector(PiiKind::Secret, SECRET_BLOCK, 0, Byte(b'-'), |_, _, _| true),
@@ -425,7 +429,10 @@ fn detectors() -> Vec<Detector> {
             Around(b'@', 128, 320),
             check_email,
         ),
-        detector(PiiKind::Iban, IBAN, 0, Digits(6), check_iban),
+        Detector {
+            span: iban_span,
+            ..detector(PiiKind::Iban, IBAN, 0, Digits(6), check_iban)
+        },
         detector(PiiKind::CreditCard, CARD, 0, Digits(12), check_card),
         detector(PiiKind::UsSsn, SSN, 0, Digits(9), check_ssn),
         detector(
@@ -441,6 +448,16 @@ fn detectors() -> Vec<Detector> {
             0,
             Digits(10),
             |c, text, _| check_phone(c, text, 10..=12) && check_nanp_separators(c),
+        ),
+        detector(
+            PiiKind::Phone,
+            PHONE_IN_CONTEXT,
+            0,
+            Digits(9),
+            |c, text, _| {
+                check_phone(c, text, 9..=11)
+                    && validate::phone_context(text, c.get(0).expect("whole match").start())
+            },
         ),
         detector(PiiKind::Ip, IPV4, 0, Digits(4), check_ipv4),
         detector(PiiKind::Ip, IPV6, 0, Byte(b':'), check_ipv6),
@@ -471,19 +488,29 @@ const SECRET_ASSIGNMENT: &str = r#"(?i)(?:api[_-]?key|secret[_-]?(?:access[_-]?)
 
 const EMAIL: &str = r"[\p{L}\p{N}_%+-](?:[\p{L}\p{N}._%+'-]*[\p{L}\p{N}_%+-])?@(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.)+(?:xn--[a-z0-9-]{2,59}|\p{L}{2,63})";
 
-const IBAN: &str = r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?-u:\b)";
+/// A country code, check digits and at least 11 more characters, with single spaces or
+/// dashes between them; the check cuts it at its country's length (it may run on into
+/// the word after: `…013000EUR`).
+const IBAN: &str = r"(?-u:\b)[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,30}";
 
 const CARD: &str = r"(?-u:\b)\d(?:[ -]?\d){12,18}(?-u:\b)";
 
-const SSN: &str = r"(?-u:\b)(\d{3})([- ])(\d{2})([- ])(\d{4})(?-u:\b)";
+const SSN: &str = r"(?-u:\b)(\d{3})([-. ])(\d{2})([-. ])(\d{4})(?-u:\b)";
 
 const PHONE_INTERNATIONAL: &str = r"\+[1-9][0-9 ().-]{6,22}[0-9]";
 
 const PHONE_NATIONAL: &str = r"(?:\(\d{3}\) ?|(?-u:\b)\d{3}[-. ])\d{3}[-. ]\d{4}(?-u:\b)|(?-u:\b)0\d{1,4}(?:[ /.-]\d{2,8}){1,4}(?-u:\b)";
 
+/// National numbers that only a phone word or country code nearby tells from other
+/// numbers: Israeli landlines (`09-7625400`), mainland Chinese mobiles (`13812345678`,
+/// `138 1234 5678`).
+const PHONE_IN_CONTEXT: &str = r"(?-u:\b)(?:0[2-9]-?\d{7}|1[3-9]\d(?:[ -]?\d{4}){2})(?-u:\b)";
+
 const IPV4: &str = r"(?-u:\b)(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}(?-u:\b)";
 
-const IPV6: &str = r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?";
+/// Groups, then a last group or an embedded IPv4 (tried first, so `::ffff:8.8.8.8` is
+/// read whole).
+const IPV6: &str = r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?";
 
 fn check_assigned_secret(captures: &Captures<'_>, _: &str, _: &Scrubber) -> bool {
     let value = &captures[1];
@@ -499,9 +526,16 @@ fn check_email(captures: &Captures<'_>, text: &str, _: &Scrubber) -> bool {
     !local.contains("..") && !validate::inside_url_path(text, found.start())
 }
 
-fn check_iban(captures: &Captures<'_>, _: &str, _: &Scrubber) -> bool {
-    let compact: String = captures[0].chars().filter(|c| *c != ' ').collect();
-    validate::iban(&compact)
+fn check_iban(captures: &Captures<'_>, text: &str, _: &Scrubber) -> bool {
+    let found = captures.get(0).expect("whole match");
+    validate::iban_prefix(found.as_str()).is_some_and(|length| {
+        // An IBAN runs on into a word (`…000EUR`), not into more digits.
+        !matches!(validate::char_at(text, found.start() + length), Some(c) if c.is_ascii_digit())
+    })
+}
+
+fn iban_span(candidate: &str) -> usize {
+    validate::iban_prefix(candidate).unwrap_or(candidate.len())
 }
 
 fn check_card(captures: &Captures<'_>, text: &str, _: &Scrubber) -> bool {
@@ -521,8 +555,15 @@ fn check_card(captures: &Captures<'_>, text: &str, _: &Scrubber) -> bool {
         )
 }
 
-fn check_ssn(captures: &Captures<'_>, _: &str, _: &Scrubber) -> bool {
-    captures[2] == captures[4] && validate::ssn(&captures[1], &captures[3], &captures[5])
+fn check_ssn(captures: &Captures<'_>, text: &str, _: &Scrubber) -> bool {
+    let start = captures.get(0).expect("whole match").start();
+    let previous = validate::previous_word(text, start);
+    // Dotted, it could be a version or section number.
+    let dotted_number = &captures[2] == "."
+        && (validate::version_word(&previous) || validate::numbering_word(&previous));
+    captures[2] == captures[4]
+        && !dotted_number
+        && validate::ssn(&captures[1], &captures[3], &captures[5])
 }
 
 /// A phone number with `digits` digits (E.164 allows 8–15 with the country code;
@@ -552,6 +593,7 @@ fn check_phone(
             "isbn" | "issn" | "doi"
         )
         && !validate::numbering_word(&validate::previous_word(text, found.start()))
+        && !validate::inside_iban(text, found.start())
 }
 
 /// A North American number written `NNN-NNN-NNNN` uses one separator throughout:
@@ -600,8 +642,14 @@ fn check_ipv4(captures: &Captures<'_>, text: &str, scrubber: &Scrubber) -> bool 
 
 fn check_ipv6(captures: &Captures<'_>, text: &str, scrubber: &Scrubber) -> bool {
     let found = captures.get(0).expect("whole match");
+    let after = &text[found.end()..];
+    // `::ffff:256.0.0.1`: the pattern stops before an embedded IPv4 it cannot read,
+    // and what it kept (`::ffff:256`) is not the address written.
+    let dotted_after =
+        after.starts_with('.') && after[1..].starts_with(|c: char| c.is_ascii_digit());
     let isolated = !matches!(validate::char_before(text, found.start()), Some(c) if c.is_alphanumeric() || c == ':' || c == '.')
-        && !matches!(validate::char_at(text, found.end()), Some(c) if c.is_alphanumeric() || c == ':');
+        && !matches!(validate::char_at(text, found.end()), Some(c) if c.is_alphanumeric() || c == ':')
+        && !dotted_after;
     let Ok(address) = found.as_str().parse::<Ipv6Addr>() else {
         return false;
     };

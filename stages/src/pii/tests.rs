@@ -192,3 +192,63 @@ fn rest_markers_versions_and_clause_numbers_are_left_alone() {
         "Call <PHONE> or <PHONE>."
     );
 }
+
+/// Regressions (issue 20): PII written in forms the patterns missed.
+#[test]
+fn fifteen_digit_cards_of_every_network_including_uatp() {
+    assert_eq!(
+        scrub("UATP 123456789012347 and 1234 56789 012347 were charged."),
+        "UATP <CREDIT_CARD> and <CREDIT_CARD> were charged."
+    );
+    unchanged("Invoice 123456789012348 fails Luhn; 223456789012347 has no 15-digit network.");
+}
+
+#[test]
+fn ssns_written_with_dots() {
+    assert_eq!(scrub("SSN 123.45.6789 on file."), "SSN <US_SSN> on file.");
+    unchanged("Mixed 123.45-6789 and version 123.45.6789 are not SSNs.");
+}
+
+#[test]
+fn national_phones_with_a_phone_word_or_country_code_nearby() {
+    assert_eq!(
+        scrub("Tel: 09-7625400 (Kfar Saba office); mobile 13812345678, 手机 138 1234 5678."),
+        "Tel: <PHONE> (Kfar Saba office); mobile <PHONE>, 手机 <PHONE>."
+    );
+    assert_eq!(
+        scrub("Israel (+972) office 09-7625400; China +86: 13912345678."),
+        "Israel (+972) office <PHONE>; China +86: <PHONE>."
+    );
+    unchanged("Population 13812345678 in table 09-7625400 of the census.");
+}
+
+#[test]
+fn ibans_with_dashes_without_spaces_or_followed_by_a_letter() {
+    assert_eq!(
+        scrub("Pay DE89-3704-0044-0532-0130-00 or GB82WEST12345698765432 today."),
+        "Pay <IBAN> or <IBAN> today."
+    );
+    assert_eq!(
+        scrub("IBAN: DE89370400440532013000EUR transfer, DE89 3704 0044 0532 0130 00x."),
+        "IBAN: <IBAN>EUR transfer, <IBAN>x."
+    );
+    unchanged("Part DE89-3704-0044-0532-0130-01 fails mod 97.");
+}
+
+#[test]
+fn iban_groups_are_never_phone_numbers() {
+    for text in [
+        "Account DE89 3704 0044 0532 0130 01 (a typo) is not a phone.",
+        "Kontonummer DE12 0300 1234 5678 9123 45 unbekannt.",
+        "Rekening NL91 ABNA 0417 1643 01 (one digit off) bestaat niet.",
+    ] {
+        let scrubbed = scrub(text);
+        assert!(!scrubbed.contains("<PHONE>"), "{scrubbed}");
+    }
+}
+
+#[test]
+fn an_ipv6_prefix_of_an_invalid_embedded_ipv4_stays() {
+    unchanged("The bogus ::ffff:256.0.0.1 and 2001:4860::300.1.2.3 are not addresses.");
+    assert_eq!(scrub("Mapped ::ffff:8.8.8.8 seen."), "Mapped <IP> seen.");
+}

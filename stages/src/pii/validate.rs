@@ -22,6 +22,7 @@ pub fn luhn(digits: &str) -> bool {
 
 /// Card networks: first digits (a range over `width` digits) and card lengths.
 const CARD_NETWORKS: &[(u32, u32, usize, (usize, usize))] = &[
+    (1, 1, 1, (15, 15)),       // UATP
     (4, 4, 1, (13, 19)),       // Visa
     (51, 55, 2, (16, 16)),     // Mastercard
     (2221, 2720, 4, (16, 16)), // Mastercard 2-series
@@ -61,6 +62,7 @@ pub fn card_grouping(groups: &[usize]) -> bool {
             | [4, 4, 4, 4, 3]
             | [4, 4, 4, 4, 1]
             | [4, 6, 5]
+            | [4, 5, 6]
             | [4, 6, 4]
             | [4, 4, 4, 2]
             | [4, 4, 4, 1]
@@ -174,6 +176,93 @@ const IBAN_LENGTHS: &[(&str, usize)] = &[
     ("XK", 20),
     ("YE", 30),
 ];
+
+/// The byte length of the IBAN `candidate` starts with: its country's number of
+/// characters, written compact or in groups of four split by one kind of separator
+/// (space or dash), with valid check digits; none when it does not start with one.
+pub fn iban_prefix(candidate: &str) -> Option<usize> {
+    let &(_, length) = IBAN_LENGTHS
+        .iter()
+        .find(|(country, _)| candidate.starts_with(country))?;
+    let separator = candidate
+        .bytes()
+        .find(|b| !b.is_ascii_alphanumeric())
+        .filter(|_| candidate.len() > length);
+    let mut compact = String::with_capacity(length);
+    for (at, byte) in candidate.bytes().enumerate() {
+        if compact.len() == length {
+            return iban(&compact).then_some(at);
+        }
+        if Some(byte) == separator && !compact.is_empty() && compact.len() % 4 == 0 {
+            if candidate.as_bytes().get(at + 1) == Some(&byte) {
+                return None;
+            }
+            continue;
+        }
+        if !byte.is_ascii_alphanumeric() {
+            return None;
+        }
+        compact.push(char::from(byte));
+    }
+    (compact.len() == length && iban(&compact)).then_some(candidate.len())
+}
+
+/// Whether byte `start` of `haystack` lies inside an IBAN-shaped run: a country code
+/// and two check digits, then groups of letters and digits, reaching `start` (phone
+/// patterns must not read its groups).
+pub fn inside_iban(haystack: &str, start: usize) -> bool {
+    let before = &haystack[..start];
+    let run_start = before
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' || c == '-'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let run = before[run_start..].trim_start_matches([' ', '-']);
+    run.len() > 4
+        && run.len() <= 40
+        && run.as_bytes()[..2].iter().all(u8::is_ascii_uppercase)
+        && run.as_bytes()[2..4].iter().all(u8::is_ascii_digit)
+}
+
+/// Words that say a number nearby is a phone (several languages), and the country
+/// codes of the national formats only context tells apart.
+const PHONE_WORDS: &[&str] = &[
+    "phone",
+    "tel",
+    "telephone",
+    "mobile",
+    "cell",
+    "fax",
+    "call",
+    "contact",
+    "whatsapp",
+    "téléphone",
+    "teléfono",
+    "telefon",
+    "telefono",
+    "handy",
+    "móvil",
+    "portable",
+    "电话",
+    "手机",
+    "電話",
+    "טלפון",
+    "נייד",
+    "+972",
+    "+86",
+    "00972",
+    "0086",
+];
+
+/// Whether a phone word or country code appears in the 48 bytes before `start`.
+pub fn phone_context(haystack: &str, start: usize) -> bool {
+    let from = start.saturating_sub(48);
+    let from = (from..=start)
+        .find(|&i| haystack.is_char_boundary(i))
+        .unwrap_or(start);
+    let window = haystack[from..start].to_lowercase();
+    PHONE_WORDS.iter().any(|word| window.contains(word))
+}
 
 /// An IBAN (spaces removed): the length its country uses and check digits that make
 /// the number ≡ 1 mod 97.
