@@ -193,7 +193,7 @@ pub fn iban_prefix(candidate: &str) -> Option<usize> {
         if compact.len() == length {
             return iban(&compact).then_some(at);
         }
-        if Some(byte) == separator && !compact.is_empty() && compact.len() % 4 == 0 {
+        if Some(byte) == separator && !compact.is_empty() && compact.len().is_multiple_of(4) {
             if candidate.as_bytes().get(at + 1) == Some(&byte) {
                 return None;
             }
