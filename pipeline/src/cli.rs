@@ -263,9 +263,10 @@ pub struct EvalCommand {
     /// A checkpoint directory (step-N/), or a training output directory (its latest).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,
-    /// Held-out triples: a file, a directory or a glob.
+    /// Triples: a file, a directory or a glob [default: the config's input, with
+    /// `--split heldout` for the documents training never saw].
     #[arg(long, value_name = "PATH")]
-    pub input: String,
+    pub input: Option<String>,
     /// Triples read at most.
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub limit: usize,

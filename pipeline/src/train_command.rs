@@ -308,7 +308,11 @@ pub fn eval(command: &EvalCommand) -> Result<String> {
             Split::All
         },
     };
-    let files = triples_files(Path::new(&command.input))?;
+    let input = command
+        .input
+        .clone()
+        .unwrap_or_else(|| config.input.to_string_lossy().into_owned());
+    let files = triples_files(Path::new(&input))?;
     let report = rlpt_trainer::evaluate(&config, &model, files, &options)?;
     let text = serde_json::to_string_pretty(&report).expect("a report serialises") + "\n";
     if let Some(path) = &command.output {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{
     arg, fetched, metrics_lines, read_parquet, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout,
@@ -97,6 +97,24 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
         serde_json::from_str::<Value>(&fs::read_to_string(&report_path).unwrap()).unwrap()
     );
     assert_eq!(report["triples"], 6);
+    // Without --input, the config's triples; --split heldout keeps the documents
+    // training never saw.
+    let own = rlpt_ok(&[
+        "eval",
+        "--checkpoint",
+        arg(&output),
+        "--split",
+        "heldout",
+        "--limit",
+        "3",
+        "--tasks",
+        "next-token",
+    ]);
+    let own: Value = serde_json::from_str(&stdout(&own)).unwrap();
+    assert_eq!(
+        (&own["triples"], &own["split"]),
+        (&json!(3), &json!("heldout"))
+    );
     // RPT's Table 1 buckets nest (entropy above 0.5, 1.0, 1.5 within all positions),
     // with and without reasoning, on the same positions.
     let next_token = &report["next-token"];
