@@ -96,7 +96,10 @@ pub fn commit(file: File, tmp: &Path, path: &Path) -> Result<()> {
     file.sync_all().at(tmp)?;
     drop(file);
     fs::rename(tmp, path).at(path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    // A bare file name's parent is "", which cannot be opened: it is the working
+    // directory.
+    let parent = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    sync_dir(parent.unwrap_or(Path::new(".")))
 }
 
 /// Fsyncs a directory, making renames in it durable.

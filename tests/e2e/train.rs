@@ -98,23 +98,36 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
     );
     assert_eq!(report["triples"], 6);
     // Without --input, the config's triples; --split heldout keeps the documents
-    // training never saw.
-    let own = rlpt_ok(&[
-        "eval",
-        "--checkpoint",
-        arg(&output),
-        "--split",
-        "heldout",
-        "--limit",
-        "3",
-        "--tasks",
-        "next-token",
-    ]);
+    // training never saw. Regression: a report written to a bare file name (its
+    // directory the working one) was written, then the command failed with
+    // "error: : No such file or directory" syncing the directory "".
+    let config = repo_root().join("data-samples/train.toml");
+    let own = rlpt_in(work.path())
+        .args([
+            "eval",
+            "--config",
+            arg(&config),
+            "--checkpoint",
+            arg(&output),
+            "--split",
+            "heldout",
+            "--limit",
+            "3",
+            "--tasks",
+            "next-token",
+            "--output",
+            "own.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(own.status.success(), "{}", stderr(&own));
     let own: Value = serde_json::from_str(&stdout(&own)).unwrap();
     assert_eq!(
         (&own["triples"], &own["split"]),
         (&json!(3), &json!("heldout"))
     );
+    let written = fs::read_to_string(work.path().join("own.json")).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&written).unwrap(), own);
     // RPT's Table 1 buckets nest (entropy above 0.5, 1.0, 1.5 within all positions),
     // with and without reasoning, on the same positions.
     let next_token = &report["next-token"];
