@@ -87,7 +87,8 @@ pub fn plot(run: &Path, output: Option<&Path>) -> Result<PathBuf> {
     );
     let partial = output.with_file_name(format!(".{name}.tmp.png"));
     draw(&lines, &partial, &run.display().to_string())?;
-    std::fs::rename(&partial, &output).at(&output)?;
+    let file = std::fs::File::open(&partial).at(&partial)?;
+    crate::atomic::commit(file, &partial, &output)?;
     Ok(output)
 }
 
