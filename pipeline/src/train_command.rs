@@ -289,6 +289,14 @@ fn triples_files(input: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|f| f.path).collect())
 }
 
+/// The triples shards of `--input` when given, else of the config's `input`.
+fn given_or_configured_triples(input: Option<&str>, config: &TrainConfig) -> Result<Vec<PathBuf>> {
+    match input {
+        Some(input) => triples_files(Path::new(input)),
+        None => triples_files(&config.input),
+    }
+}
+
 /// Runs `rlpt eval`; returns the report as pretty JSON.
 pub fn eval(command: &EvalCommand) -> Result<String> {
     let mut config = TrainConfig::from_file(&command.config)?;
@@ -308,11 +316,7 @@ pub fn eval(command: &EvalCommand) -> Result<String> {
             Split::All
         },
     };
-    let input = command
-        .input
-        .clone()
-        .unwrap_or_else(|| config.input.to_string_lossy().into_owned());
-    let files = triples_files(Path::new(&input))?;
+    let files = given_or_configured_triples(command.input.as_deref(), &config)?;
     let report = rlpt_trainer::evaluate(&config, &model, files, &options)?;
     let text = serde_json::to_string_pretty(&report).expect("a report serialises") + "\n";
     if let Some(path) = &command.output {
@@ -344,12 +348,8 @@ pub fn export_hf(command: &ExportHfCommand) -> Result<PathBuf> {
 /// `rlpt export verl|trl`: the directory written and its rows per split, as JSON.
 pub fn export_dataset(command: &ExportDatasetCommand, engine: Engine) -> Result<String> {
     let config = TrainConfig::from_file(&command.config)?;
-    let input = command
-        .input
-        .clone()
-        .unwrap_or_else(|| config.input.to_string_lossy().into_owned());
     let export = DatasetExport {
-        input: triples_files(Path::new(&input))?,
+        input: given_or_configured_triples(command.input.as_deref(), &config)?,
         config,
         output: command.output.clone(),
         engine,
