@@ -68,10 +68,7 @@ pub fn save(
     let name = step_dir_name(state.step);
     let staging = output.join(format!(".{name}.tmp"));
     let target = output.join(&name);
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(io(&staging))?;
-    }
-    fs::create_dir_all(&staging).map_err(io(&staging))?;
+    fresh_dir(&staging)?;
     write_files(&staging)?;
     let state_path = staging.join(STATE);
     let json = serde_json::to_vec_pretty(state).expect("the state serialises");
@@ -179,6 +176,14 @@ fn checksums(dir: &Path) -> Result<BTreeMap<String, String>> {
 
 fn file_checksum(path: &Path) -> Result<String> {
     Ok(rlpt_lm::checksum(&[path])?)
+}
+
+/// Creates `dir` empty (and its parents), removing what a killed run left there.
+pub fn fresh_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(io(dir))?;
+    }
+    fs::create_dir_all(dir).map_err(io(dir))
 }
 
 /// Makes the directory `staging` (every file in it written) durable and renames it to

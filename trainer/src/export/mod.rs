@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result, io};
+use crate::error::{Error, Result};
 
 pub mod hf;
 pub mod rl;
@@ -25,15 +25,7 @@ fn staging_dir(output: &Path, force: bool) -> Result<PathBuf> {
     let name = output
         .file_name()
         .ok_or_else(|| Error::Config(format!("{}: not a directory name", output.display())))?;
-    let parent = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let staging = parent.join(format!(".{}.tmp", name.to_string_lossy()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
-    }
-    std::fs::create_dir(&staging).map_err(io(&staging))?;
+    let staging = output.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    crate::checkpoint::fresh_dir(&staging)?;
     Ok(staging)
 }
