@@ -556,11 +556,12 @@ fn check_card(captures: &Captures<'_>, text: &str, _: &Scrubber) -> bool {
 }
 
 fn check_ssn(captures: &Captures<'_>, text: &str, _: &Scrubber) -> bool {
-    let start = captures.get(0).expect("whole match").start();
-    let previous = validate::previous_word(text, start);
     // Dotted, it could be a version or section number.
-    let dotted_number = &captures[2] == "."
-        && (validate::version_word(&previous) || validate::numbering_word(&previous));
+    let dotted_number = &captures[2] == "." && {
+        let start = captures.get(0).expect("whole match").start();
+        let previous = validate::previous_word(text, start);
+        validate::version_word(&previous) || validate::numbering_word(&previous)
+    };
     captures[2] == captures[4]
         && !dotted_number
         && validate::ssn(&captures[1], &captures[3], &captures[5])
@@ -588,11 +589,11 @@ fn check_phone(
         && balanced
         && !validate::looks_like_date(number)
         && !continues_digit_run(text, found.start(), found.end())
-        && !matches!(
-            validate::previous_word(text, found.start()).as_str(),
-            "isbn" | "issn" | "doi"
-        )
-        && !validate::numbering_word(&validate::previous_word(text, found.start()))
+        && !{
+            let previous = validate::previous_word(text, found.start());
+            matches!(previous.as_str(), "isbn" | "issn" | "doi")
+                || validate::numbering_word(&previous)
+        }
         && !validate::inside_iban(text, found.start())
 }
 
