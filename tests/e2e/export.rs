@@ -211,8 +211,11 @@ impl LexicalJudge {
         let seen = prompts.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let prompt = answer_one(stream.unwrap());
-                seen.lock().unwrap().push(prompt);
+                // The prompt is recorded before the answer leaves, so a caller that has
+                // its answer finds its prompt in `take_prompts`.
+                answer_one(stream.unwrap(), |prompt| {
+                    seen.lock().unwrap().push(prompt.to_string())
+                });
             }
         });
         Self { url, prompts }
@@ -225,8 +228,8 @@ impl LexicalJudge {
     }
 }
 
-/// Reads one chat request from `stream`, answers it; returns its prompt.
-fn answer_one(mut stream: std::net::TcpStream) -> String {
+/// Reads one chat request from `stream`, hands its prompt to `record`, then answers it.
+fn answer_one(mut stream: std::net::TcpStream, record: impl FnOnce(&str)) {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut length = 0;
@@ -261,13 +264,13 @@ fn answer_one(mut stream: std::net::TcpStream) -> String {
     let answer =
         json!({"choices": [{"message": {"content": format!("Score: {}", u8::from(verdict))}}]});
     let text = answer.to_string();
+    record(&prompt);
     write!(
         stream,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     )
     .unwrap();
-    prompt
 }
 
 /// A config of the three tasks, one per reward kind, over the sample triples, its
