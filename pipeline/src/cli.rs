@@ -8,6 +8,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::entropy::EntropyConfig;
+use rlpt_stages::filter::FilterConfig;
 use rlpt_stages::ingest::IngestConfig;
 use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
@@ -53,6 +54,10 @@ pub enum Command {
     /// Remove exact and near duplicates (MinHash LSH), keeping the smallest id of each
     /// cluster; every step also runs on its own, split across ranks.
     Dedup(DedupCommand),
+    /// Drop low-quality documents and other languages: whatlang language id with a
+    /// keep-list, a URL block list, Gopher quality and repetition, C4 and FineWeb rules
+    /// (published thresholds); dropped documents go to `dropped/` with the rule.
+    Filter(TableCommand<FilterConfig>),
     /// Replace emails, IPs, phones, cards, SSNs, secrets and IBANs with placeholders,
     /// adding a count column per kind.
     Pii(TableCommand<PiiConfig>),

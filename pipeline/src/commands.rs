@@ -16,6 +16,7 @@ use crate::entropy_job::EntropyJob;
 use crate::error::IoContext;
 use crate::error::{Error, Result};
 use crate::executor::{Sharding, StageRun};
+use crate::filter_job::FilterJob;
 use crate::ingest_job::IngestJob;
 use crate::inspect::inspect;
 use crate::layout::Layout;
@@ -40,6 +41,11 @@ pub fn execute(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Ingest(command) => {
             let summary = ingest(command, progress)?;
+            print_summaries(cli, &[summary])?;
+        }
+        Command::Filter(command) => {
+            let summary = FilterJob::new(&command.config)?
+                .run(&command.io.input, &table_run(command, progress)?)?;
             print_summaries(cli, &[summary])?;
         }
         Command::Pii(command) => {
@@ -364,6 +370,11 @@ fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
             &[input],
             &place.stage_run(output, entry.layout, entry.strict),
         ),
+        StageEntry::Filter(entry) => {
+            let mut config = entry.config.clone();
+            config.url_blocklist = config.url_blocklist.map(|list| base.join(list));
+            FilterJob::new(&config)?.run(input, &place.stage_run(output, entry.layout, false))
+        }
         StageEntry::Pii(entry) => {
             PiiJob::new(&entry.config)?.run(input, &place.stage_run(output, entry.layout, false))
         }

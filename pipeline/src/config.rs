@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::entropy::EntropyConfig;
+use rlpt_stages::filter::FilterConfig;
 use rlpt_stages::ingest::IngestConfig;
 use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
@@ -56,6 +57,8 @@ pub enum StageEntry {
     Ingest(IngestEntry),
     /// `rlpt dedup` (all four steps).
     Dedup(DedupEntry),
+    /// `rlpt filter` (the URL block list's path is relative to the config file).
+    Filter(TableEntry<FilterConfig>),
     /// `rlpt pii`.
     Pii(TableEntry<PiiConfig>),
     /// `rlpt decontam` (benchmark paths are relative to the config file).
@@ -229,6 +232,7 @@ impl StageEntry {
         match self {
             StageEntry::Ingest(_) => "ingest",
             StageEntry::Dedup(_) => "dedup",
+            StageEntry::Filter(_) => "filter",
             StageEntry::Pii(_) => "pii",
             StageEntry::Decontam(_) => "decontam",
             StageEntry::Segment(_) => "segment",
@@ -243,6 +247,7 @@ impl StageEntry {
         match self {
             StageEntry::Ingest(entry) => Some(&entry.input),
             StageEntry::Dedup(entry) => entry.input.as_ref(),
+            StageEntry::Filter(entry) => entry.input.as_ref(),
             StageEntry::Pii(entry) => entry.input.as_ref(),
             StageEntry::Decontam(entry) => entry.input.as_ref(),
             StageEntry::Segment(entry) => entry.input.as_ref(),
@@ -257,6 +262,7 @@ impl StageEntry {
         match self {
             StageEntry::Ingest(entry) => &entry.output,
             StageEntry::Dedup(entry) => &entry.output,
+            StageEntry::Filter(entry) => &entry.output,
             StageEntry::Pii(entry) => &entry.output,
             StageEntry::Decontam(entry) => &entry.output,
             StageEntry::Segment(entry) => &entry.output,
@@ -272,6 +278,10 @@ impl StageEntry {
                 (entry.unknown.keys().collect(), IngestEntry::known_keys())
             }
             StageEntry::Dedup(entry) => (entry.unknown.keys().collect(), DedupEntry::known_keys()),
+            StageEntry::Filter(entry) => (
+                entry.unknown.keys().collect(),
+                TableEntry::<FilterConfig>::known_keys(),
+            ),
             StageEntry::Pii(entry) => (
                 entry.unknown.keys().collect(),
                 TableEntry::<PiiConfig>::known_keys(),

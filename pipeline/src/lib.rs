@@ -12,8 +12,9 @@
 //! - [`manifest`]: `DIR/_manifest/` — which stage and config wrote a directory, and a
 //!   record per finished unit (the resume state).
 //! - [`ingest_job`]: the IO side of `rlpt ingest` (JSONL, text, Parquet; .gz/.zst).
-//! - [`pii_job`], [`decontam_job`], [`segment_job`]: the IO sides of `rlpt pii`,
-//!   `rlpt decontam` and `rlpt segment`; [`entropy_job`]: `rlpt entropy`, running
+//! - [`filter_job`], [`pii_job`], [`decontam_job`], [`segment_job`]: the IO sides of
+//!   `rlpt filter`, `rlpt pii`, `rlpt decontam` and `rlpt segment` ([`document_edit`]:
+//!   the in-place edit of `documents` rows filter and pii share); [`entropy_job`]: `rlpt entropy`, running
 //!   rlpt-lm's decoder over triples.
 //! - [`dedup`]: `rlpt dedup`'s four steps (signatures, buckets, clusters, filter),
 //!   with [`external_sort`] for bands larger than memory.
@@ -35,10 +36,12 @@ pub mod commands;
 pub mod config;
 pub mod decontam_job;
 pub mod dedup;
+pub mod document_edit;
 pub mod entropy_job;
 mod error;
 pub mod executor;
 pub mod external_sort;
+pub mod filter_job;
 pub mod ingest_job;
 pub mod inputs;
 pub mod inspect;

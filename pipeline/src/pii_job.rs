@@ -5,18 +5,19 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, LargeStringArray, RecordBatch, UInt32Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field};
 use rlpt_schemas::documents;
 use rlpt_stages::pii::{PiiConfig, PiiCounters, PiiKind, Scrubbed, Scrubber};
 use serde_json::Value;
 
+use crate::document_edit::DocumentEdit;
 use crate::error::{Error, Result};
 use crate::executor::{
     OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
 };
 use crate::inputs::{InputFile, WorkUnit, plan_table};
-use crate::shard_reader::{filter_rows, for_each_batch, ids_and_texts};
+use crate::shard_reader::{for_each_batch, ids_and_texts};
 use crate::summary::StageSummary;
 
 /// Prefix of the count columns.
@@ -81,54 +82,30 @@ fn scrubbed_batch(
     scrubbed: &[Scrubbed],
     file: &InputFile,
 ) -> Result<RecordBatch> {
-    let new_text: LargeStringArray = texts
-        .iter()
-        .zip(scrubbed)
-        .map(|(text, doc)| Some(doc.text.as_deref().unwrap_or(text)))
-        .collect();
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if field.name().starts_with(COUNT_PREFIX) {
-            continue;
-        }
-        fields.push(field.as_ref().clone());
-        columns.push(if field.name() == "text" {
-            Arc::new(new_text.clone())
-        } else {
-            Arc::clone(column)
-        });
-    }
-    fields.push(Field::new(
-        format!("{COUNT_PREFIX}count"),
-        DataType::UInt32,
-        false,
-    ));
-    columns.push(Arc::new(
-        scrubbed
-            .iter()
-            .map(|d| d.counts.total())
-            .collect::<UInt32Array>(),
-    ));
+    let count_column = |name: String, count: &dyn Fn(&Scrubbed) -> u32| {
+        let values: UInt32Array = scrubbed.iter().map(count).collect();
+        (
+            Field::new(name, DataType::UInt32, false),
+            Arc::new(values) as ArrayRef,
+        )
+    };
+    let mut columns = vec![count_column(format!("{COUNT_PREFIX}count"), &|d| {
+        d.counts.total()
+    })];
     for kind in PiiKind::ALL {
-        fields.push(Field::new(
-            format!("{COUNT_PREFIX}{kind}"),
-            DataType::UInt32,
-            false,
-        ));
-        columns.push(Arc::new(
-            scrubbed
-                .iter()
-                .map(|d| d.counts.get(kind))
-                .collect::<UInt32Array>(),
-        ));
+        columns.push(count_column(format!("{COUNT_PREFIX}{kind}"), &|d| {
+            d.counts.get(kind)
+        }));
     }
-    let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|source| {
-        Error::Arrow {
-            path: file.path.clone(),
-            source,
-        }
-    })?;
-    let keep: BooleanArray = scrubbed.iter().map(|d| Some(!d.dropped)).collect();
-    filter_rows(&out, &keep, file)
+    DocumentEdit {
+        text: texts
+            .iter()
+            .zip(scrubbed)
+            .map(|(text, doc)| Some(doc.text.as_deref().unwrap_or(text)))
+            .collect(),
+        owns: &|name| name.starts_with(COUNT_PREFIX),
+        columns,
+        keep: scrubbed.iter().map(|d| Some(!d.dropped)).collect(),
+    }
+    .apply(batch, file)
 }

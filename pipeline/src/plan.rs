@@ -177,11 +177,13 @@ mod tests {
     }
 
     #[test]
-    fn the_default_config_expands_into_eleven_steps_with_chained_inputs() {
+    fn the_default_config_expands_into_twelve_steps_with_chained_inputs() {
         let (config, path) = sample();
         let plan = Plan::new(&config, &path, Path::new("out")).unwrap();
         let all = plan.select(&[], None).unwrap();
-        let stages_after_dedup = ["pii", "decontam", "segment", "entropy", "train", "eval"];
+        let stages_after_dedup = [
+            "filter", "pii", "decontam", "segment", "entropy", "train", "eval",
+        ];
         let expected: Vec<&str> = std::iter::once("ingest")
             .chain(DEDUP_STEPS)
             .chain(stages_after_dedup)
@@ -189,7 +191,8 @@ mod tests {
         assert_eq!(names(&all), expected);
         assert!(all[0].input.ends_with("wiki-stem/*.jsonl"));
         assert_eq!(all[5].input, "out/deduped");
-        let eval = all[10];
+        assert_eq!(all[6].input, "out/filtered");
+        let eval = all[11];
         assert_eq!(eval.input, "out/tagged");
         assert_eq!(eval.split, Split::Heldout);
         assert_eq!(eval.checkpoints.as_deref(), Some(Path::new("out/train")));

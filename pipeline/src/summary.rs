@@ -138,33 +138,28 @@ pub fn render_table(summaries: &[StageSummary]) -> String {
 }
 
 /// What a stage changed, for the stages whose row counts do not show it: pii's
-/// replacements and decontam's hits.
+/// replacements, filter's rules and decontam's hits.
 fn headline(summary: &StageSummary) -> Option<String> {
     let counter = |name: &str| summary.counters.get(name).copied().unwrap_or(0);
     match summary.stage.as_str() {
         "pii" => {
-            let kinds: Vec<String> = summary
-                .counters
-                .iter()
-                .filter_map(|(name, &count)| Some((name.strip_prefix("hits_")?, count)))
-                .filter(|&(_, count)| count > 0)
-                .map(|(kind, count)| format!("{kind} {count}"))
-                .collect();
-            let total: u64 = summary
-                .counters
-                .iter()
-                .filter(|(name, _)| name.starts_with("hits_"))
-                .map(|(_, count)| count)
-                .sum();
-            let kinds = if kinds.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", kinds.join(", "))
-            };
+            let (total, kinds) = prefixed_counts(summary, "hits_");
             Some(format!(
                 "pii replaced {total} items{kinds} in {} documents, dropped {}",
                 counter("documents_with_pii"),
                 counter("dropped")
+            ))
+        }
+        "filter" => {
+            let (total, rules) = prefixed_counts(summary, "dropped_");
+            Some(format!(
+                "filter kept {} of {} documents, dropped {total}{rules}; C4 removed {} lines \
+                 from {} kept documents; the dropped are in {}",
+                counter("kept"),
+                counter("documents"),
+                counter("lines_removed"),
+                counter("rewritten"),
+                summary.output.join("dropped").display()
             ))
         }
         "decontam" => Some(format!(
@@ -177,6 +172,27 @@ fn headline(summary: &StageSummary) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// The sum of the counters named `PREFIX…`, and the nonzero ones as ` (name n, …)`.
+fn prefixed_counts(summary: &StageSummary, prefix: &str) -> (u64, String) {
+    let counts: Vec<(&str, u64)> = summary
+        .counters
+        .iter()
+        .filter_map(|(name, &count)| Some((name.strip_prefix(prefix)?, count)))
+        .collect();
+    let total = counts.iter().map(|(_, count)| count).sum();
+    let nonzero: Vec<String> = counts
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect();
+    let listed = if nonzero.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", nonzero.join(", "))
+    };
+    (total, listed)
 }
 
 #[cfg(test)]

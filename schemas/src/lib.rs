@@ -9,6 +9,7 @@
 //!   before trusting a file ([`TableSpec::check`]).
 //! - [`documents`]: the `documents` table and its row type [`Document`].
 //! - [`contamination`]: the report of benchmark text found by `decontam`.
+//! - [`dropped`]: the documents `filter` dropped, with the rule and why.
 //! - [`dedup`]: the tables of near-duplicate removal (`dedup_signatures`,
 //!   `dedup_pairs`, `dedup_clusters`, `dedup_removed`).
 //! - [`triples`]: (context, segment, next segment) rows with token counts.
@@ -37,6 +38,7 @@
 pub mod contamination;
 pub mod dedup;
 pub mod documents;
+pub mod dropped;
 mod error;
 pub mod rejects;
 pub mod table;
@@ -53,6 +55,7 @@ pub fn table_spec(name: &str) -> Option<&'static TableSpec> {
         documents::spec(),
         rejects::spec(),
         contamination::spec(),
+        dropped::spec(),
         triples::spec(),
         dedup::signatures(),
         dedup::pairs(),

@@ -6,6 +6,8 @@
 //!
 //! - [`dedup`]: exact and MinHash-LSH near-duplicate detection — normalisation,
 //!   shingles, signatures, candidate pairs, verified clusters keeping the smallest id.
+//! - [`filter`]: language identification and quality rules (Gopher, C4, FineWeb,
+//!   a URL block list): keep, or drop with the rule that failed.
 //! - [`pii`]: personal information and secrets replaced by typed placeholders, with
 //!   counts per kind.
 //! - [`decontam`]: benchmark text removed from documents by word 13-gram matching
@@ -27,6 +29,7 @@
 pub mod decontam;
 pub mod dedup;
 pub mod entropy;
+pub mod filter;
 pub mod hashing;
 pub mod ingest;
 pub mod pii;

@@ -8,6 +8,7 @@ mod dedup;
 mod determinism;
 mod entropy;
 mod export;
+mod filter;
 mod flags;
 mod harness;
 mod ingest;

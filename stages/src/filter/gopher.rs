@@ -1,0 +1,286 @@
+//! Gopher's document rules (Rae et al. 2021, appendix A1): quality heuristics (word
+//! count, mean word length, symbol/word ratios, bullet and ellipsis lines, words with
+//! letters, stop words) and repetition (duplicate lines and paragraphs, the most
+//! frequent 2–4-gram, duplicated 5–10-grams), with datatrove's reading of each.
+
+use std::collections::hash_map::Entry;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::text::{char_len, duplicates, has_letter, is_symbol_word, strip};
+use super::{Drop, FilterConfig, FilterRule, NgramLimit};
+
+/// Gopher's quality heuristics; `words` are `text`'s words.
+pub fn quality(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(), Drop> {
+    let drop =
+        |reason: &str, detail: String| Err(Drop::new(FilterRule::GopherQuality, reason, detail));
+    let content: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !is_symbol_word(w))
+        .collect();
+    if content.len() < config.min_words {
+        return drop(
+            "gopher_too_few_words",
+            format!("{} words < {}", content.len(), config.min_words),
+        );
+    }
+    if content.len() > config.max_words {
+        return drop(
+            "gopher_too_many_words",
+            format!("{} words > {}", content.len(), config.max_words),
+        );
+    }
+    let mean = content.iter().map(|w| char_len(w)).sum::<usize>() as f64 / content.len() as f64;
+    if mean < config.min_mean_word_length {
+        return drop(
+            "gopher_short_words",
+            format!(
+                "mean word length {mean:.2} < {}",
+                config.min_mean_word_length
+            ),
+        );
+    }
+    if mean > config.max_mean_word_length {
+        return drop(
+            "gopher_long_words",
+            format!(
+                "mean word length {mean:.2} > {}",
+                config.max_mean_word_length
+            ),
+        );
+    }
+    let n_words = words.len() as f64;
+    let hashes = text.matches('#').count() as f64 / n_words;
+    if hashes > config.max_symbol_word_ratio {
+        return drop(
+            "gopher_hashes",
+            format!(
+                "{hashes:.3} '#' per word > {}",
+                config.max_symbol_word_ratio
+            ),
+        );
+    }
+    let ellipses = (text.matches("...").count() + text.matches('…').count()) as f64 / n_words;
+    if ellipses > config.max_symbol_word_ratio {
+        return drop(
+            "gopher_ellipses",
+            format!(
+                "{ellipses:.3} ellipses per word > {}",
+                config.max_symbol_word_ratio
+            ),
+        );
+    }
+    let lines = super::text::python_lines(text);
+    let share = |test: &dyn Fn(&str) -> bool| {
+        lines.iter().filter(|line| test(line)).count() as f64 / lines.len().max(1) as f64
+    };
+    let bullets = share(&|line| {
+        let line = line.trim_start_matches(super::text::is_space);
+        line.starts_with('•') || line.starts_with('-')
+    });
+    if bullets > config.max_bullet_line_ratio {
+        return drop(
+            "gopher_bullet_lines",
+            format!(
+                "{bullets:.3} of lines are bullets > {}",
+                config.max_bullet_line_ratio
+            ),
+        );
+    }
+    let trailing = share(&|line| {
+        let line = line.trim_end_matches(super::text::is_space);
+        line.ends_with("...") || line.ends_with('…')
+    });
+    if trailing > config.max_ellipsis_line_ratio {
+        return drop(
+            "gopher_ellipsis_lines",
+            format!(
+                "{trailing:.3} of lines end in an ellipsis > {}",
+                config.max_ellipsis_line_ratio
+            ),
+        );
+    }
+    let alpha = words.iter().filter(|w| has_letter(w)).count() as f64 / n_words;
+    if alpha < config.min_alpha_word_ratio {
+        return drop(
+            "gopher_few_letter_words",
+            format!(
+                "{alpha:.3} of words have a letter < {}",
+                config.min_alpha_word_ratio
+            ),
+        );
+    }
+    let present: FxHashSet<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| config.stop_words.iter().any(|s| s == w))
+        .collect();
+    if present.len() < config.min_stop_words {
+        return drop(
+            "gopher_stop_words",
+            format!("{} stop words < {}", present.len(), config.min_stop_words),
+        );
+    }
+    Ok(())
+}
+
+/// Gopher's repetition rules; `words` are `text`'s words.
+pub fn repetition(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(), Drop> {
+    let drop = |reason: String, detail: String| {
+        Err(Drop::new(FilterRule::GopherRepetition, &reason, detail))
+    };
+    let chars = char_len(text) as f64;
+    if chars == 0.0 {
+        return drop("gopher_empty".into(), "no text".into());
+    }
+    let paragraphs = paragraphs(strip(text));
+    let (count, dup_chars) = duplicates(paragraphs.iter().copied());
+    let ratio = count as f64 / paragraphs.len() as f64;
+    if ratio > config.max_dup_paragraph_ratio {
+        return drop(
+            "gopher_dup_paragraphs".into(),
+            format!(
+                "{ratio:.3} of paragraphs repeat > {}",
+                config.max_dup_paragraph_ratio
+            ),
+        );
+    }
+    let ratio = dup_chars as f64 / chars;
+    if ratio > config.max_dup_paragraph_char_ratio {
+        return drop(
+            "gopher_dup_paragraph_chars".into(),
+            format!(
+                "{ratio:.3} of characters in repeated paragraphs > {}",
+                config.max_dup_paragraph_char_ratio
+            ),
+        );
+    }
+    let lines: Vec<&str> = newline_runs(text);
+    let (count, dup_chars) = duplicates(lines.iter().copied());
+    let ratio = count as f64 / lines.len() as f64;
+    if ratio > config.max_dup_line_ratio {
+        return drop(
+            "gopher_dup_lines".into(),
+            format!("{ratio:.3} of lines repeat > {}", config.max_dup_line_ratio),
+        );
+    }
+    let ratio = dup_chars as f64 / chars;
+    if ratio > config.max_dup_line_char_ratio {
+        return drop(
+            "gopher_dup_line_chars".into(),
+            format!(
+                "{ratio:.3} of characters in repeated lines > {}",
+                config.max_dup_line_char_ratio
+            ),
+        );
+    }
+    let lengths: Vec<usize> = words.iter().map(|w| char_len(w)).collect();
+    for &NgramLimit { n, max_char_ratio } in &config.top_ngrams {
+        let ratio = top_ngram_chars(words, &lengths, n) as f64 / chars;
+        if ratio > max_char_ratio {
+            return drop(
+                format!("gopher_top_{n}gram"),
+                format!(
+                    "the most frequent {n}-gram covers {ratio:.3} of characters > {max_char_ratio}"
+                ),
+            );
+        }
+    }
+    for &NgramLimit { n, max_char_ratio } in &config.dup_ngrams {
+        let ratio = duplicated_ngram_chars(words, &lengths, n) as f64 / chars;
+        if ratio > max_char_ratio {
+            return drop(
+                format!("gopher_dup_{n}grams"),
+                format!("repeated {n}-grams cover {ratio:.3} of characters > {max_char_ratio}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `text` cut at runs of two or more newlines.
+fn paragraphs(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'\n' {
+            let run = bytes[at..].iter().take_while(|&&b| b == b'\n').count();
+            if run >= 2 {
+                pieces.push(&text[start..at]);
+                start = at + run;
+            }
+            at += run;
+        } else {
+            at += 1;
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+/// `text` cut at every run of newlines (an empty piece where it starts or ends with one).
+fn newline_runs(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'\n' {
+            pieces.push(&text[start..at]);
+            at += bytes[at..].iter().take_while(|&&b| b == b'\n').count();
+            start = at;
+        } else {
+            at += 1;
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+/// Characters of the most frequent `n`-gram (words joined by a space) times its count;
+/// among equally frequent ones, the first to occur.
+fn top_ngram_chars(words: &[&str], lengths: &[usize], n: usize) -> usize {
+    if words.len() < n {
+        return 0;
+    }
+    let mut counts: FxHashMap<&[&str], (usize, usize)> = FxHashMap::default();
+    for (first, gram) in words.windows(n).enumerate() {
+        match counts.entry(gram) {
+            Entry::Occupied(mut seen) => seen.get_mut().0 += 1,
+            Entry::Vacant(new) => {
+                new.insert((1, first));
+            }
+        }
+    }
+    let (&gram, &(count, _)) = counts
+        .iter()
+        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+        .expect("at least one n-gram");
+    let first = counts[gram].1;
+    let chars: usize = lengths[first..first + n].iter().sum::<usize>() + n - 1;
+    chars * count
+}
+
+/// Characters covered by `n`-grams (words joined without a space) that repeat an
+/// earlier one, scanning left to right and jumping past each repeat.
+fn duplicated_ngram_chars(words: &[&str], lengths: &[usize], n: usize) -> usize {
+    let mut seen = FxHashSet::default();
+    let (mut repeated, mut at) = (0, 0);
+    while words.len().saturating_sub(at) >= n {
+        let mut hasher = Xxh3::new();
+        for word in &words[at..at + n] {
+            hasher.update(word.as_bytes());
+        }
+        if seen.insert(hasher.digest128()) {
+            at += 1;
+        } else {
+            repeated += lengths[at..at + n].iter().sum::<usize>();
+            at += n;
+        }
+    }
+    repeated
+}
