@@ -34,6 +34,7 @@ BENCHMARKS = [
     ("tokenizer", ["cargo", "bench", "-q", "-p", "rlpt-lm", "--bench", "tokenizer"]),
     ("dedup", ["PEERS", "bench/dedup_vs_datatrove.py"]),
     ("pii", ["PEERS", "bench/pii_vs_datatrove.py"]),
+    ("filter", ["PEERS", "bench/filter_vs_datatrove.py"]),
     ("segment", ["PEERS", "bench/segment_vs_pysbd.py"]),
     ("entropy", ["PEERS", "bench/entropy_vs_llamacpp.py", "--docs", "173"]),
     ("grpo-tiny", ["TRL", "bench/grpo_vs_trl.py"]),

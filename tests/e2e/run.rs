@@ -25,6 +25,7 @@ fn the_default_config_ingests_the_sample_and_resumes() {
             "dedup-buckets",
             "dedup-clusters",
             "dedup-filter",
+            "filter",
             "pii",
             "decontam",
             "segment",
@@ -32,6 +33,19 @@ fn the_default_config_ingests_the_sample_and_resumes() {
             "train",
             "eval"
         ]
+    );
+    // Quality filtering kept most of the sample's leads and says why it dropped the rest.
+    let kept = read_rows(&out.path().join("filtered")).len();
+    let dropped = read_rows(&out.path().join("filtered/dropped"));
+    assert_eq!(
+        kept + dropped.len(),
+        read_rows(&out.path().join("deduped")).len()
+    );
+    assert!(kept > SAMPLE_DOCS * 8 / 10, "{kept} kept");
+    assert!(
+        dropped
+            .iter()
+            .all(|r| !get(r, "reason").is_empty() && !get(r, "text").is_empty())
     );
     let triples = read_rows(&out.path().join("triples"));
     assert!(triples.len() > 1000, "{} triples", triples.len());
