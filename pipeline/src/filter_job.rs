@@ -103,8 +103,11 @@ impl ShardJob for FilterJob {
         ]
     }
 
+    /// The settings, the block list by its checksum (not its path, so a moved checkout
+    /// keeps its hash).
     fn config(&self) -> Value {
         let mut config = serde_json::to_value(&self.config).expect("filter config serialises");
+        config["url_blocklist"] = Value::Null;
         config["url_blocklist_xxh3"] = Value::from(self.blocklist_checksum.clone());
         config
     }

@@ -3,10 +3,8 @@
 //! letters, stop words) and repetition (duplicate lines and paragraphs, the most
 //! frequent 2–4-gram, duplicated 5–10-grams), with datatrove's reading of each.
 
-use std::collections::hash_map::Entry;
-
 use rustc_hash::{FxHashMap, FxHashSet};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::text::{char_len, duplicates, has_letter, is_symbol_word, strip};
 use super::{Drop, FilterConfig, FilterRule, NgramLimit};
@@ -177,8 +175,9 @@ pub fn repetition(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(
         );
     }
     let lengths: Vec<usize> = words.iter().map(|w| char_len(w)).collect();
+    let hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
     for &NgramLimit { n, max_char_ratio } in &config.top_ngrams {
-        let ratio = top_ngram_chars(words, &lengths, n) as f64 / chars;
+        let ratio = top_ngram_chars(&hashes, &lengths, n) as f64 / chars;
         if ratio > max_char_ratio {
             return drop(
                 format!("gopher_top_{n}gram"),
@@ -189,7 +188,7 @@ pub fn repetition(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(
         }
     }
     for &NgramLimit { n, max_char_ratio } in &config.dup_ngrams {
-        let ratio = duplicated_ngram_chars(words, &lengths, n) as f64 / chars;
+        let ratio = duplicated_ngram_chars(&hashes, &lengths, n) as f64 / chars;
         if ratio > max_char_ratio {
             return drop(
                 format!("gopher_dup_{n}grams"),
@@ -241,41 +240,45 @@ fn newline_runs(text: &str) -> Vec<&str> {
     pieces
 }
 
+/// A hash of the `n`-gram of `hashes` starting at `first` (the words' own hashes
+/// mixed in order).
+fn ngram_hash(hashes: &[u64], first: usize, n: usize) -> u64 {
+    hashes[first..first + n]
+        .iter()
+        .fold(0x9E37_79B9_7F4A_7C15, |h, &w| {
+            (h ^ w).wrapping_mul(0xBF58_476D_1CE4_E5B9).rotate_left(29)
+        })
+}
+
 /// Characters of the most frequent `n`-gram (words joined by a space) times its count;
 /// among equally frequent ones, the first to occur.
-fn top_ngram_chars(words: &[&str], lengths: &[usize], n: usize) -> usize {
-    if words.len() < n {
+fn top_ngram_chars(hashes: &[u64], lengths: &[usize], n: usize) -> usize {
+    if hashes.len() < n {
         return 0;
     }
-    let mut counts: FxHashMap<&[&str], (usize, usize)> = FxHashMap::default();
-    for (first, gram) in words.windows(n).enumerate() {
-        match counts.entry(gram) {
-            Entry::Occupied(mut seen) => seen.get_mut().0 += 1,
-            Entry::Vacant(new) => {
-                new.insert((1, first));
-            }
-        }
+    let mut counts: FxHashMap<u64, (usize, usize)> = FxHashMap::default();
+    for first in 0..=hashes.len() - n {
+        counts
+            .entry(ngram_hash(hashes, first, n))
+            .and_modify(|(count, _)| *count += 1)
+            .or_insert((1, first));
     }
-    let (&gram, &(count, _)) = counts
-        .iter()
-        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+    let &(count, first) = counts
+        .values()
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
         .expect("at least one n-gram");
-    let first = counts[gram].1;
     let chars: usize = lengths[first..first + n].iter().sum::<usize>() + n - 1;
     chars * count
 }
 
-/// Characters covered by `n`-grams (words joined without a space) that repeat an
-/// earlier one, scanning left to right and jumping past each repeat.
-fn duplicated_ngram_chars(words: &[&str], lengths: &[usize], n: usize) -> usize {
+/// Characters covered by `n`-grams that repeat an earlier one, scanning left to right
+/// and jumping past each repeat. (datatrove compares the words joined without a space;
+/// two different word sequences with the same concatenation count as different here.)
+fn duplicated_ngram_chars(hashes: &[u64], lengths: &[usize], n: usize) -> usize {
     let mut seen = FxHashSet::default();
     let (mut repeated, mut at) = (0, 0);
-    while words.len().saturating_sub(at) >= n {
-        let mut hasher = Xxh3::new();
-        for word in &words[at..at + n] {
-            hasher.update(word.as_bytes());
-        }
-        if seen.insert(hasher.digest128()) {
+    while hashes.len().saturating_sub(at) >= n {
+        if seen.insert(ngram_hash(hashes, at, n)) {
             at += 1;
         } else {
             repeated += lengths[at..at + n].iter().sum::<usize>();

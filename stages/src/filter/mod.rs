@@ -136,7 +136,7 @@ pub struct FilterConfig {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<FilterRule>,
     /// Languages to keep, ISO 639-3 codes as whatlang names them (eng, fra, spa, deu,
-    /// cmn, …); none keeps every language (each is still tagged).
+    /// cmn, …); none (`--languages ""`) keeps every language (each is still tagged).
     #[arg(long, value_delimiter = ',', default_values_t = ["eng".to_string()])]
     pub languages: Vec<String>,
     /// The lowest whatlang confidence (0–1) a kept document's language may have.
@@ -403,6 +403,7 @@ impl QualityFilter {
         let languages = config
             .languages
             .iter()
+            .filter(|code| !code.trim().is_empty())
             .map(|code| {
                 whatlang::Lang::from_code(code.trim()).ok_or_else(|| {
                     format!(

@@ -309,7 +309,7 @@ fn languages_outside_the_keep_list_are_dropped_and_every_document_is_tagged() {
         Some("lang_unknown".into())
     );
     let every = filter_with(FilterConfig {
-        languages: Vec::new(),
+        languages: vec![String::new()],
         ..english_only_config()
     });
     assert_eq!(reason(&every, french), None);
