@@ -203,8 +203,8 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// xxh3-64 of the config without `steps`, `output`, `device`, `max_idle_steps` and `tensorboard` (which a resumed
-    /// run may change), in hex.
+    /// xxh3-64 of the config without `steps`, `output`, `device`, `max_idle_steps`,
+    /// `tensorboard` and `judge.concurrency` (which a resumed run may change), in hex.
     pub fn hash(&self) -> String {
         let mut stable = self.clone();
         stable.steps = 0;
@@ -212,6 +212,7 @@ impl TrainConfig {
         stable.device = String::new();
         stable.max_idle_steps = DEFAULT_MAX_IDLE_STEPS;
         stable.tensorboard = false;
+        stable.judge.concurrency = crate::judge::DEFAULT_CONCURRENCY;
         let json = serde_json::to_string(&stable).expect("a config serialises");
         format!("{:016x}", xxh3_64(json.as_bytes()))
     }

@@ -154,68 +154,133 @@ impl Scorer {
         instance: &Instance,
         texts: &[&str],
     ) -> Result<Vec<Score>> {
-        let spec = &self.tasks[task];
-        let answers: Vec<Option<&str>> = texts
-            .iter()
-            .map(|text| match spec.kind {
-                TaskKind::NextToken => rewards::boxed_answer(text),
-                TaskKind::Asr | TaskKind::Msr => rewards::tagged_prediction(text),
-            })
-            .collect();
-        let verdicts: Vec<Option<bool>> = match spec.reward {
-            RewardKind::PrefixToken => {
-                let tokens = policy.reference_tokens(instance)?;
-                answers
-                    .iter()
-                    .map(|a| Some(a.is_some_and(|a| rewards::prefix_token(a, &tokens))))
-                    .collect()
-            }
-            RewardKind::Strict => answers
-                .iter()
-                .map(|a| Some(a.is_some_and(|a| rewards::strict(a, &instance.reference))))
-                .collect(),
-            RewardKind::PrefixSemantic => self.judged(instance, &answers)?,
+        let group = Completions {
+            task,
+            instance,
+            texts: texts.to_vec(),
         };
-        Ok(answers
-            .iter()
-            .zip(verdicts)
-            .map(|(answer, verdict)| Score {
-                reward: f32::from(u8::from(verdict == Some(true))),
-                format_failure: answer.is_none(),
-                judge_failure: answer.is_some() && verdict.is_none(),
-            })
-            .collect())
+        Ok(self.score_groups(policy, &[group])?.remove(0))
     }
 
-    /// Judge verdicts for the answers that exist (false for missing ones).
-    fn judged(&self, instance: &Instance, answers: &[Option<&str>]) -> Result<Vec<Option<bool>>> {
-        let judge = self.judge.as_ref().expect("built when a task needs it");
-        let present: Vec<(usize, &str)> = answers
+    /// Scores every group's completions, asking the judge once for all of them (a
+    /// step's worth of verdicts in one batch or one round of concurrent requests).
+    pub fn score_groups(
+        &self,
+        policy: &Policy,
+        groups: &[Completions<'_>],
+    ) -> Result<Vec<Vec<Score>>> {
+        let answers: Vec<Vec<Option<&str>>> = groups
             .iter()
-            .enumerate()
-            .filter_map(|(i, a)| a.map(|a| (i, a)))
+            .map(|group| {
+                let kind = self.tasks[group.task].kind;
+                group
+                    .texts
+                    .iter()
+                    .map(|text| match kind {
+                        TaskKind::NextToken => rewards::boxed_answer(text),
+                        TaskKind::Asr | TaskKind::Msr => rewards::tagged_prediction(text),
+                    })
+                    .collect()
+            })
             .collect();
-        let reference = match &instance.following {
+        let mut judged = self.judged(groups, &answers)?.into_iter();
+        groups
+            .iter()
+            .zip(&answers)
+            .map(|(group, answers)| {
+                let instance = group.instance;
+                let verdicts: Vec<Option<bool>> = match self.tasks[group.task].reward {
+                    RewardKind::PrefixToken => {
+                        let tokens = policy.reference_tokens(instance)?;
+                        answers
+                            .iter()
+                            .map(|a| Some(a.is_some_and(|a| rewards::prefix_token(a, &tokens))))
+                            .collect()
+                    }
+                    RewardKind::Strict => answers
+                        .iter()
+                        .map(|a| Some(a.is_some_and(|a| rewards::strict(a, &instance.reference))))
+                        .collect(),
+                    RewardKind::PrefixSemantic => {
+                        judged.next().expect("a verdict per judged group")
+                    }
+                };
+                Ok(answers
+                    .iter()
+                    .zip(verdicts)
+                    .map(|(answer, verdict)| Score {
+                        reward: f32::from(u8::from(verdict == Some(true))),
+                        format_failure: answer.is_none(),
+                        judge_failure: answer.is_some() && verdict.is_none(),
+                    })
+                    .collect())
+            })
+            .collect()
+    }
+
+    /// For each group whose task the judge rewards, in order: a verdict per answer
+    /// (false for missing ones), all asked in one call.
+    fn judged(
+        &self,
+        groups: &[Completions<'_>],
+        answers: &[Vec<Option<&str>>],
+    ) -> Result<Vec<Vec<Option<bool>>>> {
+        let semantic: Vec<usize> = (0..groups.len())
+            .filter(|&g| self.tasks[groups[g].task].reward == RewardKind::PrefixSemantic)
+            .collect();
+        if semantic.is_empty() {
+            return Ok(Vec::new());
+        }
+        let references: Vec<String> = semantic
+            .iter()
+            .map(|&g| self.judge_reference(groups[g].instance))
+            .collect();
+        let mut cases = Vec::new();
+        let mut slots = Vec::new();
+        for (k, &g) in semantic.iter().enumerate() {
+            for (i, answer) in answers[g].iter().enumerate() {
+                if let Some(prediction) = answer {
+                    cases.push(Case {
+                        context: &groups[g].instance.before,
+                        reference: &references[k],
+                        prediction,
+                    });
+                    slots.push((k, i));
+                }
+            }
+        }
+        let judge = self.judge.as_ref().expect("built when a task needs it");
+        let verdicts = judge.judge(&cases)?;
+        let mut out: Vec<Vec<Option<bool>>> = semantic
+            .iter()
+            .map(|&g| vec![Some(false); answers[g].len()])
+            .collect();
+        for ((k, i), verdict) in slots.into_iter().zip(verdicts) {
+            out[k][i] = verdict;
+        }
+        Ok(out)
+    }
+
+    /// What the judge reads as the reference: the target segment, and the next one
+    /// when configured and present.
+    fn judge_reference(&self, instance: &Instance) -> String {
+        match &instance.following {
             Some(following) if self.reference_segments > 1 => {
                 format!("{}{following}", instance.reference)
             }
             _ => instance.reference.clone(),
-        };
-        let cases: Vec<Case<'_>> = present
-            .iter()
-            .map(|&(_, prediction)| Case {
-                context: &instance.before,
-                reference: &reference,
-                prediction,
-            })
-            .collect();
-        let verdicts = judge.judge(&cases)?;
-        let mut out = vec![Some(false); answers.len()];
-        for ((i, _), verdict) in present.iter().zip(verdicts) {
-            out[*i] = verdict;
         }
-        Ok(out)
     }
+}
+
+/// The completions of one prompt, to score.
+pub struct Completions<'a> {
+    /// The task (an index into [`Scorer::tasks`]).
+    pub task: usize,
+    /// The instance the prompt was made from.
+    pub instance: &'a Instance,
+    /// The completions' text.
+    pub texts: Vec<&'a str>,
 }
 
 /// A seed for (seed, step, round, purpose), mixed so nearby inputs give unrelated
@@ -503,10 +568,23 @@ fn rollout(
         .flat_map(|d| std::iter::repeat_n(d.prompt.clone(), group_size))
         .collect();
     let generations = run.policy.sample(&prompts, &sampling)?;
+    let to_score: Vec<Completions<'_>> = drawn
+        .iter()
+        .zip(generations.chunks(group_size))
+        .map(|(d, gens)| Completions {
+            task: d.task,
+            instance: &d.instance,
+            texts: gens.iter().map(|g| g.text.as_str()).collect(),
+        })
+        .collect();
+    let all_scores = scorer.score_groups(&run.policy, &to_score)?;
     let mut groups = Vec::with_capacity(drawn.len());
-    for (d, gens) in drawn.iter().zip(generations.chunks(group_size)) {
-        let texts: Vec<&str> = gens.iter().map(|g| g.text.as_str()).collect();
-        let scores = scorer.score(&run.policy, d.task, &d.instance, &texts)?;
+    for ((d, gens), (scores, scored)) in drawn
+        .iter()
+        .zip(generations.chunks(group_size))
+        .zip(all_scores.iter().zip(&to_score))
+    {
+        let texts = &scored.texts;
         let completions: Vec<Vec<u32>> = gens
             .iter()
             .map(|g| run.policy.completion_tokens(g))
@@ -855,6 +933,89 @@ mod tests {
         let scores = scorer.score(&policy, 0, &instance, &[&completion]).unwrap();
         assert_eq!(scores[0].reward, 1.0);
         server.join().unwrap()
+    }
+
+    /// A step's groups are scored together — the judge's verdicts land on the right
+    /// completions of the right groups, beside groups of other reward kinds.
+    #[test]
+    fn a_steps_groups_are_judged_together_and_each_gets_its_own_verdicts() {
+        let (endpoint, _) =
+            crate::judge::tests::concurrent_server(std::time::Duration::from_millis(10));
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
+        let config = TrainConfig {
+            model: tiny.clone(),
+            tasks: vec![
+                TaskConfig {
+                    kind: TaskKind::Asr,
+                    reward: Some(RewardKind::PrefixSemantic),
+                    ..TaskConfig::default()
+                },
+                TaskConfig {
+                    kind: TaskKind::Asr,
+                    reward: Some(RewardKind::Strict),
+                    ..TaskConfig::default()
+                },
+            ],
+            judge: JudgeConfig {
+                endpoint: Some(endpoint),
+                ..JudgeConfig::default()
+            },
+            ..TrainConfig::default()
+        };
+        config.validate().unwrap();
+        let scorer = Scorer::new(&config).unwrap();
+        let tokenizer = crate::policy::tokenizer_for(&tiny, None).unwrap();
+        let policy =
+            Policy::load(&tiny, tokenizer, &Device::Cpu, ChatTemplateSetting::None).unwrap();
+        let instance = Instance {
+            before: "Water boils".into(),
+            after: None,
+            reference: "right".into(),
+            following: None,
+            token_ends: Vec::new(),
+            token_entropy: None,
+        };
+        let tagged = |text: &str| format!("{PREDICTION_START}{text}{PREDICTION_END}");
+        let (a, b, c, d) = (
+            tagged("right 1"),
+            tagged("wrong 2"),
+            tagged("right"),
+            tagged("right 4"),
+        );
+        let groups = [
+            Completions {
+                task: 0,
+                instance: &instance,
+                texts: vec![&a, "no tags", &b],
+            },
+            Completions {
+                task: 1,
+                instance: &instance,
+                texts: vec![&c, &b],
+            },
+            Completions {
+                task: 0,
+                instance: &instance,
+                texts: vec![&b, &d],
+            },
+        ];
+        let rewards: Vec<Vec<f32>> = scorer
+            .score_groups(&policy, &groups)
+            .unwrap()
+            .iter()
+            .map(|scores| scores.iter().map(|s| s.reward).collect())
+            .collect();
+        assert_eq!(
+            rewards,
+            [vec![1.0, 0.0, 0.0], vec![1.0, 0.0], vec![0.0, 1.0]]
+        );
+        for (group, expected) in groups.iter().zip(&rewards) {
+            let alone = scorer
+                .score(&policy, group.task, group.instance, &group.texts)
+                .unwrap();
+            let alone: Vec<f32> = alone.iter().map(|s| s.reward).collect();
+            assert_eq!(&alone, expected);
+        }
     }
 
     /// RLPT's prefix reward: the judge reads the target segment and the segment after

@@ -70,6 +70,8 @@ pub enum Judge {
         api_key_env: Option<String>,
         /// Retries of a failed request.
         retries: u32,
+        /// Requests in flight at once.
+        concurrency: usize,
         /// The HTTP client, with its timeout.
         agent: ureq::Agent,
         /// The prompt with `{context}`, `{reference}`, `{prediction}`.
@@ -101,6 +103,7 @@ impl Judge {
             api_key,
             api_key_env: config.api_key_env.clone(),
             retries: config.retries,
+            concurrency: config.concurrency.max(1),
             agent,
             template: template(config),
         })
@@ -143,10 +146,15 @@ impl Judge {
                 let answers = rlpt_lm::generate(model, tokenizer.as_ref(), &prompts, &config, pad)?;
                 Ok(answers.iter().map(|a| parse_score(&a.text)).collect())
             }
-            Self::Http { template, .. } => cases
-                .iter()
-                .map(|case| Ok(parse_score(&self.ask(&fill(template, case))?)))
-                .collect(),
+            Self::Http {
+                template,
+                concurrency,
+                ..
+            } => {
+                let prompts: Vec<String> = cases.iter().map(|case| fill(template, case)).collect();
+                let answers = in_parallel(&prompts, *concurrency, |prompt| self.ask(prompt))?;
+                Ok(answers.iter().map(|answer| parse_score(answer)).collect())
+            }
         }
     }
 
@@ -226,6 +234,45 @@ impl Judge {
             Self::Local { .. } => None,
         }
     }
+}
+
+/// `work` of every item on at most `workers` threads at once, results in item order;
+/// the first failure (in item order) is returned, and no item starts after one.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    work: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<R>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else {
+                        break;
+                    };
+                    let result = work(item);
+                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                    results.lock().expect("no worker panics holding it")[index] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().expect("no worker panics holding it");
+    let mut out = Vec::with_capacity(items.len());
+    for result in results {
+        match result {
+            Some(result) => out.push(result?),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a request answered with `status` may succeed when sent again: the server
@@ -423,6 +470,10 @@ pub struct JudgeConfig {
     /// segment, so 1 (the target alone) or 2.
     #[serde(skip_serializing_if = "is_default_reference_segments")]
     pub reference_segments: usize,
+    /// Requests the endpoint judge has in flight at once (each with its own retries).
+    /// Verdicts do not depend on it, so a resumed run may change it.
+    #[serde(skip_serializing_if = "is_default_concurrency")]
+    pub concurrency: usize,
 }
 
 /// Default of [`JudgeConfig::reference_segments`]: the segment and the next.
@@ -443,8 +494,16 @@ impl Default for JudgeConfig {
             retries: 2,
             template: None,
             reference_segments: DEFAULT_REFERENCE_SEGMENTS,
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
+}
+
+/// Default of [`JudgeConfig::concurrency`].
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+fn is_default_concurrency(concurrency: &usize) -> bool {
+    *concurrency == DEFAULT_CONCURRENCY
 }
 
 #[cfg(test)]
@@ -507,9 +566,11 @@ pub(crate) mod tests {
             (200, "Score: 1".into()),
             (200, "Score: 0".into()),
         ]);
+        // One request at a time: the server answers in the order it is asked.
         let config = JudgeConfig {
             retries: 1,
             timeout_s: 5,
+            concurrency: 1,
             ..JudgeConfig::default()
         };
         let judge = Judge::http(&endpoint, &config).unwrap();
@@ -531,6 +592,106 @@ pub(crate) mod tests {
             content.contains("Prediction:\n at 100 degrees"),
             "{content}"
         );
+    }
+
+    /// Answers every connection on its own thread after `delay`: `Score: 1` when the
+    /// prediction holds "right", the first request for a prediction holding "busy" with
+    /// 503; returns the address and the most requests it ever had in flight.
+    pub(crate) fn concurrent_server(
+        delay: Duration,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}/v1", listener.local_addr().unwrap());
+        let (in_flight, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let refused_once = Arc::new(AtomicBool::new(false));
+        let seen_most = most.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let (in_flight, most, refused_once) =
+                    (in_flight.clone(), seen_most.clone(), refused_once.clone());
+                std::thread::spawn(move || {
+                    let mut stream = stream.unwrap();
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let body = String::from_utf8(body).unwrap();
+                    std::thread::sleep(delay);
+                    let prediction = body.rsplit("Prediction:").next().unwrap().to_string();
+                    let status = if prediction.contains("busy")
+                        && !refused_once.swap(true, Ordering::SeqCst)
+                    {
+                        503
+                    } else {
+                        200
+                    };
+                    let score = u8::from(prediction.contains("right"));
+                    let reply =
+                        json!({"choices": [{"message": {"content": format!("Score: {score}")}}]})
+                            .to_string();
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                });
+            }
+        });
+        (address, most)
+    }
+
+    #[test]
+    fn the_endpoint_judge_has_at_most_its_concurrency_in_flight_and_keeps_the_order() {
+        let (endpoint, most) = concurrent_server(Duration::from_millis(150));
+        let config = JudgeConfig {
+            concurrency: 3,
+            retries: 1,
+            timeout_s: 10,
+            ..JudgeConfig::default()
+        };
+        let judge = Judge::http(&endpoint, &config).unwrap();
+        let predictions = [
+            "right 0",
+            "wrong 1",
+            "right busy 2",
+            "wrong 3",
+            "right 4",
+            "wrong 5",
+            "wrong 6",
+            "right 7",
+            "right 8",
+            "wrong 9",
+        ];
+        let cases: Vec<Case<'_>> = predictions
+            .iter()
+            .map(|prediction| Case {
+                context: "c",
+                reference: "r",
+                prediction,
+            })
+            .collect();
+        let verdicts = judge.judge(&cases).unwrap();
+        let expected: Vec<Option<bool>> = predictions
+            .iter()
+            .map(|p| Some(p.starts_with("right")))
+            .collect();
+        assert_eq!(verdicts, expected, "in order, the refused request retried");
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[test]
