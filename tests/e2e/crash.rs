@@ -120,8 +120,8 @@ fn sigkill_at_twenty_moments_across_every_step_then_rerun_gives_the_same_bytes()
         let start = windows.last().map_or(0.0, |w| w.2);
         windows.push((step, start, start + started.elapsed().as_secs_f64()));
     }
-    assert_eq!(windows.len(), 11, "{windows:?}");
-    let total = windows[10].2;
+    assert_eq!(windows.len(), 12, "{windows:?}");
+    let total = windows[11].2;
     let expected = dir.path().join("reference");
     std::fs::rename(&out, &expected).unwrap();
 

@@ -172,7 +172,11 @@ fn a_bad_filter_setting_is_a_clear_error() {
     for (flag, value, message) in [
         ("--languages", "en", "639-3"),
         ("--top-ngrams", "2", "N:RATIO"),
-        ("--min-alpha-word-ratio", "1.5", "outside [0, 1]"),
+        (
+            "--min-alpha-word-ratio",
+            "1.5",
+            "min_alpha_word_ratio = 1.5e0 is outside [0, 1]",
+        ),
         ("--url-blocklist", "/no/such/list.txt", "/no/such/list.txt"),
     ] {
         let output = rlpt(&[

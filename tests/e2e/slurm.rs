@@ -117,7 +117,7 @@ fn the_default_config_on_a_slurm_cluster_matches_a_local_run() {
     ]);
     let table = stdout(&submitted);
     let jobs = job_ids(&table);
-    assert_eq!(jobs.len(), 11, "one job per step:\n{table}");
+    assert_eq!(jobs.len(), 12, "one job per step:\n{table}");
     let scripts: Vec<String> = table
         .lines()
         .skip(1)
@@ -134,7 +134,7 @@ fn the_default_config_on_a_slurm_cluster_matches_a_local_run() {
 
     let status = stdout(&rlpt_ok(&["slurm", "status", "--out-dir", arg(&out)]));
     let steps: Vec<&str> = status.lines().skip(1).collect();
-    assert_eq!(steps.len(), 11, "{status}");
+    assert_eq!(steps.len(), 12, "{status}");
     for line in &steps {
         assert!(
             line.contains(" done ") && line.contains("COMPLETED"),
@@ -162,7 +162,7 @@ fn a_dry_run_writes_chained_scripts_and_submits_nothing() {
         "--dry-run",
     ]);
     let lines: Vec<String> = stdout(&dry).lines().map(String::from).collect();
-    assert_eq!(lines.len(), 12, "{lines:?}");
+    assert_eq!(lines.len(), 13, "{lines:?}");
     assert!(lines[0].starts_with("sbatch ") && lines[0].ends_with("01-ingest.sbatch"));
     assert!(
         lines[1].contains("--dependency=afterok:<ingest>"),
@@ -170,7 +170,7 @@ fn a_dry_run_writes_chained_scripts_and_submits_nothing() {
         lines[1]
     );
     assert!(!out.join("_slurm/jobs.json").exists());
-    let pii = std::fs::read_to_string(out.join("_slurm/06-pii.sbatch")).unwrap();
+    let pii = std::fs::read_to_string(out.join("_slurm/07-pii.sbatch")).unwrap();
     for expected in [
         "#SBATCH --array=0-3",
         "#SBATCH --partition=cpu",
@@ -179,14 +179,14 @@ fn a_dry_run_writes_chained_scripts_and_submits_nothing() {
     ] {
         assert!(pii.contains(expected), "{expected} in\n{pii}");
     }
-    let train = std::fs::read_to_string(out.join("_slurm/10-train.sbatch")).unwrap();
+    let train = std::fs::read_to_string(out.join("_slurm/11-train.sbatch")).unwrap();
     assert!(
         !train.contains("--array") && train.contains("--only train\n"),
         "{train}"
     );
     // Nothing ran: every step is still to do, and there is nothing to cancel.
     let status = stdout(&rlpt_ok(&["slurm", "status", "--out-dir", arg(&out)]));
-    assert_eq!(status.matches("not started").count(), 11, "{status}");
+    assert_eq!(status.matches("not started").count(), 12, "{status}");
     let cancel = rlpt(&["slurm", "cancel", "--out-dir", arg(&out)]);
     assert_eq!(cancel.status.code(), Some(1));
     assert!(
@@ -207,12 +207,12 @@ fn cancel_ends_the_unfinished_jobs_of_a_submission() {
     let jobs = job_ids(&stdout(&submitted));
     let cancelled = stdout(&rlpt_ok(&["slurm", "cancel", "--out-dir", arg(&out)]));
     let lines: Vec<&str> = cancelled.lines().collect();
-    assert_eq!(lines.len(), 11, "{cancelled}");
-    // Eval waits on ten jobs before it: still pending, so cancelled.
+    assert_eq!(lines.len(), 12, "{cancelled}");
+    // Eval waits on eleven jobs before it: still pending, so cancelled.
     assert!(
-        lines[10].starts_with("eval")
-            && lines[10].contains(&jobs[10])
-            && lines[10].ends_with("cancelled"),
+        lines[11].starts_with("eval")
+            && lines[11].contains(&jobs[11])
+            && lines[11].ends_with("cancelled"),
         "{cancelled}"
     );
     wait_for(&jobs, &out);
@@ -367,7 +367,7 @@ fn values_cannot_inject_shell_into_the_scripts() {
         arg(&tricky),
     ]);
     assert!(stdout(&written).contains("dry run"), "{}", stdout(&written));
-    let script = tricky.join("_slurm/06-pii.sbatch");
+    let script = tricky.join("_slurm/07-pii.sbatch");
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains("#SBATCH --partition=\"cpu $(touch"), "{text}");
     // Run the script as the job would (bash reads #SBATCH lines as comments), with

@@ -897,13 +897,28 @@ mod tests {
     use crate::config::{JudgeConfig, TaskConfig};
     use crate::tasks::ChatTemplateSetting;
 
+    /// `config`'s scorer and its model as the policy (no chat template).
+    fn scorer_and_policy(config: &TrainConfig) -> (Scorer, Policy) {
+        config.validate().unwrap();
+        let scorer = Scorer::new(config).unwrap();
+        let tokenizer = crate::policy::tokenizer_for(&config.model, None).unwrap();
+        let policy = Policy::load(
+            &config.model,
+            tokenizer,
+            &Device::Cpu,
+            ChatTemplateSetting::None,
+        )
+        .unwrap();
+        (scorer, policy)
+    }
+
     /// The request bodies the judge at a loopback endpoint received for one asr
     /// completion, with `reference_segments`.
     fn judge_requests(reference_segments: usize) -> Vec<String> {
         let (endpoint, server) = crate::judge::tests::server(vec![(200, "Score: 1".into())]);
         let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
         let config = TrainConfig {
-            model: tiny.clone(),
+            model: tiny,
             tasks: vec![TaskConfig {
                 kind: TaskKind::Asr,
                 reward: Some(RewardKind::PrefixSemantic),
@@ -916,11 +931,7 @@ mod tests {
             },
             ..TrainConfig::default()
         };
-        config.validate().unwrap();
-        let scorer = Scorer::new(&config).unwrap();
-        let tokenizer = crate::policy::tokenizer_for(&tiny, None).unwrap();
-        let policy =
-            Policy::load(&tiny, tokenizer, &Device::Cpu, ChatTemplateSetting::None).unwrap();
+        let (scorer, policy) = scorer_and_policy(&config);
         let instance = Instance {
             before: "Water boils at sea level".into(),
             after: None,
@@ -943,7 +954,7 @@ mod tests {
             crate::judge::tests::concurrent_server(std::time::Duration::from_millis(10));
         let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
         let config = TrainConfig {
-            model: tiny.clone(),
+            model: tiny,
             tasks: vec![
                 TaskConfig {
                     kind: TaskKind::Asr,
@@ -962,11 +973,7 @@ mod tests {
             },
             ..TrainConfig::default()
         };
-        config.validate().unwrap();
-        let scorer = Scorer::new(&config).unwrap();
-        let tokenizer = crate::policy::tokenizer_for(&tiny, None).unwrap();
-        let policy =
-            Policy::load(&tiny, tokenizer, &Device::Cpu, ChatTemplateSetting::None).unwrap();
+        let (scorer, policy) = scorer_and_policy(&config);
         let instance = Instance {
             before: "Water boils".into(),
             after: None,

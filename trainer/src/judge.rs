@@ -521,6 +521,25 @@ pub(crate) mod tests {
         assert_eq!(parse_score("yes"), None);
     }
 
+    /// The body of the HTTP request waiting on `stream`.
+    fn request_body(stream: &std::net::TcpStream) -> String {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        String::from_utf8(body).unwrap()
+    }
+
     /// Serves one OpenAI-style answer per connection, recording the requests.
     pub(crate) fn server(
         answers: Vec<(u16, String)>,
@@ -531,21 +550,7 @@ pub(crate) mod tests {
             let mut requests = Vec::new();
             for (status, content) in answers {
                 let (mut stream, _) = listener.accept().unwrap();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                requests.push(String::from_utf8(body).unwrap());
+                requests.push(request_body(&stream));
                 let reply = json!({"choices": [{"message": {"content": content}}]}).to_string();
                 write!(
                     stream,
@@ -615,21 +620,7 @@ pub(crate) mod tests {
                     let mut stream = stream.unwrap();
                     let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut length = 0;
-                    loop {
-                        let mut line = String::new();
-                        reader.read_line(&mut line).unwrap();
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap();
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
-                    let body = String::from_utf8(body).unwrap();
+                    let body = request_body(&stream);
                     std::thread::sleep(delay);
                     let prediction = body.rsplit("Prediction:").next().unwrap().to_string();
                     let status = if prediction.contains("busy")

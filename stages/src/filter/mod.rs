@@ -413,15 +413,15 @@ impl QualityFilter {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        for ratio in [
-            config.max_symbol_word_ratio,
-            config.max_bullet_line_ratio,
-            config.max_ellipsis_line_ratio,
-            config.min_alpha_word_ratio,
-            config.min_lang_score,
+        for (name, ratio) in [
+            ("max_symbol_word_ratio", config.max_symbol_word_ratio),
+            ("max_bullet_line_ratio", config.max_bullet_line_ratio),
+            ("max_ellipsis_line_ratio", config.max_ellipsis_line_ratio),
+            ("min_alpha_word_ratio", config.min_alpha_word_ratio),
+            ("min_lang_score", config.min_lang_score),
         ] {
             if !(0.0..=1.0).contains(&ratio) {
-                return Err(format!("a ratio or score of {ratio} is outside [0, 1]"));
+                return Err(format!("{name} = {ratio:e} is outside [0, 1]"));
             }
         }
         Ok(Self {

@@ -21,6 +21,25 @@ fn reason(filter: &QualityFilter, text: &str) -> Option<String> {
         .map(|drop| drop.reason)
 }
 
+/// A filter running only the rule group `rule` (defaults otherwise).
+fn only(rule: FilterRule) -> QualityFilter {
+    filter_with(only_config(rule))
+}
+
+fn only_config(rule: FilterRule) -> FilterConfig {
+    let groups = [
+        FilterRule::Lang,
+        FilterRule::GopherRepetition,
+        FilterRule::GopherQuality,
+        FilterRule::C4,
+        FilterRule::FineWeb,
+    ];
+    FilterConfig {
+        skip: groups.into_iter().filter(|&g| g != rule).collect(),
+        ..FilterConfig::default()
+    }
+}
+
 fn defaults() -> QualityFilter {
     filter_with(FilterConfig::default())
 }
@@ -72,15 +91,7 @@ fn good_prose_passes_every_rule_and_keeps_its_text() {
 
 #[test]
 fn gopher_quality_rules_each_drop_what_they_name() {
-    let filter = filter_with(FilterConfig {
-        skip: vec![
-            FilterRule::Lang,
-            FilterRule::GopherRepetition,
-            FilterRule::C4,
-            FilterRule::FineWeb,
-        ],
-        ..FilterConfig::default()
-    });
+    let filter = only(FilterRule::GopherQuality);
     let short = "The cat sat on the mat with the dog.";
     assert_eq!(
         reason(&filter, short).as_deref(),
@@ -133,15 +144,7 @@ fn gopher_quality_rules_each_drop_what_they_name() {
 
 #[test]
 fn gopher_repetition_rules_drop_repeated_lines_paragraphs_and_ngrams() {
-    let filter = filter_with(FilterConfig {
-        skip: vec![
-            FilterRule::Lang,
-            FilterRule::GopherQuality,
-            FilterRule::C4,
-            FilterRule::FineWeb,
-        ],
-        ..FilterConfig::default()
-    });
+    let filter = only(FilterRule::GopherRepetition);
     let sentences: Vec<&str> = GOOD.split(". ").collect();
     let paragraphs = format!(
         "{}\n\n{}\n\n{}\n\n{}",
@@ -180,14 +183,8 @@ fn gopher_repetition_rules_drop_repeated_lines_paragraphs_and_ngrams() {
 #[test]
 fn duplicated_ngrams_count_the_characters_they_cover() {
     let filter = filter_with(FilterConfig {
-        skip: vec![
-            FilterRule::Lang,
-            FilterRule::GopherQuality,
-            FilterRule::C4,
-            FilterRule::FineWeb,
-        ],
         top_ngrams: Vec::new(),
-        ..FilterConfig::default()
+        ..only_config(FilterRule::GopherRepetition)
     });
     let copied = format!("{GOOD} {GOOD}");
     assert_eq!(
@@ -198,15 +195,7 @@ fn duplicated_ngrams_count_the_characters_they_cover() {
 
 #[test]
 fn c4_removes_lines_and_drops_pages_as_published() {
-    let filter = filter_with(FilterConfig {
-        skip: vec![
-            FilterRule::Lang,
-            FilterRule::GopherRepetition,
-            FilterRule::GopherQuality,
-            FilterRule::FineWeb,
-        ],
-        ..FilterConfig::default()
-    });
+    let filter = only(FilterRule::C4);
     let page = format!(
         "Home | About | Contact\n{GOOD}[12]\nPlease enable JavaScript to see comments.\n\
          This site uses cookies for analytics.\nOk then.\n"
@@ -249,15 +238,7 @@ fn c4_removes_lines_and_drops_pages_as_published() {
 
 #[test]
 fn fineweb_rules_drop_unpunctuated_short_repeated_and_list_pages() {
-    let filter = filter_with(FilterConfig {
-        skip: vec![
-            FilterRule::Lang,
-            FilterRule::GopherRepetition,
-            FilterRule::GopherQuality,
-            FilterRule::C4,
-        ],
-        ..FilterConfig::default()
-    });
+    let filter = only(FilterRule::FineWeb);
     let unpunctuated: String = GOOD
         .split(". ")
         .map(|s| format!("{s}\n"))
@@ -289,15 +270,7 @@ fn fineweb_rules_drop_unpunctuated_short_repeated_and_list_pages() {
 fn languages_outside_the_keep_list_are_dropped_and_every_document_is_tagged() {
     let french = "La rivière prend sa source dans les collines au nord de la ville et coule \
                   vers le sud pendant une soixantaine de kilomètres avant d'atteindre la mer.";
-    let english_only = filter_with(FilterConfig {
-        skip: vec![
-            FilterRule::GopherRepetition,
-            FilterRule::GopherQuality,
-            FilterRule::C4,
-            FilterRule::FineWeb,
-        ],
-        ..FilterConfig::default()
-    });
+    let english_only = only(FilterRule::Lang);
     let result = english_only.filter(Document {
         text: french,
         url: None,
@@ -310,12 +283,12 @@ fn languages_outside_the_keep_list_are_dropped_and_every_document_is_tagged() {
     );
     let every = filter_with(FilterConfig {
         languages: vec![String::new()],
-        ..english_only_config()
+        ..only_config(FilterRule::Lang)
     });
     assert_eq!(reason(&every, french), None);
     let strict = filter_with(FilterConfig {
         min_lang_score: 1.0,
-        ..english_only_config()
+        ..only_config(FilterRule::Lang)
     });
     assert_eq!(
         reason(&strict, "The cat and the dog.").as_deref(),
@@ -336,25 +309,13 @@ fn languages_outside_the_keep_list_are_dropped_and_every_document_is_tagged() {
     );
 }
 
-fn english_only_config() -> FilterConfig {
-    FilterConfig {
-        skip: vec![
-            FilterRule::GopherRepetition,
-            FilterRule::GopherQuality,
-            FilterRule::C4,
-            FilterRule::FineWeb,
-        ],
-        ..FilterConfig::default()
-    }
-}
-
 #[test]
 fn the_url_block_list_matches_domains_their_subdomains_and_exact_urls() {
     let list = UrlBlocklist::parse(
         "# spam\nspam.example\n*.ads.test\nhttps://news.test/bad-page  # one page\n\n",
     );
     assert_eq!(list.len(), (2, 1));
-    let filter = QualityFilter::new(&english_only_config(), list).unwrap();
+    let filter = QualityFilter::new(&only_config(FilterRule::Lang), list).unwrap();
     let drop = |url: &str| {
         filter
             .filter(Document {
