@@ -6,7 +6,9 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::text::{char_len, duplicates, has_letter, is_symbol_word, strip};
+use super::text::{
+    char_len, duplicates, has_letter, is_space, is_symbol_word, python_lines, strip,
+};
 use super::{Drop, FilterConfig, FilterRule, NgramLimit};
 
 /// Gopher's quality heuristics; `words` are `text`'s words.
@@ -70,35 +72,30 @@ pub fn quality(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(), 
             ),
         );
     }
-    let lines = super::text::python_lines(text);
-    let share = |test: &dyn Fn(&str) -> bool| {
-        lines.iter().filter(|line| test(line)).count() as f64 / lines.len().max(1) as f64
-    };
-    let bullets = share(&|line| {
-        let line = line.trim_start_matches(super::text::is_space);
-        line.starts_with('•') || line.starts_with('-')
-    });
-    if bullets > config.max_bullet_line_ratio {
-        return drop(
+    let lines = python_lines(text);
+    let line_rules: [(&str, &str, f64, fn(&str) -> bool); 2] = [
+        (
             "gopher_bullet_lines",
-            format!(
-                "{bullets:.3} of lines are bullets > {}",
-                config.max_bullet_line_ratio
-            ),
-        );
-    }
-    let trailing = share(&|line| {
-        let line = line.trim_end_matches(super::text::is_space);
-        line.ends_with("...") || line.ends_with('…')
-    });
-    if trailing > config.max_ellipsis_line_ratio {
-        return drop(
+            "start with a bullet",
+            config.max_bullet_line_ratio,
+            |line| line.trim_start_matches(is_space).starts_with(['•', '-']),
+        ),
+        (
             "gopher_ellipsis_lines",
-            format!(
-                "{trailing:.3} of lines end in an ellipsis > {}",
-                config.max_ellipsis_line_ratio
-            ),
-        );
+            "end in an ellipsis",
+            config.max_ellipsis_line_ratio,
+            |line| {
+                let line = line.trim_end_matches(is_space);
+                line.ends_with("...") || line.ends_with('…')
+            },
+        ),
+    ];
+    for (reason, what, limit, matches) in line_rules {
+        let share =
+            lines.iter().filter(|line| matches(line)).count() as f64 / lines.len().max(1) as f64;
+        if share > limit {
+            return drop(reason, format!("{share:.3} of lines {what} > {limit}"));
+        }
     }
     let alpha = words.iter().filter(|w| has_letter(w)).count() as f64 / n_words;
     if alpha < config.min_alpha_word_ratio {
