@@ -11,6 +11,10 @@ use super::text::{
 };
 use super::{Drop, FilterConfig, FilterRule, NgramLimit};
 
+/// A rule on the share of lines a test matches: (reason, what the lines do, the largest
+/// share allowed, the test).
+type LineRule<'a> = (&'a str, &'a str, f64, fn(&str) -> bool);
+
 /// Gopher's quality heuristics; `words` are `text`'s words.
 pub fn quality(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(), Drop> {
     let drop =
@@ -73,7 +77,7 @@ pub fn quality(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(), 
         );
     }
     let lines = python_lines(text);
-    let line_rules: [(&str, &str, f64, fn(&str) -> bool); 2] = [
+    let line_rules: [LineRule; 2] = [
         (
             "gopher_bullet_lines",
             "start with a bullet",
