@@ -134,46 +134,37 @@ pub fn repetition(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(
     if chars == 0.0 {
         return drop("gopher_empty".into(), "no text".into());
     }
-    let paragraphs = paragraphs(strip(text));
-    let (count, dup_chars) = duplicates(paragraphs.iter().copied());
-    let ratio = count as f64 / paragraphs.len() as f64;
-    if ratio > config.max_dup_paragraph_ratio {
-        return drop(
-            "gopher_dup_paragraphs".into(),
-            format!(
-                "{ratio:.3} of paragraphs repeat > {}",
-                config.max_dup_paragraph_ratio
-            ),
-        );
-    }
-    let ratio = dup_chars as f64 / chars;
-    if ratio > config.max_dup_paragraph_char_ratio {
-        return drop(
-            "gopher_dup_paragraph_chars".into(),
-            format!(
-                "{ratio:.3} of characters in repeated paragraphs > {}",
-                config.max_dup_paragraph_char_ratio
-            ),
-        );
-    }
-    let lines: Vec<&str> = newline_runs(text);
-    let (count, dup_chars) = duplicates(lines.iter().copied());
-    let ratio = count as f64 / lines.len() as f64;
-    if ratio > config.max_dup_line_ratio {
-        return drop(
-            "gopher_dup_lines".into(),
-            format!("{ratio:.3} of lines repeat > {}", config.max_dup_line_ratio),
-        );
-    }
-    let ratio = dup_chars as f64 / chars;
-    if ratio > config.max_dup_line_char_ratio {
-        return drop(
-            "gopher_dup_line_chars".into(),
-            format!(
-                "{ratio:.3} of characters in repeated lines > {}",
-                config.max_dup_line_char_ratio
-            ),
-        );
+    let paragraphs = cut_at_newlines(strip(text), 2);
+    let lines = cut_at_newlines(text, 1);
+    for (pieces, name, max_repeated, max_chars) in [
+        (
+            &paragraphs,
+            "paragraph",
+            config.max_dup_paragraph_ratio,
+            config.max_dup_paragraph_char_ratio,
+        ),
+        (
+            &lines,
+            "line",
+            config.max_dup_line_ratio,
+            config.max_dup_line_char_ratio,
+        ),
+    ] {
+        let (count, dup_chars) = duplicates(pieces.iter().copied());
+        let ratio = count as f64 / pieces.len() as f64;
+        if ratio > max_repeated {
+            return drop(
+                format!("gopher_dup_{name}s"),
+                format!("{ratio:.3} of {name}s repeat > {max_repeated}"),
+            );
+        }
+        let ratio = dup_chars as f64 / chars;
+        if ratio > max_chars {
+            return drop(
+                format!("gopher_dup_{name}_chars"),
+                format!("{ratio:.3} of characters in repeated {name}s > {max_chars}"),
+            );
+        }
     }
     let lengths: Vec<usize> = words.iter().map(|w| char_len(w)).collect();
     let hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
@@ -200,42 +191,22 @@ pub fn repetition(config: &FilterConfig, text: &str, words: &[&str]) -> Result<(
     Ok(())
 }
 
-/// `text` cut at runs of two or more newlines.
-fn paragraphs(text: &str) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
+/// `text` cut at every run of at least `min_run` newlines, the runs left out (an empty
+/// piece where it starts or ends with one): paragraphs at 2, lines at 1.
+fn cut_at_newlines(text: &str, min_run: usize) -> Vec<&str> {
     let bytes = text.as_bytes();
-    let mut at = 0;
+    let (mut pieces, mut start, mut at) = (Vec::new(), 0, 0);
     while at < bytes.len() {
-        if bytes[at] == b'\n' {
-            let run = bytes[at..].iter().take_while(|&&b| b == b'\n').count();
-            if run >= 2 {
-                pieces.push(&text[start..at]);
-                start = at + run;
-            }
-            at += run;
-        } else {
+        if bytes[at] != b'\n' {
             at += 1;
+            continue;
         }
-    }
-    pieces.push(&text[start..]);
-    pieces
-}
-
-/// `text` cut at every run of newlines (an empty piece where it starts or ends with one).
-fn newline_runs(text: &str) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'\n' {
+        let run = bytes[at..].iter().take_while(|&&b| b == b'\n').count();
+        if run >= min_run {
             pieces.push(&text[start..at]);
-            at += bytes[at..].iter().take_while(|&&b| b == b'\n').count();
-            start = at;
-        } else {
-            at += 1;
+            start = at + run;
         }
+        at += run;
     }
     pieces.push(&text[start..]);
     pieces
