@@ -550,24 +550,22 @@ impl Model {
     }
 
     /// Additive mask `[batch, 1, seq, past + seq]`: 0 where a new token may attend
-    /// (not padding, not the future), a large negative number elsewhere.
+    /// (not padding, not the future), -1e9 elsewhere. Built on the model's device from
+    /// the padding and two position ranges; only `batch` numbers cross from the host.
     fn mask(&self, left_pad: &[usize], past: usize, seq: usize) -> candle_core::Result<Tensor> {
-        let total = past + seq;
-        let values: Vec<f32> = left_pad
-            .iter()
-            .flat_map(|&pad| {
-                (0..seq).flat_map(move |i| {
-                    (0..total).map(move |key| {
-                        if key >= pad && key <= past + i {
-                            0.0
-                        } else {
-                            -1e9
-                        }
-                    })
-                })
-            })
-            .collect();
-        Tensor::from_vec(values, (left_pad.len(), 1, seq, total), &self.device)
+        let (batch, total) = (left_pad.len(), past + seq);
+        let pads: Vec<u32> = left_pad.iter().map(|&pad| pad as u32).collect();
+        let pads = Tensor::from_vec(pads, (batch, 1, 1, 1), &self.device)?;
+        let keys = Tensor::arange(0u32, total as u32, &self.device)?.reshape((1, 1, 1, total))?;
+        let queries =
+            Tensor::arange(past as u32, total as u32, &self.device)?.reshape((1, 1, seq, 1))?;
+        let not_padding = keys.broadcast_ge(&pads)?;
+        let not_future = keys.broadcast_le(&queries)?;
+        let allowed = not_padding
+            .broadcast_mul(&not_future)?
+            .to_dtype(DType::F32)?;
+        // 1 → 0, 0 → -1e9, exactly.
+        allowed.affine(1e9, -1e9)
     }
 
     fn attention(
@@ -998,5 +996,39 @@ mod tests {
         }
         assert_eq!(query_chunk_rows(2 * 9, 2048), 56);
         assert_eq!(query_chunk_rows(1, usize::MAX / 8), 1);
+    }
+
+    /// The device-built mask is the one a host loop writes: 0 where a token may attend
+    /// (past its padding, not after itself), -1e9 elsewhere.
+    #[test]
+    fn the_mask_lets_tokens_see_past_their_padding_and_not_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = trainable_tiny_model(dir.path());
+        for (left_pad, past, seq) in [
+            (vec![0], 0, 1),
+            (vec![0, 2, 5], 0, 6),
+            (vec![3, 0], 4, 1),
+            (vec![1, 4], 6, 3),
+        ] {
+            let total = past + seq;
+            let expected: Vec<f32> = left_pad
+                .iter()
+                .flat_map(|&pad| {
+                    (0..seq).flat_map(move |i| {
+                        (0..total).map(move |key| {
+                            if key >= pad && key <= past + i {
+                                0.0
+                            } else {
+                                -1e9
+                            }
+                        })
+                    })
+                })
+                .collect();
+            let mask = model.mask(&left_pad, past, seq).unwrap();
+            assert_eq!(mask.dims(), [left_pad.len(), 1, seq, total]);
+            let found: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(found, expected, "{left_pad:?} past {past} seq {seq}");
+        }
     }
 }
