@@ -44,7 +44,7 @@ impl FilterJob {
                 let bytes = std::fs::read(path).at(path)?;
                 let text = String::from_utf8_lossy(&bytes);
                 let list = UrlBlocklist::parse(&text);
-                let (domains, urls) = list.len();
+                let (domains, urls) = list.counts();
                 tracing::info!(domains, urls, list = %path.display(), "URL block list read");
                 (list, Some(format!("{:016x}", xxh3_64(&bytes))))
             }

@@ -44,9 +44,9 @@ pub fn page(config: &FilterConfig, text: &str) -> Result<C4Page, Drop> {
     let mut sentence_count = 0;
     for line in &lines {
         let line = strip(line);
-        let words = line.split(is_space).filter(|w| !w.is_empty()).count();
-        if line
-            .split(is_space)
+        let words: Vec<&str> = line.split(is_space).filter(|w| !w.is_empty()).collect();
+        if words
+            .iter()
             .any(|word| word.chars().count() > config.c4_max_word_length)
         {
             continue;
@@ -60,7 +60,7 @@ pub fn page(config: &FilterConfig, text: &str) -> Result<C4Page, Drop> {
         if !terminal && !skips(FilterRule::C4TerminalPunctuation) {
             continue;
         }
-        if words < config.c4_min_words_per_line {
+        if words.len() < config.c4_min_words_per_line {
             continue;
         }
         let lower = line.to_lowercase();

@@ -13,6 +13,7 @@ mod gopher;
 pub mod text;
 mod url;
 
+use std::cell::LazyCell;
 use std::fmt;
 use std::ops::AddAssign;
 use std::path::PathBuf;
@@ -398,7 +399,7 @@ pub struct QualityFilter {
 
 impl QualityFilter {
     /// A filter for `config` with the block list's entries (read by the caller from
-    /// `config.url_blocklist`); refuses unknown language codes and empty n-gram rules.
+    /// `config.url_blocklist`); refuses unknown language codes and ratios outside [0, 1].
     pub fn new(config: &FilterConfig, blocklist: UrlBlocklist) -> Result<Self, String> {
         let languages = config
             .languages
@@ -463,7 +464,8 @@ impl QualityFilter {
             self.identify(document.text, result)?;
         }
         let text = document.text;
-        let words = text::words(text);
+        // Three rule families read the words; none of them may run.
+        let words = LazyCell::new(|| text::words(text));
         if self.runs(FilterRule::GopherRepetition) {
             gopher::repetition(config, text, &words)?;
         }

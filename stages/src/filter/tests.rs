@@ -314,7 +314,7 @@ fn the_url_block_list_matches_domains_their_subdomains_and_exact_urls() {
     let list = UrlBlocklist::parse(
         "# spam\nspam.example\n*.ads.test\nhttps://news.test/bad-page  # one page\n\n",
     );
-    assert_eq!(list.len(), (2, 1));
+    assert_eq!(list.counts(), (2, 1));
     let filter = QualityFilter::new(&only_config(FilterRule::Lang), list).unwrap();
     let drop = |url: &str| {
         filter

@@ -41,7 +41,7 @@ impl UrlBlocklist {
     }
 
     /// Entries: (domains, URLs).
-    pub fn len(&self) -> (usize, usize) {
+    pub fn counts(&self) -> (usize, usize) {
         (self.domains.len(), self.urls.len())
     }
 
