@@ -1,4 +1,4 @@
-//! Throughput of the per-document stages — ingest, pii, decontam, segment — each with its ratio
+//! Throughput of the per-document stages — ingest, filter, pii, decontam, segment — each with its ratio
 //! to a bare Parquet read+write of the same documents, measured in the same run.
 //!
 //!     cargo bench -p rlpt-pipeline --bench stages
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use rlpt_pipeline::decontam_job::DecontamJob;
 use rlpt_pipeline::executor::{Sharding, StageRun};
+use rlpt_pipeline::filter_job::FilterJob;
 use rlpt_pipeline::ingest_job::IngestJob;
 use rlpt_pipeline::layout::Layout;
 use rlpt_pipeline::pii_job::PiiJob;
@@ -27,6 +28,7 @@ use rlpt_pipeline::shard_writer::{ShardLimits, ShardWriter};
 use rlpt_pipeline::summary::StageSummary;
 use rlpt_schemas::{FileMetadata, documents};
 use rlpt_stages::decontam::DecontamConfig;
+use rlpt_stages::filter::FilterConfig;
 use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
 
@@ -65,6 +67,12 @@ fn main() {
     let (copy_time, _) = best_of(work.path(), "copy", |out| {
         bare_copy(&shards, out);
         Ok(StageSummary::default())
+    });
+
+    // The published defaults, language identification (whatlang) included.
+    let filter = FilterJob::new(&FilterConfig::default()).unwrap();
+    let (filter_time, filter_summary) = best_of(work.path(), "filter", |out| {
+        filter.run(documents.to_str().unwrap(), &stage_run(out))
     });
 
     let pii = PiiJob::new(&PiiConfig::default()).unwrap();
@@ -126,6 +134,10 @@ fn main() {
         text_mb / copy_time.as_secs_f64()
     );
     println!(
+        "filter: kept {} of {} documents",
+        filter_summary.counters["kept"], filter_summary.counters["documents"]
+    );
+    println!(
         "pii: {} documents with PII; decontam: {} contaminated, {} dropped",
         pii_summary.counters["documents_with_pii"],
         decontam_summary.counters["contaminated"],
@@ -139,6 +151,7 @@ fn main() {
     );
     println!("peak RSS: {rss:.0} MB");
     row("ingest", ingest_time, mb_in, "JSONL");
+    row("filter", filter_time, text_mb, "text");
     row("pii", pii_time, text_mb, "text");
     row("decontam", decontam_time, text_mb, "text");
     row("segment", segment_time, text_mb, "text");
