@@ -1,14 +1,19 @@
 //! Batched sampling from a [`Model`]: prompts left-padded into one batch and prefilled
-//! together, then one token per step through the [`KvCache`]; temperature, top-k and
-//! top-p sampling; stop strings, an end-of-sequence token and a token limit; a finished
-//! sequence leaves the batch (its cache rows are dropped).
+//! together (a prompt repeated in the batch, once), then one token per step through a
+//! [`KvCache`] reserved for the whole generation and written in place; temperature,
+//! top-k and top-p sampling; stop strings, an end-of-sequence token and a token limit;
+//! finished sequences leave the batch in bulk (the cache is compacted when a quarter
+//! of its rows are done, not once per finished sequence). Greedy decoding and
+//! untruncated sampling choose tokens on the model's device (an argmax; a two-level
+//! inverse-CDF walk over block sums), so a step moves a few hundred numbers per row
+//! to the host, not the vocabulary's logits; top-k / top-p sample on the host.
 //!
 //! Each sequence draws from its own random stream, seeded from the configured seed and
 //! its index among the prompts, so what a prompt generates does not depend on which
 //! prompts share its batch or when they finish. The stream is SplitMix64: small, and
 //! the same on every platform and in every version.
 
-use candle_core::Tensor;
+use candle_core::{D, Tensor};
 
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Mode, Model};
@@ -93,6 +98,8 @@ struct Running {
     prompt: usize,
     tokens: Vec<u32>,
     rng: SplitMix64,
+    /// Whether it has ended (its row stays in the batch until the next compaction).
+    ended: bool,
 }
 
 /// Generates a continuation of every prompt (token ids, each non-empty), in batches
@@ -151,6 +158,11 @@ pub fn batch_bytes(model: &Model, rows: usize, longest: usize, max_tokens: usize
 
 /// Generates continuations of the prompts at `batch` (indices into `prompts`) in one
 /// batch; each sequence's random stream is seeded by its index among all `prompts`.
+///
+/// The cache is reserved for the longest prompt plus `max_tokens`, so each step
+/// writes its keys in place. A sequence that ends keeps its row (fed padding, its
+/// logits not computed) until a quarter of the rows have ended; then the batch is
+/// compacted, so the cache is copied a few times per batch, not once per ending.
 fn generate_batch(
     model: &Model,
     detokenizer: &dyn Detokenizer,
@@ -168,7 +180,11 @@ fn generate_batch(
         .iter()
         .flat_map(|&row| std::iter::repeat_n(pad_id, pads[row]).chain(prompts[row].iter().copied()))
         .collect();
-    let mut cache = KvCache::new(model, distinct.iter().map(|&row| pads[row]).collect());
+    let mut cache = KvCache::with_capacity(
+        model,
+        distinct.iter().map(|&row| pads[row]).collect(),
+        longest + config.max_tokens,
+    );
     let mut running: Vec<Running> = batch
         .iter()
         .enumerate()
@@ -176,47 +192,62 @@ fn generate_batch(
             prompt: row,
             tokens: Vec::new(),
             rng: SplitMix64::new(config.seed ^ (prompt as u64).wrapping_mul(0x9E37_79B9)),
+            ended: false,
         })
         .collect();
     // A prompt repeated in the batch (a GRPO group) is prefilled once; its cache rows
     // are then copied to every sequence that continues it.
     let input = tensor(ids, distinct.len(), longest, model)?;
-    let prefilled = last_logits(model, &input, &mut cache)?;
+    let every_row: Vec<usize> = (0..distinct.len()).collect();
+    let mut states = last_states(model, &input, &mut cache, &every_row)?;
     if distinct.len() < prompts.len() {
         cache.retain(&source)?;
+        let source: Vec<u32> = source.iter().map(|&d| d as u32).collect();
+        states = Tensor::new(source, model.device())
+            .and_then(|index| states.index_select(&index, 0))
+            .map_err(compute)?;
     }
-    let mut logits: Vec<Vec<f32>> = source.iter().map(|&d| prefilled[d].clone()).collect();
     loop {
-        let mut keep = Vec::with_capacity(running.len());
-        for (row, sequence) in running.iter_mut().enumerate() {
-            let token = sample(&logits[row], config, &mut sequence.rng);
+        let streams = running.iter_mut().filter(|s| !s.ended).map(|s| &mut s.rng);
+        let tokens = next_tokens(model, &states, config, streams.collect())?;
+        for (row, token) in live_rows(&running).into_iter().zip(tokens) {
+            let sequence = &mut running[row];
             if let Some(generation) = finished(sequence, token, config, detokenizer, &cache, model)?
             {
                 done[sequence.prompt] = Some(generation);
-            } else {
-                keep.push(row);
+                sequence.ended = true;
             }
         }
-        if keep.len() < running.len() {
-            cache.retain(&keep)?;
-            let mut row = 0;
-            running.retain(|_| {
-                let kept = keep.binary_search(&row).is_ok();
-                row += 1;
-                kept
-            });
-        }
-        if running.is_empty() {
+        let ended = running.iter().filter(|s| s.ended).count();
+        if ended == running.len() {
             break;
         }
-        let next: Vec<u32> = running.iter().map(|s| *s.tokens.last().unwrap()).collect();
+        if 4 * ended >= running.len() {
+            cache.retain(&live_rows(&running))?;
+            running.retain(|s| !s.ended);
+        }
+        let next: Vec<u32> = running
+            .iter()
+            .map(|s| {
+                if s.ended {
+                    pad_id
+                } else {
+                    *s.tokens.last().unwrap()
+                }
+            })
+            .collect();
         let input = tensor(next, running.len(), 1, model)?;
-        logits = last_logits(model, &input, &mut cache)?;
+        states = last_states(model, &input, &mut cache, &live_rows(&running))?;
     }
     Ok(done
         .into_iter()
         .map(|g| g.expect("every prompt finishes"))
         .collect())
+}
+
+/// The rows of the sequences that have not ended.
+fn live_rows(running: &[Running]) -> Vec<usize> {
+    (0..running.len()).filter(|&r| !running[r].ended).collect()
 }
 
 /// Records `token` for `sequence`; its generation if that ends it.
@@ -286,19 +317,151 @@ fn tensor(ids: Vec<u32>, rows: usize, len: usize, model: &Model) -> Result<Tenso
     })
 }
 
-/// Logits (f32) at the last position of each row after running `input`.
-fn last_logits(model: &Model, input: &Tensor, cache: &mut KvCache) -> Result<Vec<Vec<f32>>> {
+/// Final hidden states at the last position of each of `rows` after running `input`.
+fn last_states(
+    model: &Model,
+    input: &Tensor,
+    cache: &mut KvCache,
+    rows: &[usize],
+) -> Result<Tensor> {
     let hidden = model.forward(input, cache, Mode::Inference)?;
     let last = hidden
         .narrow(1, hidden.dim(1).map_err(compute)? - 1, 1)
-        .and_then(|h| h.squeeze(1))
+        .and_then(|h| h.squeeze(1)?.contiguous())
         .map_err(compute)?;
-    let rows = model.logits(&last)?.to_vec2::<f32>().map_err(compute)?;
-    // A NaN means a broken model or checkpoint, not a likely token.
-    if rows.iter().flatten().any(|v| v.is_nan()) {
-        return Err(Error::Generation("the model produced NaN logits".into()));
+    if rows.len() == cache.rows() {
+        return Ok(last);
     }
-    Ok(rows)
+    let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+    Tensor::new(index, model.device())
+        .and_then(|index| last.index_select(&index, 0))
+        .map_err(compute)
+}
+
+/// Vocabulary entries per block of [`sample_on_device`]'s two-level draw.
+const SAMPLING_BLOCK: usize = 256;
+
+/// The next token of each row of `states` (`[rows, hidden]`), each row drawing from
+/// its own stream. Greedy decoding and untruncated sampling choose on the model's
+/// device, so only a few numbers per row reach the host; top-k / top-p sampling
+/// reads the row's logits on the host ([`sample`]).
+fn next_tokens(
+    model: &Model,
+    states: &Tensor,
+    config: &SamplingConfig,
+    mut streams: Vec<&mut SplitMix64>,
+) -> Result<Vec<u32>> {
+    let logits = model.logits(states)?;
+    if config.temperature <= 0.0 {
+        return greedy_on_device(&logits);
+    }
+    if config.top_k == 0 && config.top_p >= 1.0 {
+        return sample_on_device(&logits, config.temperature, &mut streams);
+    }
+    let rows = logits.to_vec2::<f32>().map_err(compute)?;
+    if rows.iter().flatten().any(|v| v.is_nan()) {
+        return Err(nan_logits());
+    }
+    Ok(rows
+        .iter()
+        .zip(streams)
+        .map(|(row, rng)| sample(row, config, rng))
+        .collect())
+}
+
+/// A NaN means a broken model or checkpoint, not a likely token.
+fn nan_logits() -> Error {
+    Error::Generation("the model produced NaN logits".into())
+}
+
+/// Each row's most likely token (the lowest id among ties, as [`sample`]), chosen on
+/// the device; the host reads one id and one checksum per row.
+fn greedy_on_device(logits: &Tensor) -> Result<Vec<u32>> {
+    // A NaN anywhere in a row makes its sum NaN.
+    let sums = logits
+        .sum(D::Minus1)
+        .and_then(|s| s.to_vec1::<f32>())
+        .map_err(compute)?;
+    if sums.iter().any(|s| s.is_nan()) {
+        return Err(nan_logits());
+    }
+    logits
+        .argmax(D::Minus1)
+        .and_then(|ids| ids.to_vec1::<u32>())
+        .map_err(compute)
+}
+
+/// Draws each row's token from softmax(logits / temperature) in two levels: the
+/// device computes the weights exp((l − max) / T) and their sums over blocks of
+/// [`SAMPLING_BLOCK`] ids; the host walks the block sums with the row's uniform draw
+/// to a block, then that block's weights (fetched alone) to an id. The host reads
+/// `vocab / 256 + 256` numbers per row instead of `vocab`. The same walk as [`sample`]
+/// over the same draw, in f32 weights instead of f64: a different id only where the
+/// draw falls within rounding of a boundary between two ids.
+fn sample_on_device(
+    logits: &Tensor,
+    temperature: f32,
+    streams: &mut [&mut SplitMix64],
+) -> Result<Vec<u32>> {
+    let (weights, block_sums) = block_weights(logits, temperature).map_err(compute)?;
+    let mut chosen = Vec::with_capacity(block_sums.len());
+    for (sums, rng) in block_sums.iter().zip(streams.iter_mut()) {
+        if sums.iter().any(|s| s.is_nan()) {
+            return Err(nan_logits());
+        }
+        let total: f64 = sums.iter().map(|&s| f64::from(s)).sum();
+        chosen.push(walk(sums, rng.next_f64() * total));
+    }
+    let blocks = block_sums.first().map_or(0, Vec::len);
+    let index: Vec<u32> = chosen
+        .iter()
+        .enumerate()
+        .map(|(row, &(block, _))| (row * blocks + block) as u32)
+        .collect();
+    let picked = Tensor::new(index, logits.device())
+        .and_then(|index| weights.index_select(&index, 0))
+        .and_then(|picked| picked.to_vec2::<f32>())
+        .map_err(compute)?;
+    Ok(chosen
+        .iter()
+        .zip(&picked)
+        .map(|(&(block, left), block_weights)| {
+            (block * SAMPLING_BLOCK + walk(block_weights, left).0) as u32
+        })
+        .collect())
+}
+
+/// exp((logits − max) / temperature) as `[rows × blocks, SAMPLING_BLOCK]` (the last
+/// block padded with zeros), and each row's block sums, read to the host.
+fn block_weights(
+    logits: &Tensor,
+    temperature: f32,
+) -> candle_core::Result<(Tensor, Vec<Vec<f32>>)> {
+    let (rows, vocab) = logits.dims2()?;
+    let blocks = vocab.div_ceil(SAMPLING_BLOCK);
+    let max = logits.max_keepdim(D::Minus1)?;
+    let weights = (logits.broadcast_sub(&max)? / f64::from(temperature))?
+        .exp()?
+        .pad_with_zeros(D::Minus1, 0, blocks * SAMPLING_BLOCK - vocab)?
+        .reshape((rows * blocks, SAMPLING_BLOCK))?;
+    let sums = weights.sum(D::Minus1)?.reshape((rows, blocks))?.to_vec2()?;
+    Ok((weights, sums))
+}
+
+/// The entry of `weights` where a walk of `target` ends, and what is left of it there;
+/// past the end (rounding), the last entry with weight, with all of the target left
+/// (so a walk inside that block also ends at its last entry with weight, as
+/// [`sample`]'s does).
+fn walk(weights: &[f32], mut target: f64) -> (usize, f64) {
+    for (i, &w) in weights.iter().enumerate() {
+        let w = f64::from(w);
+        if target < w {
+            return (i, target);
+        }
+        target -= w;
+    }
+    let last = weights.iter().rposition(|&w| w > 0.0).unwrap_or(0);
+    (last, f64::INFINITY)
 }
 
 fn compute(source: candle_core::Error) -> Error {
@@ -365,20 +528,19 @@ pub fn sample(logits: &[f32], config: &SamplingConfig, rng: &mut SplitMix64) -> 
 fn sample_all(logits: &[f32], temperature: f32, rng: &mut SplitMix64) -> u32 {
     let scale = f64::from(temperature);
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let weight = |l: f32| (f64::from(l - max) / scale).exp();
-    let total: f64 = logits.iter().map(|&l| weight(l)).sum();
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&l| (f64::from(l - max) / scale).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
     let mut target = rng.next_f64() * total;
-    for (id, &l) in logits.iter().enumerate() {
-        let w = weight(l);
+    for (id, &w) in weights.iter().enumerate() {
         if target < w {
             return id as u32;
         }
         target -= w;
     }
-    (0..logits.len())
-        .rev()
-        .find(|&id| weight(logits[id]) > 0.0)
-        .unwrap_or(0) as u32
+    weights.iter().rposition(|&w| w > 0.0).unwrap_or(0) as u32
 }
 
 /// SplitMix64: a 64-bit generator whose stream depends only on its seed.
@@ -457,5 +619,57 @@ mod tests {
             1.0,
             "0.75 of the mass is the top token"
         );
+    }
+
+    /// Random logits `[rows, vocab]` (vocab not a multiple of the sampling block).
+    fn random_logits(rows: usize, vocab: usize) -> Tensor {
+        let mut rng = SplitMix64::new(5);
+        let values: Vec<f32> = (0..rows * vocab)
+            .map(|_| (rng.next_f64() * 12.0 - 6.0) as f32)
+            .collect();
+        Tensor::from_vec(values, (rows, vocab), &candle_core::Device::Cpu).unwrap()
+    }
+
+    /// Sampling on the device draws what the host's walk draws from the same streams
+    /// (f32 weights instead of f64 may move a draw that lands within rounding of a
+    /// boundary: none in these 12,000), and greedy takes the lowest id among ties.
+    #[test]
+    fn device_sampling_and_greedy_choose_the_hosts_tokens() {
+        let (rows, vocab) = (4, 1000);
+        let logits = random_logits(rows, vocab);
+        let host_rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
+        let config = SamplingConfig {
+            temperature: 0.7,
+            ..SamplingConfig::default()
+        };
+        let mut host_streams: Vec<SplitMix64> = (0..rows as u64).map(SplitMix64::new).collect();
+        let mut device_streams = host_streams.clone();
+        let mut differing = 0;
+        for _ in 0..3000 {
+            let host: Vec<u32> = host_rows
+                .iter()
+                .zip(&mut host_streams)
+                .map(|(row, rng)| sample(row, &config, rng))
+                .collect();
+            let mut streams: Vec<&mut SplitMix64> = device_streams.iter_mut().collect();
+            let device = sample_on_device(&logits, config.temperature, &mut streams).unwrap();
+            differing += host.iter().zip(&device).filter(|(a, b)| a != b).count();
+        }
+        assert_eq!(differing, 0);
+
+        let tied = Tensor::new(
+            &[[1.0f32, 3.0, 3.0, 0.5], [2.0, 1.0, 2.0, 2.0]],
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(greedy_on_device(&tied).unwrap(), [1, 0]);
+        let broken = Tensor::new(&[[1.0f32, f32::NAN]], &candle_core::Device::Cpu).unwrap();
+        let mut rng = SplitMix64::new(1);
+        for result in [
+            greedy_on_device(&broken),
+            sample_on_device(&broken, 1.0, &mut [&mut rng]),
+        ] {
+            assert!(result.unwrap_err().to_string().contains("NaN"));
+        }
     }
 }

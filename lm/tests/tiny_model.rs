@@ -223,8 +223,9 @@ fn decoding_with_the_cache_gives_the_full_pass_logits_and_rows_can_leave() {
     write_safetensors(dir.path(), "LlamaForCausalLM", false, false);
     let model = Model::load(dir.path(), WeightFormat::F32, &Device::Cpu).unwrap();
     let full = full_logits(&model, &sequences(), Mode::Inference);
-    // Prefill the first 3 tokens of each (left-padded to 9), then one token at a time;
-    // after two steps, the middle sequence leaves the batch.
+    // Prefill the first 6 tokens of each (left-padded to 9), then one token at a time;
+    // after two steps, the middle sequence leaves the batch. The cache either grows
+    // (its buffers first hold the 6 prefilled positions) or was reserved for all 9.
     let sequences = sequences();
     let pads: Vec<usize> = sequences.iter().map(|s| 9 - s.len()).collect();
     let padded: Vec<Vec<u32>> = sequences
@@ -235,25 +236,31 @@ fn decoding_with_the_cache_gives_the_full_pass_logits_and_rows_can_leave() {
                 .collect()
         })
         .collect();
-    let mut cache = KvCache::new(&model, pads);
-    let mut rows: Vec<usize> = vec![0, 1, 2];
-    let prefix: Vec<u32> = padded.iter().flat_map(|s| s[..6].to_vec()).collect();
-    let ids = Tensor::from_vec(prefix, (3, 6), &Device::Cpu).unwrap();
-    model.forward(&ids, &mut cache, Mode::Inference).unwrap();
-    for step in 6..9 {
-        if step == 8 {
-            cache.retain(&[0, 2]).unwrap();
-            rows = vec![0, 2];
+    for reserve in [0, 9] {
+        let mut cache = KvCache::with_capacity(&model, pads.clone(), reserve);
+        let mut rows: Vec<usize> = vec![0, 1, 2];
+        let prefix: Vec<u32> = padded.iter().flat_map(|s| s[..6].to_vec()).collect();
+        let ids = Tensor::from_vec(prefix, (3, 6), &Device::Cpu).unwrap();
+        model.forward(&ids, &mut cache, Mode::Inference).unwrap();
+        for step in 6..9 {
+            if step == 8 {
+                cache.retain(&[0, 2]).unwrap();
+                rows = vec![0, 2];
+            }
+            let next: Vec<u32> = rows.iter().map(|&r| padded[r][step]).collect();
+            let ids = Tensor::from_vec(next, (rows.len(), 1), &Device::Cpu).unwrap();
+            let hidden = model.forward(&ids, &mut cache, Mode::Inference).unwrap();
+            let logits: Vec<Vec<Vec<f32>>> = model.logits(&hidden).unwrap().to_vec3().unwrap();
+            for (i, &row) in rows.iter().enumerate() {
+                let difference = max_difference(&logits[i][0], &full[row][step]);
+                assert!(
+                    difference < 1e-4,
+                    "reserve {reserve}, step {step}: {difference}"
+                );
+            }
         }
-        let next: Vec<u32> = rows.iter().map(|&r| padded[r][step]).collect();
-        let ids = Tensor::from_vec(next, (rows.len(), 1), &Device::Cpu).unwrap();
-        let hidden = model.forward(&ids, &mut cache, Mode::Inference).unwrap();
-        let logits: Vec<Vec<Vec<f32>>> = model.logits(&hidden).unwrap().to_vec3().unwrap();
-        for (i, &row) in rows.iter().enumerate() {
-            assert!(max_difference(&logits[i][0], &full[row][step]) < 1e-4);
-        }
+        assert_eq!(cache.len(), 9);
     }
-    assert_eq!(cache.len(), 9);
 }
 
 #[test]

@@ -55,7 +55,7 @@ fn query_chunk_rows(planes: usize, keys: usize) -> usize {
     (SCORE_CHUNK_BYTES / (4 * planes * keys).max(1)).max(1)
 }
 
-/// [`scaled_attention`] (inference) over `rows` queries at a time.
+/// [`grouped_attention`] (inference) over `rows` queries at a time.
 fn chunked_attention(
     q: &Tensor,
     k: &Tensor,
@@ -65,13 +65,13 @@ fn chunked_attention(
 ) -> candle_core::Result<Tensor> {
     let seq = q.dim(2)?;
     if rows >= seq {
-        return scaled_attention(q, k, v, mask, Mode::Inference);
+        return grouped_attention(q, k, v, mask, Mode::Inference);
     }
     let chunks = (0..seq)
         .step_by(rows.max(1))
         .map(|start| {
             let len = rows.min(seq - start);
-            scaled_attention(
+            grouped_attention(
                 &q.narrow(2, start, len)?,
                 k,
                 v,
@@ -83,19 +83,30 @@ fn chunked_attention(
     Tensor::cat(&chunks, 2)
 }
 
-/// softmax(q kᵀ / √d + mask) v for `q: [batch, heads, n, d]`, `k`, `v: [batch, heads,
-/// keys, d]`, `mask: [batch, 1, n, keys]`.
-fn scaled_attention(
+/// softmax(q kᵀ / √d + mask) v for `q: [batch, heads, n, d]`, `k`, `v: [batch,
+/// kv_heads, keys, d]` (each key/value head serving `heads / kv_heads` consecutive
+/// query heads), `mask: [batch, 1, n, keys]`. The query heads of one key/value head
+/// are stacked into one matrix, so keys and values are never repeated per query head
+/// and `k`, `v` may be views (a cache's filled part).
+fn grouped_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     mask: &Tensor,
     mode: Mode,
 ) -> candle_core::Result<Tensor> {
-    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    let scores = scores.broadcast_add(&mask.to_dtype(scores.dtype())?)?;
-    ops::softmax(&scores, mode)?.matmul(v)
+    let (batch, heads, seq, dim) = q.dims4()?;
+    let (kv_heads, keys) = (k.dim(1)?, k.dim(2)?);
+    let group = heads / kv_heads;
+    let scale = 1.0 / (dim as f64).sqrt();
+    let stacked = q
+        .contiguous()?
+        .reshape((batch, kv_heads, group * seq, dim))?;
+    let scores = (stacked.matmul(&k.t()?)? * scale)?
+        .reshape((batch, kv_heads, group, seq, keys))?
+        .broadcast_add(&mask.to_dtype(q.dtype())?.unsqueeze(2)?)?;
+    let probs = ops::softmax(&scores, mode)?.reshape((batch, kv_heads, group * seq, keys))?;
+    probs.matmul(v)?.reshape((batch, heads, seq, dim))
 }
 
 /// Per-token RoPE tables and the attention mask of one forward pass.
@@ -103,6 +114,10 @@ struct Frame {
     cos: Tensor,
     sin: Tensor,
     mask: Tensor,
+    /// Positions already in the cache.
+    past: usize,
+    /// Positions a fresh inference cache buffer is allocated with.
+    reserve: usize,
 }
 
 /// The gradient reaching the leaf `x` (zeros when nothing depends on it).
@@ -114,21 +129,58 @@ fn leaf_grad(store: &GradStore, x: &Var) -> candle_core::Result<Tensor> {
 }
 
 /// Attention keys and values of the tokens seen so far, per layer, for a batch.
+///
+/// An inference pass writes its keys and values in place into buffers of the
+/// cache's capacity (reserved up front with [`KvCache::with_capacity`], else grown by
+/// doubling), so a token's step copies only its own keys, not the whole cache; a
+/// differentiable pass keeps them as part of its graph.
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
     /// Leading padding tokens of each sequence.
     left_pad: Vec<usize>,
     /// Tokens (padding included) each sequence holds.
     len: usize,
+    /// Positions an inference buffer is first allocated with.
+    reserve: usize,
+}
+
+/// One layer's keys and values, each `[batch, kv_heads, positions, head_dim]`.
+#[derive(Clone)]
+enum LayerCache {
+    /// Inference: buffers whose first `KvCache::len` positions are filled.
+    Buffer { k: Tensor, v: Tensor },
+    /// Differentiable: exactly the positions seen, in the graph.
+    Graph { k: Tensor, v: Tensor },
+}
+
+impl LayerCache {
+    fn tensors(&self) -> (&Tensor, &Tensor) {
+        match self {
+            Self::Buffer { k, v } | Self::Graph { k, v } => (k, v),
+        }
+    }
+
+    fn tensors_mut(&mut self) -> (&mut Tensor, &mut Tensor) {
+        match self {
+            Self::Buffer { k, v } | Self::Graph { k, v } => (k, v),
+        }
+    }
 }
 
 impl KvCache {
     /// An empty cache for a batch whose sequences start with `left_pad` padding tokens.
     pub fn new(model: &Model, left_pad: Vec<usize>) -> Self {
+        Self::with_capacity(model, left_pad, 0)
+    }
+
+    /// An empty cache whose inference buffers hold `positions` tokens (padding
+    /// included) before they must grow.
+    pub fn with_capacity(model: &Model, left_pad: Vec<usize>, positions: usize) -> Self {
         Self {
             layers: vec![None; model.config.num_layers],
             left_pad,
             len: 0,
+            reserve: positions.min(model.config.max_positions),
         }
     }
 
@@ -142,6 +194,11 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Sequences in the batch.
+    pub fn rows(&self) -> usize {
+        self.left_pad.len()
+    }
+
     /// Keeps only the sequences at `rows` (in that order), e.g. when others finish.
     pub fn retain(&mut self, rows: &[usize]) -> Result<()> {
         let device = self
@@ -149,11 +206,12 @@ impl KvCache {
             .iter()
             .flatten()
             .next()
-            .map(|(k, _)| k.device().clone());
+            .map(|layer| layer.tensors().0.device().clone());
         if let Some(device) = device {
             let index = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), &device)
                 .map_err(|e| compute("selecting cached sequences", e))?;
-            for (k, v) in self.layers.iter_mut().flatten() {
+            for layer in self.layers.iter_mut().flatten() {
+                let (k, v) = layer.tensors_mut();
                 *k = k
                     .index_select(&index, 0)
                     .map_err(|e| compute("selecting cached sequences", e))?;
@@ -165,6 +223,61 @@ impl KvCache {
         self.left_pad = rows.iter().map(|&r| self.left_pad[r]).collect();
         Ok(())
     }
+}
+
+/// Appends `k`, `v` (`[batch, kv_heads, seq, head_dim]`, after `past` positions) to a
+/// layer's cache and returns all its keys and values so far. Inference writes into
+/// the layer's buffers (allocating `reserve` positions, or doubling, when they are
+/// too small); a differentiable pass concatenates, keeping the graph.
+fn append_to_layer(
+    slot: &mut Option<LayerCache>,
+    k: Tensor,
+    v: Tensor,
+    past: usize,
+    reserve: usize,
+    mode: Mode,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let total = past + k.dim(2)?;
+    if mode == Mode::Differentiable {
+        let (k, v) = match slot.take() {
+            Some(LayerCache::Graph { k: pk, v: pv } | LayerCache::Buffer { k: pk, v: pv }) => (
+                Tensor::cat(&[&pk.narrow(2, 0, past)?, &k], 2)?,
+                Tensor::cat(&[&pv.narrow(2, 0, past)?, &v], 2)?,
+            ),
+            None => (k, v),
+        };
+        *slot = Some(LayerCache::Graph {
+            k: k.clone(),
+            v: v.clone(),
+        });
+        return Ok((k, v));
+    }
+    let fits = matches!(slot, Some(LayerCache::Buffer { k, .. }) if k.dim(2)? >= total);
+    if !fits {
+        let (batch, heads, _, dim) = k.dims4()?;
+        let capacity = total.max(reserve).max(2 * past);
+        let grown_k = Tensor::zeros((batch, heads, capacity, dim), k.dtype(), k.device())?;
+        let grown_v = grown_k.zeros_like()?;
+        if let Some(old) = slot.as_mut() {
+            let (old_k, old_v) = old.tensors_mut();
+            grown_k.slice_set(&old_k.narrow(2, 0, past)?.detach().contiguous()?, 2, 0)?;
+            grown_v.slice_set(&old_v.narrow(2, 0, past)?.detach().contiguous()?, 2, 0)?;
+        }
+        *slot = Some(LayerCache::Buffer {
+            k: grown_k,
+            v: grown_v,
+        });
+    }
+    let Some(LayerCache::Buffer {
+        k: buffer_k,
+        v: buffer_v,
+    }) = slot
+    else {
+        candle_core::bail!("an inference cache slot without buffers");
+    };
+    buffer_k.slice_set(&k.detach().contiguous()?, 2, past)?;
+    buffer_v.slice_set(&v.detach().contiguous()?, 2, past)?;
+    Ok((buffer_k.narrow(2, 0, total)?, buffer_v.narrow(2, 0, total)?))
 }
 
 impl Model {
@@ -290,14 +403,15 @@ impl Model {
 
     /// Turns every weight into a trainable [`Var`] (gradients flow to it; updating it
     /// updates the model) and returns them under their Hugging Face names, the order
-    /// a checkpoint stores them in. Needs f32 weights.
+    /// a checkpoint stores them in. Needs dense (f32 or bf16) weights; each Var keeps
+    /// its weight's dtype.
     pub fn trainable(&mut self) -> Result<Vec<(String, Var)>> {
         let not_trainable = |what: String| Error::Unsupported {
             path: PathBuf::from(&self.name),
             what,
-            hint: "; load the model with f32 weights to train it".into(),
+            hint: "; load the model with f32 or bf16 weights to train it".into(),
         };
-        if self.format != WeightFormat::F32 {
+        if self.format == WeightFormat::Quantized {
             return Err(not_trainable(format!("training {:?} weights", self.format)));
         }
         let tied = self.config.tie_embeddings;
@@ -405,7 +519,7 @@ impl Model {
                 self.config.max_positions
             );
         }
-        let frame = self.frame(&cache.left_pad, past, seq)?;
+        let frame = self.frame(&cache.left_pad, past, seq, cache.reserve)?;
         let mut x = self.embed(ids)?;
         for (layer, slot) in self.weights.layers.iter().zip(cache.layers.iter_mut()) {
             x = self.block(layer, &x, &frame, slot, mode)?;
@@ -434,7 +548,13 @@ impl Model {
 
     /// RoPE tables and the mask for `seq` new tokens after `past` of sequences with
     /// `left_pad` padding.
-    fn frame(&self, left_pad: &[usize], past: usize, seq: usize) -> candle_core::Result<Frame> {
+    fn frame(
+        &self,
+        left_pad: &[usize],
+        past: usize,
+        seq: usize,
+        reserve: usize,
+    ) -> candle_core::Result<Frame> {
         let batch = left_pad.len();
         let positions = self.positions(left_pad, past, seq)?;
         let half = self.config.head_dim / 2;
@@ -444,6 +564,8 @@ impl Model {
             cos: cos.reshape((batch, seq, half))?,
             sin: sin.reshape((batch, seq, half))?,
             mask: self.mask(left_pad, past, seq)?,
+            past,
+            reserve,
         })
     }
 
@@ -453,7 +575,7 @@ impl Model {
         layer: &LayerWeights,
         x: &Tensor,
         frame: &Frame,
-        slot: &mut Option<(Tensor, Tensor)>,
+        slot: &mut Option<LayerCache>,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
         let attended = self.attention(layer, x, frame, slot, mode)?;
@@ -490,7 +612,7 @@ impl Model {
                 self.config.max_positions
             ))));
         }
-        let frame = self.frame(&left_pad, 0, seq).map_err(fail)?;
+        let frame = self.frame(&left_pad, 0, seq, 0).map_err(fail)?;
         let mode = Mode::Differentiable;
         let mut inputs = Vec::with_capacity(self.weights.layers.len() + 1);
         inputs.push(self.embed(ids).map_err(fail)?.detach());
@@ -573,10 +695,16 @@ impl Model {
         layer: &LayerWeights,
         x: &Tensor,
         frame: &Frame,
-        slot: &mut Option<(Tensor, Tensor)>,
+        slot: &mut Option<LayerCache>,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
-        let Frame { cos, sin, mask } = frame;
+        let Frame {
+            cos,
+            sin,
+            mask,
+            past,
+            reserve,
+        } = frame;
         let config = &self.config;
         let (batch, seq, _) = x.dims3()?;
         let h = ops::rms_norm(x, &layer.attn_norm, config.rms_norm_eps, mode)?;
@@ -604,26 +732,13 @@ impl Model {
         }
         let q = ops::rope(&q, cos, sin, mode)?;
         let k = ops::rope(&k, cos, sin, mode)?;
-        let (k, v) = match slot.take() {
-            Some((past_k, past_v)) => (
-                Tensor::cat(&[&past_k, &k], 2)?,
-                Tensor::cat(&[&past_v, &v], 2)?,
-            ),
-            None => (k, v),
-        };
-        *slot = Some(match mode {
-            Mode::Inference => (k.detach(), v.detach()),
-            Mode::Differentiable => (k.clone(), v.clone()),
-        });
-        let group = config.num_heads / config.num_kv_heads;
-        let k = repeat_kv(&k, group)?;
-        let v = repeat_kv(&v, group)?;
+        let (k, v) = append_to_layer(slot, k, v, *past, *reserve, mode)?;
         let attended = match mode {
             Mode::Inference => {
                 let rows = query_chunk_rows(batch * config.num_heads, k.dim(2)?);
                 chunked_attention(&q, &k, &v, mask, rows)?
             }
-            Mode::Differentiable => scaled_attention(&q, &k, &v, mask, mode)?,
+            Mode::Differentiable => grouped_attention(&q, &k, &v, mask, mode)?,
         };
         let merged =
             attended
@@ -732,18 +847,6 @@ pub fn top_k_entropy(logits: &[f32], k: usize) -> f32 {
         .map(|p| -p * p.ln())
         .sum();
     entropy as f32
-}
-
-/// `[batch, kv_heads, seq, dim]` → `[batch, kv_heads · group, seq, dim]`, each key/value
-/// head serving `group` consecutive query heads.
-fn repeat_kv(x: &Tensor, group: usize) -> candle_core::Result<Tensor> {
-    if group == 1 {
-        return Ok(x.clone());
-    }
-    let (batch, heads, seq, dim) = x.dims4()?;
-    x.unsqueeze(2)?
-        .expand((batch, heads, group, seq, dim))?
-        .reshape((batch, heads * group, seq, dim))
 }
 
 /// cos and sin of every position × frequency, halves convention.
@@ -950,7 +1053,8 @@ mod tests {
                 !hidden.track_op(),
                 "step {step}: the hidden states keep a graph"
             );
-            for (k, v) in cache.layers.iter().flatten() {
+            for layer in cache.layers.iter().flatten() {
+                let (k, v) = layer.tensors();
                 assert!(
                     !k.track_op() && !v.track_op(),
                     "step {step}: the cache keeps a graph"
@@ -981,7 +1085,7 @@ mod tests {
             })
             .collect();
         let mask = Tensor::from_vec(causal, (batch, 1, seq, seq), &device).unwrap();
-        let whole = scaled_attention(&q, &k, &v, &mask, Mode::Inference).unwrap();
+        let whole = grouped_attention(&q, &k, &v, &mask, Mode::Inference).unwrap();
         for rows in [1, 3, 4, 11, 64] {
             let chunked = chunked_attention(&q, &k, &v, &mask, rows).unwrap();
             let difference = (chunked - &whole)
@@ -996,6 +1100,39 @@ mod tests {
         }
         assert_eq!(query_chunk_rows(2 * 9, 2048), 56);
         assert_eq!(query_chunk_rows(1, usize::MAX / 8), 1);
+    }
+
+    /// Query heads that share a key/value head, stacked, attend as if the keys and
+    /// values were repeated for each of them (how Hugging Face computes GQA).
+    #[test]
+    fn grouped_query_attention_equals_attention_over_repeated_heads() {
+        let device = Device::Cpu;
+        let (batch, heads, kv_heads, seq, dim) = (2, 6, 2, 5, 4);
+        let q = Tensor::randn(0f32, 1.0, (batch, heads, seq, dim), &device).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (batch, kv_heads, seq, dim), &device).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (batch, kv_heads, seq, dim), &device).unwrap();
+        let mask = Tensor::zeros((batch, 1, seq, seq), DType::F32, &device).unwrap();
+        let repeat = |x: &Tensor| {
+            x.unsqueeze(2)
+                .unwrap()
+                .expand((batch, kv_heads, heads / kv_heads, seq, dim))
+                .unwrap()
+                .reshape((batch, heads, seq, dim))
+                .unwrap()
+        };
+        let expected = grouped_attention(&q, &repeat(&k), &repeat(&v), &mask, Mode::Inference);
+        for mode in [Mode::Inference, Mode::Differentiable] {
+            let grouped = grouped_attention(&q, &k, &v, &mask, mode).unwrap();
+            let difference = (grouped - expected.as_ref().unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(difference < 1e-6, "{mode:?}: {difference}");
+        }
     }
 
     /// The device-built mask is the one a host loop writes: 0 where a token may attend
