@@ -263,7 +263,7 @@ fn checkpoint_weights_checksums(checkpoint: &Path) -> Result<Value> {
 }
 
 /// Prompts `rlpt eval` generates together.
-const EVAL_BATCH: usize = 16;
+const EVAL_BATCH: usize = 64;
 
 fn parse_tasks(names: &[String]) -> Result<Vec<TaskKind>> {
     Ok(names

@@ -378,6 +378,7 @@ fn exported_rewards_match_rlpts_scorer_for_verl_and_trl() {
         tokenizer,
         &Device::Cpu,
         train_config.chat_template,
+        train_config.dtype,
     )
     .unwrap();
     let mut cases = Vec::new();

@@ -157,12 +157,18 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
 /// updates per batch (so the ratio moves and clips) and a KL term to the initial model
 /// take the longest path through a step.
 fn resumable_config(dir: &Path) -> PathBuf {
+    resumable_config_in(dir, "f32")
+}
+
+/// [`resumable_config`] training in `dtype`.
+fn resumable_config_in(dir: &Path, dtype: &str) -> PathBuf {
     let samples = repo_root().join("data-samples");
     let text = format!(
         r#"
 model = "{tiny}"
 input = "{triples}"
 steps = 6
+dtype = "{dtype}"
 [[task]]
 kind = "next-token"
 [sampling]
@@ -201,8 +207,19 @@ fn step_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn a_training_run_killed_mid_way_resumes_bit_identically() {
+    killed_run_resumes_bit_identically("f32");
+}
+
+/// bf16 training: the master weights in the optimizer state carry what bf16 weights
+/// cannot, so a resumed run continues exactly too.
+#[test]
+fn a_bf16_training_run_killed_mid_way_resumes_bit_identically() {
+    killed_run_resumes_bit_identically("bf16");
+}
+
+fn killed_run_resumes_bit_identically(dtype: &str) {
     let work = tempfile::tempdir().unwrap();
-    let config = resumable_config(work.path());
+    let config = resumable_config_in(work.path(), dtype);
     let reference = work.path().join("reference");
     rlpt_ok(&run_args("train", &config, &reference, &[]));
     let reference_metrics = deterministic(metrics_lines(&reference));
@@ -249,6 +266,13 @@ fn a_training_run_killed_mid_way_resumes_bit_identically() {
         "weights and optimizer state differ after resuming"
     );
     assert_eq!(tmp_entries(&killed), Vec::<String>::new());
+    let optimizer = fs::read(latest(&killed).join("optimizer.safetensors")).unwrap();
+    let has_masters = optimizer.windows(7).any(|w| w == b"master.");
+    assert_eq!(
+        has_masters,
+        dtype == "bf16",
+        "master weights in a {dtype} run"
+    );
 }
 
 #[test]

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 pub use crate::grpo::GrpoConfig;
 pub use crate::judge::{DEFAULT_REFERENCE_SEGMENTS, JudgeConfig};
 pub use crate::optim::OptimConfig;
+pub use crate::policy::Precision;
 pub use crate::sft::{ColdStartConfig, SftConfig, SftTarget};
 use crate::tasks::ChatTemplateSetting;
 pub use crate::tasks::TaskConfig;
@@ -50,6 +51,9 @@ pub struct TrainConfig {
     pub chat_template: ChatTemplateSetting,
     /// Prompts longer than this (in tokens) keep their last tokens' worth of context.
     pub max_prompt_tokens: usize,
+    /// `f32` or `bf16`: the policy's (and the KL reference's) weights and activations.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub dtype: Precision,
     /// GRPO steps in a row that may train on nothing (every group dropped: no answer in
     /// the format, or equal rewards) before the run stops with an error; 0: never stop.
     /// Each such step is warned about. Not part of the config hash.
@@ -93,6 +97,7 @@ impl Default for TrainConfig {
             steps: 10,
             chat_template: ChatTemplateSetting::Auto,
             max_prompt_tokens: 512,
+            dtype: Precision::F32,
             max_idle_steps: DEFAULT_MAX_IDLE_STEPS,
             tensorboard: false,
             data: DataConfig::default(),
@@ -168,7 +173,7 @@ impl TrainConfig {
         if self.tasks.is_empty() {
             return bad("no [[task]]: give at least one (next-token, asr or msr)".into());
         }
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.cold_start.tasks) {
             if !(task.weight > 0.0 && task.weight.is_finite()) {
                 return bad(format!("task {}: weight must be > 0", task.kind.name()));
             }
@@ -264,5 +269,29 @@ mod tests {
         assert!(json.contains(r#""kind":"next-token""#), "{json}");
         assert!(json.contains(r#""schedule":"constant""#), "{json}");
         assert!(json.contains(r#""chat_template":"auto""#), "{json}");
+    }
+
+    /// `[[cold_start.task]]` and `cold_start.max_tokens` are read, checked like
+    /// `[[task]]`, and absent from the hash when unset (so a checkpoint of a config
+    /// without them still resumes).
+    #[test]
+    fn the_cold_start_may_teach_its_own_tasks_within_its_own_budget() {
+        let base = "[[task]]\nkind = \"next-token\"\n\n[cold_start]\nsteps = 4\n";
+        let plain = parse(base).unwrap();
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("max_tokens\":null"), "{json}");
+        assert!(!json.contains("\"task\":[]"), "{json}");
+        let text = format!(
+            "{base}max_tokens = 24\n\n[[cold_start.task]]\nkind = \"asr\"\n\n\
+             [[cold_start.task]]\nkind = \"msr\"\nweight = 0.5\n"
+        );
+        let own = parse(&text).unwrap();
+        assert_eq!(own.cold_start.max_tokens, Some(24));
+        let kinds: Vec<TaskKind> = own.cold_start.tasks.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, [TaskKind::Asr, TaskKind::Msr]);
+        assert_ne!(own.hash(), plain.hash());
+        let zero = parse(&text.replace("weight = 0.5", "weight = 0")).unwrap();
+        let error = zero.validate().unwrap_err().to_string();
+        assert!(error.contains("msr: weight must be > 0"), "{error}");
     }
 }

@@ -21,7 +21,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::config::{DataConfig, TaskConfig, TrainConfig};
 use crate::data::{Split, Triple, TripleStream};
 use crate::error::Result;
-use crate::grpo_run::Scorer;
+use crate::grpo_run::{Completions, Scorer};
 use crate::policy::{Policy, open_model};
 use crate::rewards;
 use crate::tasks::{self, Instance, TaskKind};
@@ -165,7 +165,13 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let (weights, tokenizer) = open_model(model, config.tokenizer.as_deref())?;
     let device = rlpt_lm::device(&config.device)?;
-    let policy = Policy::load(&weights, tokenizer, &device, config.chat_template)?;
+    let policy = Policy::load(
+        &weights,
+        tokenizer,
+        &device,
+        config.chat_template,
+        config.dtype,
+    )?;
     let mut eval_config = config.clone();
     eval_config.tasks = options
         .tasks
@@ -233,10 +239,19 @@ pub fn evaluate(
                 ..SamplingConfig::default()
             };
             let generations = policy.sample(&prompts, &sampling)?;
-            for ((instance, entropy), generation) in chunk.iter().zip(&generations) {
-                let score = scorer
-                    .score(&policy, task, instance, &[generation.text.as_str()])?
-                    .remove(0);
+            // The batch's answers go to the judge (if the reward asks one) together.
+            let groups: Vec<Completions> = chunk
+                .iter()
+                .zip(&generations)
+                .map(|((instance, _), generation)| Completions {
+                    task,
+                    instance,
+                    texts: vec![generation.text.as_str()],
+                })
+                .collect();
+            let scores = scorer.score_groups(&policy, &groups)?;
+            for ((_, entropy), mut score) in chunk.iter().zip(scores) {
+                let score = score.remove(0);
                 overall.count(score.reward > 0.0, score.format_failure);
                 for bucket in entropy.iter().flat_map(|&e| buckets_of(e)) {
                     buckets

@@ -313,7 +313,8 @@ pub fn train(
     let scorer = Scorer::new(&run.config)?;
     let reference = if run.config.grpo.kl_beta > 0.0 {
         let device = run.device().clone();
-        Some(Model::load(&initial, WeightFormat::F32, &device)?)
+        let format = run.config.dtype.weight_format();
+        Some(Model::load(&initial, format, &device)?)
     } else {
         None
     };
@@ -352,13 +353,7 @@ fn cold_start(config: &TrainConfig, files: &[PathBuf]) -> Result<Option<PathBuf>
     {
         return Ok(Some(dir.clone()));
     }
-    let mut supervised = config.clone();
-    supervised.output = output.clone();
-    supervised.steps = steps;
-    supervised.seed = mix(config.seed, 0, 0, 4);
-    supervised.sft.target = SftTarget::Answers;
-    supervised.sft.lr = config.cold_start.lr;
-    supervised.checkpoint.every = steps;
+    let supervised = cold_start_config(config, output.clone());
     let resume = done.map(|(_, dir)| dir);
     crate::sft::sft(
         supervised,
@@ -372,6 +367,26 @@ fn cold_start(config: &TrainConfig, files: &[PathBuf]) -> Result<Option<PathBuf>
         },
     )?;
     Ok(Some(checkpoint::resolve(&output)?))
+}
+
+/// The supervised run of `config`'s cold start, into `output`: its steps, learning
+/// rate, tasks and answer budget, its own seed, one checkpoint at its end.
+fn cold_start_config(config: &TrainConfig, output: PathBuf) -> TrainConfig {
+    let steps = config.cold_start.steps;
+    let mut supervised = config.clone();
+    supervised.output = output;
+    supervised.steps = steps;
+    supervised.seed = mix(config.seed, 0, 0, 4);
+    supervised.sft.target = SftTarget::Answers;
+    supervised.sft.lr = config.cold_start.lr;
+    supervised.checkpoint.every = steps;
+    if !config.cold_start.tasks.is_empty() {
+        supervised.tasks = config.cold_start.tasks.clone();
+    }
+    if let Some(max_tokens) = config.cold_start.max_tokens {
+        supervised.sampling.max_tokens = max_tokens;
+    }
+    supervised
 }
 
 /// Counts GRPO steps in a row that trained on nothing — no group kept, or every
@@ -907,6 +922,7 @@ mod tests {
             tokenizer,
             &Device::Cpu,
             ChatTemplateSetting::None,
+            config.dtype,
         )
         .unwrap();
         (scorer, policy)
@@ -944,6 +960,36 @@ mod tests {
         let scores = scorer.score(&policy, 0, &instance, &[&completion]).unwrap();
         assert_eq!(scores[0].reward, 1.0);
         server.join().unwrap()
+    }
+
+    /// The cold start runs its own tasks within its own answer budget, under its own
+    /// seed, checkpointing once; without them it teaches GRPO's tasks at GRPO's budget.
+    #[test]
+    fn the_cold_start_teaches_its_own_tasks_or_grpos() {
+        let config = TrainConfig {
+            cold_start: crate::config::ColdStartConfig {
+                steps: 5,
+                lr: 3e-5,
+                ..Default::default()
+            },
+            ..TrainConfig::default()
+        };
+        let plain = cold_start_config(&config, PathBuf::from("out/cold-start"));
+        assert_eq!(plain.tasks, config.tasks);
+        assert_eq!(plain.sampling.max_tokens, config.sampling.max_tokens);
+        assert_eq!((plain.steps, plain.checkpoint.every), (5, 5));
+        assert_eq!(plain.sft.target, SftTarget::Answers);
+        assert_eq!(plain.sft.lr, 3e-5);
+        assert_ne!(plain.seed, config.seed);
+        let mut own = config.clone();
+        own.cold_start.tasks = vec![TaskConfig {
+            kind: TaskKind::Asr,
+            ..TaskConfig::default()
+        }];
+        own.cold_start.max_tokens = Some(40);
+        let supervised = cold_start_config(&own, PathBuf::from("out/cold-start"));
+        assert_eq!(supervised.tasks, own.cold_start.tasks);
+        assert_eq!(supervised.sampling.max_tokens, 40);
     }
 
     /// A step's groups are scored together — the judge's verdicts land on the right

@@ -1,39 +1,59 @@
 //! AdamW whose moments can be saved and restored (candle-nn's cannot export them),
+//! with f32 master weights for parameters held in a narrower dtype (bf16 training),
 //! global gradient-norm clipping, and the learning-rate schedule (linear warmup, then
 //! constant or cosine decay).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{Error, Result, compute};
 use serde::{Deserialize, Serialize};
 
 /// AdamW (decoupled weight decay) over named parameters.
+///
+/// Moments are f32 whatever the parameters' dtype. A parameter held in another dtype
+/// (bf16) has an f32 master copy: the update applies to the master, and the parameter
+/// becomes the master rounded, so updates smaller than the parameter's precision
+/// accumulate instead of being lost.
 pub struct AdamW {
     config: OptimConfig,
     /// Updates applied so far.
     step: u64,
     /// First and second moments per parameter, in the parameters' order.
     moments: Vec<(Tensor, Tensor)>,
+    /// The f32 master weight of each parameter that is not f32 (none for f32 ones).
+    masters: Vec<Option<Tensor>>,
+}
+
+/// An f32 copy of `var` if it is held in another dtype.
+fn master_of(var: &Var) -> candle_core::Result<Option<Tensor>> {
+    if var.dtype() == DType::F32 {
+        return Ok(None);
+    }
+    var.as_tensor().detach().to_dtype(DType::F32).map(Some)
 }
 
 impl AdamW {
-    /// Zero moments for `params`.
+    /// Zero moments for `params`, and their master weights.
     pub fn new(config: OptimConfig, params: &[(String, Var)]) -> Result<Self> {
-        let moments = params
-            .iter()
-            .map(|(_, var)| {
-                let zeros = var.zeros_like()?;
-                Ok((zeros.clone(), zeros))
-            })
-            .collect::<candle_core::Result<_>>()
-            .map_err(compute("optimizer state"))?;
+        let state = || -> candle_core::Result<_> {
+            let mut moments = Vec::with_capacity(params.len());
+            let mut masters = Vec::with_capacity(params.len());
+            for (_, var) in params {
+                let zeros = Tensor::zeros(var.shape(), DType::F32, var.device())?;
+                moments.push((zeros.clone(), zeros));
+                masters.push(master_of(var)?);
+            }
+            Ok((moments, masters))
+        };
+        let (moments, masters) = state().map_err(compute("optimizer state"))?;
         Ok(Self {
             config,
             step: 0,
             moments,
+            masters,
         })
     }
 
@@ -42,31 +62,46 @@ impl AdamW {
         self.step
     }
 
-    /// One update of `params` with `grads` (same order) at learning rate `lr`.
+    /// One update of `params` with `grads` (same order, f32) at learning rate `lr`.
     pub fn update(&mut self, params: &[(String, Var)], grads: &[Tensor], lr: f64) -> Result<()> {
         self.step += 1;
         let c = &self.config;
         let t = self.step as i32;
         let (bias1, bias2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        for (((_, var), grad), (m, v)) in params.iter().zip(grads).zip(&mut self.moments) {
+        let state = self.moments.iter_mut().zip(&mut self.masters);
+        for (((_, var), grad), ((m, v), master)) in params.iter().zip(grads).zip(state) {
             let mut run = || -> candle_core::Result<()> {
-                *m = ((&*m * c.beta1)? + (grad * (1.0 - c.beta1))?)?;
+                let grad = grad.to_dtype(DType::F32)?;
+                *m = ((&*m * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
                 *v = ((&*v * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
                 let step = ((&*m / bias1)? / ((&*v / bias2)?.sqrt()? + c.eps)?)?;
-                let decayed = (var.as_tensor() * (1.0 - lr * c.weight_decay))?;
-                var.set(&(decayed - (step * lr)?)?)
+                let weight = master.as_ref().unwrap_or(var.as_tensor());
+                let updated = ((weight * (1.0 - lr * c.weight_decay))? - (step * lr)?)?;
+                match master {
+                    Some(master) => {
+                        var.set(&updated.to_dtype(var.dtype())?)?;
+                        *master = updated;
+                        Ok(())
+                    }
+                    None => var.set(&updated),
+                }
             };
             run().map_err(compute("AdamW update"))?;
         }
         Ok(())
     }
 
-    /// The moments as named tensors (`exp_avg.NAME`, `exp_avg_sq.NAME`) and the step.
+    /// The moments as named tensors (`exp_avg.NAME`, `exp_avg_sq.NAME`), the master
+    /// weights (`master.NAME`) and the step.
     pub fn save(&self, params: &[(String, Var)], path: &Path) -> Result<()> {
         let mut tensors = HashMap::new();
-        for ((name, _), (m, v)) in params.iter().zip(&self.moments) {
+        let state = self.moments.iter().zip(&self.masters);
+        for ((name, _), ((m, v), master)) in params.iter().zip(state) {
             tensors.insert(format!("exp_avg.{name}"), m.clone());
             tensors.insert(format!("exp_avg_sq.{name}"), v.clone());
+            if let Some(master) = master {
+                tensors.insert(format!("master.{name}"), master.clone());
+            }
         }
         let step = Tensor::new(&[self.step as u32], &Device::Cpu).map_err(compute("step"))?;
         tensors.insert("step".into(), step);
@@ -96,11 +131,16 @@ impl AdamW {
             Ok(tensor)
         };
         let mut moments = Vec::with_capacity(params.len());
+        let mut masters = Vec::with_capacity(params.len());
         for (name, var) in params {
             moments.push((
                 take(format!("exp_avg.{name}"), var)?,
                 take(format!("exp_avg_sq.{name}"), var)?,
             ));
+            masters.push(match var.dtype() {
+                DType::F32 => None,
+                _ => Some(take(format!("master.{name}"), var)?),
+            });
         }
         let step = tensors
             .remove("step")
@@ -108,6 +148,7 @@ impl AdamW {
             .and_then(|s| s.first().copied())
             .ok_or_else(|| refuse("has no `step`".into()))?;
         self.moments = moments;
+        self.masters = masters;
         self.step = u64::from(step);
         Ok(())
     }
@@ -237,6 +278,67 @@ mod tests {
         assert_eq!(
             var.to_vec1::<f32>().unwrap(),
             twin.to_vec1::<f32>().unwrap()
+        );
+    }
+
+    /// A bf16 parameter's updates accumulate in its f32 master: steps of 1e-3, each
+    /// below bf16's resolution at 1.0, move it after a few steps, where updating
+    /// the bf16 weight itself would leave it at 1.0 forever; the master is saved and
+    /// restored with the moments.
+    #[test]
+    fn bf16_parameters_update_through_f32_master_weights() {
+        let config = OptimConfig {
+            weight_decay: 0.0,
+            ..OptimConfig::default()
+        };
+        let start = Tensor::new(&[1.0f32], &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let var = Var::from_tensor(&start).unwrap();
+        let params = vec![("w".to_string(), var.clone())];
+        let mut adam = AdamW::new(config.clone(), &params).unwrap();
+        let grad = Tensor::new(&[1.0f32], &Device::Cpu).unwrap();
+        let value = |var: &Var| var.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0];
+        adam.update(&params, std::slice::from_ref(&grad), 1e-3)
+            .unwrap();
+        assert_eq!(value(&var), 1.0, "one step is below bf16's resolution");
+        for _ in 0..9 {
+            adam.update(&params, std::slice::from_ref(&grad), 1e-3)
+                .unwrap();
+        }
+        assert_eq!(var.dtype(), DType::BF16);
+        // The master is at 0.990; the weight is it rounded to bf16 (spacing 2⁻⁸ below 1).
+        let master = adam.masters[0].as_ref().unwrap().to_vec1::<f32>().unwrap()[0];
+        assert!((master - 0.990).abs() < 1e-5, "{master}");
+        assert!(
+            (value(&var) - master).abs() <= 2f32.powi(-9),
+            "{}",
+            value(&var)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("optimizer.safetensors");
+        adam.save(&params, &path).unwrap();
+        let twin = Var::from_tensor(var.as_tensor()).unwrap();
+        let twin_params = vec![("w".to_string(), twin.clone())];
+        let mut restored = AdamW::new(config, &twin_params).unwrap();
+        restored.load(&twin_params, &path, &Device::Cpu).unwrap();
+        for _ in 0..3 {
+            adam.update(&params, std::slice::from_ref(&grad), 1e-3)
+                .unwrap();
+            restored
+                .update(&twin_params, std::slice::from_ref(&grad), 1e-3)
+                .unwrap();
+        }
+        assert_eq!(value(&var), value(&twin));
+        assert_eq!(
+            adam.masters[0].as_ref().unwrap().to_vec1::<f32>().unwrap(),
+            restored.masters[0]
+                .as_ref()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
         );
     }
 

@@ -13,6 +13,7 @@ use rlpt_lm::{
 
 use crate::error::{Error, Result, compute};
 use crate::tasks::{ChatTemplate, ChatTemplateSetting, Instance, Prompter, TaskKind};
+use serde::{Deserialize, Serialize};
 
 /// A model being trained.
 pub struct Policy {
@@ -55,19 +56,47 @@ pub fn tokenizer_for(model: &Path, explicit: Option<&Path>) -> Result<Tokenizer>
     }
 }
 
+/// The dtype the policy trains in (`dtype` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Weights, activations and gradients in f32.
+    #[default]
+    F32,
+    /// Weights and activations in bf16 (half the memory of weights and activations);
+    /// the optimizer keeps f32 master weights and moments, gradients are summed in
+    /// f32, and norms, softmax, losses and log-softmax compute in f32.
+    Bf16,
+}
+
+impl Precision {
+    /// The weight format a model of this precision loads in.
+    pub fn weight_format(self) -> WeightFormat {
+        match self {
+            Self::F32 => WeightFormat::F32,
+            Self::Bf16 => WeightFormat::Bf16,
+        }
+    }
+
+    pub(crate) fn is_f32(&self) -> bool {
+        *self == Self::F32
+    }
+}
+
 impl Policy {
-    /// Loads `model` (f32, trainable) with `tokenizer` on `device`.
+    /// Loads `model` (trainable, in `precision`) with `tokenizer` on `device`.
     pub fn load(
         model: &Path,
         tokenizer: Tokenizer,
         device: &Device,
         chat: ChatTemplateSetting,
+        precision: Precision,
     ) -> Result<Self> {
-        let model = Model::load(model, WeightFormat::F32, device)?;
+        let model = Model::load(model, precision.weight_format(), device)?;
         Self::new(model, tokenizer, chat)
     }
 
-    /// A policy of an f32 `model`.
+    /// A policy of a dense (f32 or bf16) `model`.
     pub fn new(mut model: Model, tokenizer: Tokenizer, chat: ChatTemplateSetting) -> Result<Self> {
         let params = model.trainable()?;
         let chat = ChatTemplate::choose(chat, &tokenizer);
@@ -438,7 +467,10 @@ mod tests {
         )
         .unwrap();
         sums.into_iter()
-            .map(|g| g.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .map(|g| {
+                let g = g.unwrap().to_dtype(DType::F32).unwrap();
+                g.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            })
             .collect()
     }
 
@@ -446,8 +478,14 @@ mod tests {
     fn shared_prompts_and_activation_checkpointing_give_the_gradients_of_whole_sequences() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
         let tokenizer = tokenizer_for(&root, None).unwrap();
-        let policy =
-            Policy::load(&root, tokenizer, &Device::Cpu, ChatTemplateSetting::None).unwrap();
+        let policy = Policy::load(
+            &root,
+            tokenizer,
+            &Device::Cpu,
+            ChatTemplateSetting::None,
+            Precision::F32,
+        )
+        .unwrap();
         let (a, b) = (
             policy
                 .tokenizer
@@ -514,14 +552,77 @@ mod tests {
         }
     }
 
+    /// A bf16 policy computes what the f32 one does, to bf16's precision: the same
+    /// completion log-probs within 0.05 nats and gradients within 5% (relative L2) of
+    /// each parameter's; its weights and gradients stay bf16.
+    #[test]
+    fn a_bf16_policy_gives_the_f32_log_probs_and_gradients_to_its_precision() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
+        let load = |precision| {
+            let tokenizer = tokenizer_for(&root, None).unwrap();
+            Policy::load(
+                &root,
+                tokenizer,
+                &Device::Cpu,
+                ChatTemplateSetting::None,
+                precision,
+            )
+            .unwrap()
+        };
+        let (full, half) = (load(Precision::F32), load(Precision::Bf16));
+        assert!(
+            half.params
+                .iter()
+                .all(|(_, var)| var.dtype() == DType::BF16)
+        );
+        let prompt = full.tokenizer.encode("The theorem of Pythagoras").unwrap();
+        let completion = full.tokenizer.encode(" relates the sides").unwrap();
+        let sequences = [Sequence {
+            prompt: &prompt,
+            completion: &completion,
+        }];
+        let log_probs = |policy: &Policy| {
+            completion_log_probs(&policy.model, &sequences, 0, 1.0, Mode::Inference)
+                .unwrap()
+                .0
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        };
+        for (a, b) in log_probs(&full)[0].iter().zip(&log_probs(&half)[0]) {
+            assert!((a - b).abs() < 0.05, "{a} vs {b}");
+        }
+        let (exact, rounded) = (
+            gradients(&full, &sequences, false),
+            gradients(&half, &sequences, false),
+        );
+        for (((name, _), e), r) in full.params.iter().zip(&exact).zip(&rounded) {
+            let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let diff = e
+                .iter()
+                .zip(r)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum::<f32>()
+                .sqrt();
+            assert!(diff <= 0.05 * norm, "{name}: |Δ| {diff} against |g| {norm}");
+        }
+    }
+
     /// RPT item 5: the loss scores a completion under softmax(logits / T), the
     /// distribution it was sampled from, not the model's T = 1 one.
     #[test]
     fn completion_log_probs_are_of_the_sampling_temperature() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
         let tokenizer = tokenizer_for(&root, None).unwrap();
-        let policy =
-            Policy::load(&root, tokenizer, &Device::Cpu, ChatTemplateSetting::None).unwrap();
+        let policy = Policy::load(
+            &root,
+            tokenizer,
+            &Device::Cpu,
+            ChatTemplateSetting::None,
+            Precision::F32,
+        )
+        .unwrap();
         let prompt = policy
             .tokenizer
             .encode("The boiling point of water")

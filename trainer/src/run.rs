@@ -147,7 +147,13 @@ impl Run {
             .tensorboard
             .then(|| EventWriter::open(&config.output, &metrics_path))
             .transpose()?;
-        let policy = Policy::load(&weights, tokenizer, &device, config.chat_template)?;
+        let policy = Policy::load(
+            &weights,
+            tokenizer,
+            &device,
+            config.chat_template,
+            config.dtype,
+        )?;
         let mut optimizer = AdamW::new(optim.clone(), &policy.params)?;
         if let Some((dir, _)) = &resumed {
             optimizer.load(&policy.params, &dir.join("optimizer.safetensors"), &device)?;
@@ -348,27 +354,31 @@ impl Gradients {
         Self(vec![None; policy.params.len()])
     }
 
-    /// Adds a backward pass's gradients.
+    /// Adds a backward pass's gradients, summed in f32 whatever the parameters' dtype.
     pub fn add(&mut self, policy: &Policy, store: &GradStore) -> Result<()> {
         for ((_, var), slot) in policy.params.iter().zip(&mut self.0) {
             if let Some(grad) = store.get(var.as_tensor()) {
+                let grad = grad
+                    .to_dtype(DType::F32)
+                    .map_err(compute("accumulating gradients"))?;
                 *slot = Some(match slot.take() {
                     Some(sum) => (sum + grad).map_err(compute("accumulating gradients"))?,
-                    None => grad.clone(),
+                    None => grad,
                 });
             }
         }
         Ok(())
     }
 
-    /// One tensor per parameter (zeros where no gradient reached).
+    /// One f32 tensor per parameter (zeros where no gradient reached).
     fn into_tensors(self, policy: &Policy) -> Result<Vec<Tensor>> {
         self.0
             .into_iter()
             .zip(&policy.params)
             .map(|(grad, (_, var))| match grad {
                 Some(grad) => Ok(grad),
-                None => var.zeros_like().map_err(compute("zero gradient")),
+                None => Tensor::zeros(var.shape(), DType::F32, var.device())
+                    .map_err(compute("zero gradient")),
             })
             .collect()
     }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result, compute};
 use crate::grpo_run::{TaskSpec, draw, mix};
 use crate::policy::{Policy, Sequence, completion_backward};
 use crate::run::{Gradients, MAX_UNUSABLE, Run, Summary};
-use crate::tasks::{Instance, PREDICTION_END, PREDICTION_START, TaskKind};
+use crate::tasks::{Instance, PREDICTION_END, PREDICTION_START, TaskConfig, TaskKind};
 use serde::{Deserialize, Serialize};
 
 /// Runs SFT to `config.steps`, from `resume` when given; `on_step` sees each step's
@@ -297,11 +297,24 @@ pub struct ColdStartConfig {
     pub steps: u64,
     /// Their peak learning rate (the optimizer section's other settings apply).
     pub lr: f64,
+    /// The tasks whose answer formats it teaches, as `[[cold_start.task]]` entries
+    /// (none: GRPO's `[[task]]` list). A model evaluated on tasks GRPO does not train
+    /// must still have learned their formats.
+    #[serde(rename = "task", skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskConfig>,
+    /// Tokens an answer may take, tags included (none: `sampling.max_tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
 }
 
 impl Default for ColdStartConfig {
     fn default() -> Self {
-        Self { steps: 0, lr: 1e-5 }
+        Self {
+            steps: 0,
+            lr: 1e-5,
+            tasks: Vec::new(),
+            max_tokens: None,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use candle_core::{DType, Device};
 
 use crate::checkpoint;
 use crate::error::{Error, Result};
-use crate::policy::{Policy, open_model};
+use crate::policy::{Policy, Precision, open_model};
 use crate::tasks::ChatTemplateSetting;
 
 /// What to export and how.
@@ -36,7 +36,13 @@ pub fn write(export: &HfExport) -> Result<PathBuf> {
     }
     let staging = super::staging_dir(&export.output, export.force)?;
     let (weights, tokenizer) = open_model(&export.source, None)?;
-    let policy = Policy::load(&weights, tokenizer, &Device::Cpu, ChatTemplateSetting::Auto)?;
+    let policy = Policy::load(
+        &weights,
+        tokenizer,
+        &Device::Cpu,
+        ChatTemplateSetting::Auto,
+        Precision::F32,
+    )?;
     policy.save(&staging, export.dtype)?;
     checkpoint::publish_dir(&staging, &export.output)?;
     Ok(export.output.clone())
