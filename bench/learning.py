@@ -9,13 +9,15 @@ Steps, each with the `rlpt` binary as a user runs it:
 1. data: every 8th English Wikipedia lead of the fetched corpus (`--docs` of them) is
    ingested, segmented and entropy-tagged by SmolLM2 (`rlpt run`);
 2. training (`rlpt train`): RLPT's cold start (supervised steps on answers in the
-   format, `\\boxed{next word}`), then GRPO with RPT's prefix-token reward; a quarter of
-   the documents (by id hash, `data.holdout`) never reach training;
+   three formats: `\\boxed{next word}` for next-token, the segment's start between
+   prediction tags for asr and msr), then GRPO on next-token with RPT's prefix-token
+   reward; a quarter of the documents (by id hash, `data.holdout`) never reach training;
 3. evaluation (`rlpt eval --split heldout`) of the base model, the cold-start model and
    the GRPO model on those documents: greedy next-token accuracy in RPT's nested entropy
    buckets, and the same positions as plain next-token prediction, each with its
    bootstrap 95% interval, and GRPO's gain over the cold start with a paired bootstrap
-   interval (the same positions resampled together).
+   interval (the same positions resampled together); then the asr and msr reward rates
+   (RLPT's prefix reward, judged by the base SmolLM2) with their intervals.
 
 Writes bench/results/learning.json (figures, settings, timings) and learning.png (the
 training reward per step and the held-out accuracies), and prints the README table.
@@ -102,6 +104,33 @@ max_tokens = 256
 [cold_start]
 steps = {cold_steps}
 lr = {cold_lr}
+max_tokens = {cold_tokens}
+
+# The cold start teaches all three answer formats, so the segment tasks can be
+# evaluated too; GRPO trains next-token only (its reward needs no judge).
+[[cold_start.task]]
+kind = "next-token"
+weight = 2.0
+
+[[cold_start.task]]
+kind = "asr"
+weight = 1.0
+
+[[cold_start.task]]
+kind = "msr"
+weight = 1.0
+"""
+
+# The segment tasks' evaluation: answers of up to --cold-tokens tokens (the tags take 13),
+# RLPT's prefix reward judged by the base SmolLM2 (the config's `model`) for every model.
+SEGMENT_TASKS = """
+[[task]]
+kind = "asr"
+reward = "prefix-semantic"
+
+[[task]]
+kind = "msr"
+reward = "prefix-semantic"
 """
 
 MODELS = [
@@ -131,23 +160,33 @@ def write_docs(path: Path, count: int) -> None:
                 kept += 1
 
 
-def evaluate(rlpt: str, config: Path, work: Path, limit: int) -> dict:
+def evaluate(rlpt: str, config: Path, segment_config: Path, work: Path, limit: int,
+             segment_limit: int) -> dict:
+    """Each model on the held-out triples: next-token (first `limit` triples) and the
+    segment tasks (first `segment_limit`), each with its own config."""
     models = {
         "base": ["--model", str(MODEL)],
         "cold_start": ["--checkpoint", str(work / "train/cold-start")],
         "grpo": ["--checkpoint", str(work / "train")],
     }
-    reports, seconds = {}, {}
+    runs = [("next-token", config, limit, "next-token"),
+            ("segments", segment_config, segment_limit, "asr,msr")]
+    reports, segments, seconds = {}, {}, {}
     for key, flags in models.items():
-        report = work / f"eval-{key}.json"
-        seconds[key] = run(
-            [rlpt, "eval", "--config", config, *flags, "--input", work / "data/tagged",
-             "--split", "heldout",
-             "--tasks", "next-token", "--limit", str(limit), "--output", report],
-            work / f"eval-{key}.log",
-        )
-        reports[key] = json.loads(report.read_text())["next-token"]
-    return {"reports": reports, "seconds": seconds}
+        for name, task_config, count, tasks in runs:
+            report = work / f"eval-{key}-{name}.json"
+            seconds[f"{key} {name}"] = run(
+                [rlpt, "eval", "--config", task_config, *flags, "--input",
+                 work / "data/tagged", "--split", "heldout", "--tasks", tasks,
+                 "--limit", str(count), "--output", report],
+                work / f"eval-{key}-{name}.log",
+            )
+            found = json.loads(report.read_text())
+            if name == "next-token":
+                reports[key] = found["next-token"]
+            else:
+                segments[key] = {task: found[task] for task in ("asr", "msr")}
+    return {"reports": reports, "segments": segments, "seconds": seconds}
 
 
 def paired_difference(before: str, after: str, resamples: int = 2000) -> dict:
@@ -232,6 +271,18 @@ def table(reports: dict) -> str:
     return "\n".join(rows)
 
 
+def segment_table(segments: dict) -> str:
+    def cell(tally: dict) -> str:
+        low, high = tally["ci95"]
+        return (f"{100 * tally['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}] "
+                f"({tally['format_failures']}/{tally['n']} format failures)")
+
+    rows = ["| model | asr reward rate | msr reward rate |", "|---|---|---|"]
+    for key, label in MODELS:
+        rows.append(f"| {label} | {cell(segments[key]['asr'])} | {cell(segments[key]['msr'])} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rlpt", default=str(ROOT / "target/release/rlpt"))
@@ -239,12 +290,17 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=600, help="Wikipedia leads used")
     parser.add_argument("--hard", type=float, default=0.5,
                         help="next-token positions trained on: proxy entropy at least this")
-    parser.add_argument("--cold-steps", type=int, default=16, help="cold-start steps of 16")
+    parser.add_argument("--cold-steps", type=int, default=20, help="cold-start steps of 16")
     parser.add_argument("--cold-lr", type=float, default=3e-5)
-    parser.add_argument("--steps", type=int, default=70, help="GRPO steps")
+    parser.add_argument("--steps", type=int, default=90, help="GRPO steps")
     parser.add_argument("--prompts", type=int, default=8, help="prompts per GRPO step")
     parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--eval-limit", type=int, default=300, help="held-out triples read")
+    parser.add_argument("--eval-limit", type=int, default=400,
+                        help="held-out triples read for next-token")
+    parser.add_argument("--segment-limit", type=int, default=80,
+                        help="held-out triples read for asr and msr")
+    parser.add_argument("--cold-tokens", type=int, default=32,
+                        help="answer budget of the cold start and the segment tasks")
     args = parser.parse_args()
     for needed in (MODEL, WIKI, Path(args.rlpt)):
         if not needed.exists():
@@ -259,9 +315,14 @@ def main() -> None:
     config = work / "train.toml"
     config.write_text(TRAIN.format(**fill, steps=args.steps, prompts=args.prompts, lr=args.lr,
                                    hard=args.hard, cold_steps=args.cold_steps,
-                                   cold_lr=args.cold_lr))
+                                   cold_lr=args.cold_lr, cold_tokens=args.cold_tokens))
+    segment_config = work / "eval-segments.toml"
+    segment_config.write_text(
+        config.read_text().replace("max_tokens = 8\n", f"max_tokens = {args.cold_tokens}\n", 1)
+        + SEGMENT_TASKS)
     train_s = run([args.rlpt, "train", "--config", config], work / "train.log")
-    evaluation = evaluate(args.rlpt, config, work, args.eval_limit)
+    evaluation = evaluate(args.rlpt, config, segment_config, work, args.eval_limit,
+                          args.segment_limit)
     metrics = read_metrics(work / "train/metrics.jsonl")
     cold = read_metrics(work / "train/cold-start/metrics.jsonl")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -275,12 +336,15 @@ def main() -> None:
                     "total": time.monotonic() - started},
         "cpus": os.cpu_count(),
         "eval": evaluation["reports"],
+        "eval_segments": evaluation["segments"],
         "training": [{k: m.get(k) for k in ("step", "reward_mean", "format_failure_fraction",
                                             "groups_kept", "groups_sampled", "timing")}
                      for m in metrics],
     }
     (RESULTS / "learning.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(table(evaluation["reports"]))
+    print()
+    print(segment_table(evaluation["segments"]))
     print(f"\nGRPO over the cold start, all positions: {100 * gain['gain']:+.1f} points, "
           f"paired 95% interval [{100 * gain['ci95'][0]:+.1f}, {100 * gain['ci95'][1]:+.1f}] "
           f"(right only after GRPO {gain['only_after']}, only before {gain['only_before']})")
