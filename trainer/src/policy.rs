@@ -438,6 +438,20 @@ pub fn checkpoint_weights(dir: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// The committed tiny model as a policy in `precision`, without a chat template.
+    fn tiny_policy(precision: Precision) -> Policy {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
+        let tokenizer = tokenizer_for(&root, None).unwrap();
+        Policy::load(
+            &root,
+            tokenizer,
+            &Device::Cpu,
+            ChatTemplateSetting::None,
+            precision,
+        )
+        .unwrap()
+    }
+
     /// Each parameter's gradient of a weighted sum of completion log-probs.
     fn gradients(policy: &Policy, sequences: &[Sequence<'_>], checkpointed: bool) -> Vec<Vec<f32>> {
         let mut sums: Vec<Option<Tensor>> = vec![None; policy.params.len()];
@@ -476,16 +490,7 @@ mod tests {
 
     #[test]
     fn shared_prompts_and_activation_checkpointing_give_the_gradients_of_whole_sequences() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
-        let tokenizer = tokenizer_for(&root, None).unwrap();
-        let policy = Policy::load(
-            &root,
-            tokenizer,
-            &Device::Cpu,
-            ChatTemplateSetting::None,
-            Precision::F32,
-        )
-        .unwrap();
+        let policy = tiny_policy(Precision::F32);
         let (a, b) = (
             policy
                 .tokenizer
@@ -557,19 +562,7 @@ mod tests {
     /// each parameter's; its weights and gradients stay bf16.
     #[test]
     fn a_bf16_policy_gives_the_f32_log_probs_and_gradients_to_its_precision() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
-        let load = |precision| {
-            let tokenizer = tokenizer_for(&root, None).unwrap();
-            Policy::load(
-                &root,
-                tokenizer,
-                &Device::Cpu,
-                ChatTemplateSetting::None,
-                precision,
-            )
-            .unwrap()
-        };
-        let (full, half) = (load(Precision::F32), load(Precision::Bf16));
+        let (full, half) = (tiny_policy(Precision::F32), tiny_policy(Precision::Bf16));
         assert!(
             half.params
                 .iter()
@@ -613,16 +606,7 @@ mod tests {
     /// distribution it was sampled from, not the model's T = 1 one.
     #[test]
     fn completion_log_probs_are_of_the_sampling_temperature() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny");
-        let tokenizer = tokenizer_for(&root, None).unwrap();
-        let policy = Policy::load(
-            &root,
-            tokenizer,
-            &Device::Cpu,
-            ChatTemplateSetting::None,
-            Precision::F32,
-        )
-        .unwrap();
+        let policy = tiny_policy(Precision::F32);
         let prompt = policy
             .tokenizer
             .encode("The boiling point of water")

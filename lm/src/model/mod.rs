@@ -1068,6 +1068,17 @@ mod tests {
         assert!(hidden.track_op(), "a differentiable pass keeps its graph");
     }
 
+    fn max_abs_difference(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     #[test]
     fn attention_in_query_chunks_equals_attention_at_once() {
         let device = Device::Cpu;
@@ -1088,14 +1099,7 @@ mod tests {
         let whole = grouped_attention(&q, &k, &v, &mask, Mode::Inference).unwrap();
         for rows in [1, 3, 4, 11, 64] {
             let chunked = chunked_attention(&q, &k, &v, &mask, rows).unwrap();
-            let difference = (chunked - &whole)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let difference = max_abs_difference(&chunked, &whole);
             assert!(difference < 1e-6, "{rows} rows: {difference}");
         }
         assert_eq!(query_chunk_rows(2 * 9, 2048), 56);
@@ -1123,14 +1127,7 @@ mod tests {
         let expected = grouped_attention(&q, &repeat(&k), &repeat(&v), &mask, Mode::Inference);
         for mode in [Mode::Inference, Mode::Differentiable] {
             let grouped = grouped_attention(&q, &k, &v, &mask, mode).unwrap();
-            let difference = (grouped - expected.as_ref().unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let difference = max_abs_difference(&grouped, expected.as_ref().unwrap());
             assert!(difference < 1e-6, "{mode:?}: {difference}");
         }
     }
