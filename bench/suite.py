@@ -37,6 +37,7 @@ BENCHMARKS = [
     ("filter", ["PEERS", "bench/filter_vs_datatrove.py"]),
     ("segment", ["PEERS", "bench/segment_vs_pysbd.py"]),
     ("entropy", ["PEERS", "bench/entropy_vs_llamacpp.py", "--docs", "173"]),
+    ("entropy-hf", ["TRL", "bench/entropy_vs_llamacpp.py", "--docs", "173", "--peer", "transformers"]),
     ("grpo-tiny", ["TRL", "bench/grpo_vs_trl.py"]),
     ("grpo-smollm2", ["TRL", "bench/grpo_vs_trl.py", "--model", "smollm2"]),
 ]
