@@ -373,14 +373,9 @@ fn exported_rewards_match_rlpts_scorer_for_verl_and_trl() {
     let scorer = rlpt_trainer::Scorer::new(&train_config).unwrap();
     let model = &train_config.model;
     let tokenizer = Tokenizer::from_file(&model.join("tokenizer.json")).unwrap();
-    let policy = rlpt_trainer::policy::Policy::load(
-        model,
-        tokenizer,
-        &Device::Cpu,
-        train_config.chat_template,
-        train_config.dtype,
-    )
-    .unwrap();
+    let policy =
+        rlpt_trainer::policy::Policy::load_for(model, tokenizer, &Device::Cpu, &train_config)
+            .unwrap();
     let mut cases = Vec::new();
     for row in trl_rows.iter().step_by(3) {
         let task = get(row, "task");

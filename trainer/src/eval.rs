@@ -165,13 +165,7 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let (weights, tokenizer) = open_model(model, config.tokenizer.as_deref())?;
     let device = rlpt_lm::device(&config.device)?;
-    let policy = Policy::load(
-        &weights,
-        tokenizer,
-        &device,
-        config.chat_template,
-        config.dtype,
-    )?;
+    let policy = Policy::load_for(&weights, tokenizer, &device, config)?;
     let mut eval_config = config.clone();
     eval_config.tasks = options
         .tasks

@@ -246,6 +246,24 @@ impl Default for OptimConfig {
 mod tests {
     use super::*;
 
+    /// `adam`'s state saved with `params` (one, named `w`), and a fresh AdamW over a
+    /// copy of `var` restored from it: the copy, its params and the restored optimizer.
+    fn restored_twin(
+        adam: &AdamW,
+        params: &[(String, Var)],
+        config: OptimConfig,
+        var: &Var,
+    ) -> (Var, Vec<(String, Var)>, AdamW) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("optimizer.safetensors");
+        adam.save(params, &path).unwrap();
+        let twin = Var::from_tensor(var.as_tensor()).unwrap();
+        let twin_params = vec![("w".to_string(), twin.clone())];
+        let mut restored = AdamW::new(config, &twin_params).unwrap();
+        restored.load(&twin_params, &path, &Device::Cpu).unwrap();
+        (twin, twin_params, restored)
+    }
+
     #[test]
     fn adamw_matches_the_update_by_hand_and_restores_exactly() {
         let config = OptimConfig {
@@ -264,13 +282,7 @@ mod tests {
         assert!((w[0] - (1.0 * 0.95 - 0.1)).abs() < 1e-6, "{w:?}");
         assert!((w[1] - (-2.0 * 0.95 + 0.1)).abs() < 1e-6, "{w:?}");
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("optimizer.safetensors");
-        adam.save(&params, &path).unwrap();
-        let twin = Var::from_tensor(var.as_tensor()).unwrap();
-        let twin_params = vec![("w".to_string(), twin.clone())];
-        let mut restored = AdamW::new(config, &twin_params).unwrap();
-        restored.load(&twin_params, &path, &Device::Cpu).unwrap();
+        let (twin, twin_params, mut restored) = restored_twin(&adam, &params, config, &var);
         assert_eq!(restored.steps_taken(), 1);
         adam.update(&params, std::slice::from_ref(&grad), 0.1)
             .unwrap();
@@ -317,13 +329,7 @@ mod tests {
             value(&var)
         );
 
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("optimizer.safetensors");
-        adam.save(&params, &path).unwrap();
-        let twin = Var::from_tensor(var.as_tensor()).unwrap();
-        let twin_params = vec![("w".to_string(), twin.clone())];
-        let mut restored = AdamW::new(config, &twin_params).unwrap();
-        restored.load(&twin_params, &path, &Device::Cpu).unwrap();
+        let (twin, twin_params, mut restored) = restored_twin(&adam, &params, config, &var);
         for _ in 0..3 {
             adam.update(&params, std::slice::from_ref(&grad), 1e-3)
                 .unwrap();

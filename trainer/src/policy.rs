@@ -11,6 +11,7 @@ use rlpt_lm::{
     Generation, KvCache, Mode, Model, SamplingConfig, SpecialTokenIds, Tokenizer, WeightFormat,
 };
 
+use crate::config::TrainConfig;
 use crate::error::{Error, Result, compute};
 use crate::tasks::{ChatTemplate, ChatTemplateSetting, Instance, Prompter, TaskKind};
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,16 @@ impl Policy {
     ) -> Result<Self> {
         let model = Model::load(model, precision.weight_format(), device)?;
         Self::new(model, tokenizer, chat)
+    }
+
+    /// Loads `model` as `config` says: its chat template, in its precision.
+    pub fn load_for(
+        model: &Path,
+        tokenizer: Tokenizer,
+        device: &Device,
+        config: &TrainConfig,
+    ) -> Result<Self> {
+        Self::load(model, tokenizer, device, config.chat_template, config.dtype)
     }
 
     /// A policy of a dense (f32 or bf16) `model`.

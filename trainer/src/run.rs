@@ -147,13 +147,7 @@ impl Run {
             .tensorboard
             .then(|| EventWriter::open(&config.output, &metrics_path))
             .transpose()?;
-        let policy = Policy::load(
-            &weights,
-            tokenizer,
-            &device,
-            config.chat_template,
-            config.dtype,
-        )?;
+        let policy = Policy::load_for(&weights, tokenizer, &device, &config)?;
         let mut optimizer = AdamW::new(optim.clone(), &policy.params)?;
         if let Some((dir, _)) = &resumed {
             optimizer.load(&policy.params, &dir.join("optimizer.safetensors"), &device)?;
