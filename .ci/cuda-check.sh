@@ -11,7 +11,7 @@ venv=.cuda-venv
 if [ ! -x "$venv/bin/pip" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check \
+"$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
     nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 \
     nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
 
