@@ -7,7 +7,9 @@ lengths, measured in the same run.
 Both sides: plain-text prompts (the last --prompt-tokens tokens of sample triples'
 contexts, the same strings), G completions per prompt, --prompts prompts per step, at
 most --max-tokens new tokens at temperature 1, no KL, one update per batch, token-mean
-loss, one micro-batch, f32, 2 threads, no gradient checkpointing. Rewards are 0 on both sides (the timing does not
+loss, one micro-batch, f32, 2 threads, no gradient checkpointing (`--checkpointing`:
+both sides recompute activations in the backward pass, rlpt block by block with each
+group's prompt run once, TRL with torch's checkpointing). Rewards are 0 on both sides (the timing does not
 depend on them; every step still runs the full forward and backward pass). Reported:
 median step time over the steps after the first, and generated tokens per second of
 step time. Needs: pip install torch trl transformers gguf polars
@@ -17,6 +19,7 @@ step time. Needs: pip install torch trl transformers gguf polars
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -73,7 +76,7 @@ group_size = {args.group}
 prompts_per_step = {args.prompts}
 dynamic_sampling = false
 micro_batch = {args.group * args.prompts}
-activation_checkpointing = false   # as TRL here (no gradient checkpointing)
+activation_checkpointing = {str(args.checkpointing).lower()}   # as TRL's gradient_checkpointing
 [optim]
 lr = 1e-6
 [checkpoint]
@@ -130,7 +133,7 @@ def run_trl(model_name: str, tokenizer, prompts: list[str], out: Path, args) -> 
         temperature=1.0, top_k=0, top_p=1.0, beta=0.0, num_iterations=1, loss_type="dapo",
         learning_rate=1e-6, max_steps=args.steps, logging_steps=1, use_cpu=True,
         report_to="none", save_strategy="no", bf16=False, seed=0,
-        gradient_checkpointing=False, disable_tqdm=True, log_level="error",
+        gradient_checkpointing=args.checkpointing, disable_tqdm=True, log_level="error",
     )
     trainer = GRPOTrainer(
         model=model, processing_class=tokenizer, args=config,
@@ -138,7 +141,9 @@ def run_trl(model_name: str, tokenizer, prompts: list[str], out: Path, args) -> 
         train_dataset=Dataset.from_dict({"prompt": prompts}), callbacks=[Timer()],
     )
     trainer.train()
-    return summarise(steps, tokens, None)
+    # The peak of this process, which ran only TRL (rlpt ran as a child).
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return summarise(steps, tokens, None) | {"rss_mb": rss_mb}
 
 
 def summarise(times: list[float], tokens: list[float], rollout) -> dict:
@@ -175,6 +180,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--prompt-tokens", type=int, default=96)
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="activation (gradient) checkpointing on both sides")
     args = parser.parse_args()
     if not MODELS[args.model][0].exists():
         sys.exit(f"{MODELS[args.model][0]} is missing: python3 data-samples/fetch.py models")
@@ -192,9 +199,12 @@ def main() -> None:
     for name, r in [("rlpt", rlpt), ("TRL", trl)]:
         print(f"{name:8}{r['step_s']:>10.2f}{r['tokens_per_step']:>13.1f}{r['tokens_per_s']:>10.1f}")
     print(f"rlpt rollout alone: {rlpt['rollout_tokens_per_s']:.1f} tokens/s")
+    print(f"peak RSS: rlpt {rlpt['rss_mb']:.0f} MB, TRL {trl['rss_mb']:.0f} MB "
+          f"(checkpointing {'on' if args.checkpointing else 'off'})")
     print(f"ratio rlpt/TRL: {trl['step_s'] / rlpt['step_s']:.2f}x step time, "
           f"{rlpt['tokens_per_s'] / trl['tokens_per_s']:.2f}x tokens/s")
-    report(f"GRPO step ({args.model}, CPU, 2 threads)", rlpt["tokens_per_s"], "tokens/s", rss_mb=rlpt["rss_mb"],
+    checkpointing = ", checkpointing" if args.checkpointing else ""
+    report(f"GRPO step ({args.model}{checkpointing}, CPU, 2 threads)", rlpt["tokens_per_s"], "tokens/s", rss_mb=rlpt["rss_mb"],
            vs_peer=trl["step_s"] / rlpt["step_s"], peer=f"TRL {__import__('trl').__version__} GRPOTrainer, step time",
            note=f"{rlpt['step_s']:.2f} s vs {trl['step_s']:.2f} s per step")
 

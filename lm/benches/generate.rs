@@ -9,22 +9,15 @@
 //!
 //! `RLPT_BENCH_TOKENS` (default 32) and `RLPT_BENCH_PROMPTS` (default 8) change the shape.
 
-use std::path::Path;
+mod common;
+
 use std::time::Instant;
 
 use candle_core::Device;
 use rlpt_lm::{Model, SamplingConfig, Tokenizer, WeightFormat, generate};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let model_path = root.join("data-samples/cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !model_path.exists() {
-        eprintln!(
-            "{} is missing: python3 data-samples/fetch.py models",
-            model_path.display()
-        );
-        std::process::exit(1);
-    }
+    let model_path = common::smollm2();
     let setting = |name: &str, default: usize| {
         std::env::var(name)
             .ok()
@@ -34,7 +27,7 @@ fn main() {
     let max_tokens = setting("RLPT_BENCH_TOKENS", 32);
     let prompt_count = setting("RLPT_BENCH_PROMPTS", 8);
     let tokenizer = Tokenizer::from_file(&model_path).unwrap();
-    let prompts = prompts(root, &tokenizer, prompt_count);
+    let prompts = common::prompts(&tokenizer, prompt_count);
     let group: Vec<Vec<u32>> = prompts
         .iter()
         .flat_map(|p| std::iter::repeat_n(p.clone(), 8))
@@ -69,19 +62,4 @@ fn main() {
             xxhash_rust::xxh3::xxh3_64(&ids)
         );
     }
-}
-
-/// `count` prompts of 90-110 tokens: the sample's first English leads, cut.
-fn prompts(root: &Path, tokenizer: &Tokenizer, count: usize) -> Vec<Vec<u32>> {
-    let sample =
-        std::fs::read_to_string(root.join("data-samples/wiki-stem/stem-en.jsonl")).unwrap();
-    sample
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|doc| doc["text"].as_str().map(|t| tokenizer.encode(t).unwrap()))
-        .filter(|ids| ids.len() >= 110)
-        .enumerate()
-        .map(|(i, ids)| ids[..90 + (i * 7) % 21].to_vec())
-        .take(count)
-        .collect()
 }

@@ -15,6 +15,8 @@
 
 use candle_core::{D, Tensor};
 
+pub use rlpt_rng::SplitMix64;
+
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Mode, Model};
 
@@ -97,9 +99,43 @@ impl Detokenizer for crate::Tokenizer {
 struct Running {
     prompt: usize,
     tokens: Vec<u32>,
+    /// Their text so far, kept up to date when stop strings are watched for.
+    text: IncrementalText,
     rng: SplitMix64,
     /// Whether it has ended (its row stays in the batch until the next compaction).
     ended: bool,
+}
+
+/// The text of a growing token sequence, decoded a few tokens at a time (as text
+/// generation servers do): a new token's text is the decoding of a short window
+/// ending at it minus the decoding of the window without it, held back while it ends
+/// in an incomplete character. A step decodes a few tokens, not the whole sequence.
+#[derive(Default)]
+struct IncrementalText {
+    text: String,
+    /// Where the window starts.
+    prefix: usize,
+    /// Tokens whose text is in `text`.
+    read: usize,
+}
+
+impl IncrementalText {
+    /// Brings the text up to `tokens` (the whole sequence so far).
+    fn advance(&mut self, tokens: &[u32], detokenizer: &dyn Detokenizer) -> Result<()> {
+        let before = detokenizer.decode(&tokens[self.prefix..self.read])?;
+        let after = detokenizer.decode(&tokens[self.prefix..])?;
+        if after.ends_with(char::REPLACEMENT_CHARACTER) || after.len() <= before.len() {
+            return Ok(());
+        }
+        match after.strip_prefix(before.as_str()) {
+            Some(added) => self.text.push_str(added),
+            // A decoder that rewrote the window's start: decode everything once.
+            None => self.text = detokenizer.decode(tokens)?,
+        }
+        self.prefix = self.read;
+        self.read = tokens.len();
+        Ok(())
+    }
 }
 
 /// Generates a continuation of every prompt (token ids, each non-empty), in batches
@@ -191,6 +227,7 @@ fn generate_batch(
         .map(|(row, &prompt)| Running {
             prompt: row,
             tokens: Vec::new(),
+            text: IncrementalText::default(),
             rng: SplitMix64::new(config.seed ^ (prompt as u64).wrapping_mul(0x9E37_79B9)),
             ended: false,
         })
@@ -264,24 +301,49 @@ fn finished(
         return Ok(Some(generation(sequence, text, Finish::Eos)));
     }
     sequence.tokens.push(token);
-    let text = detokenizer.decode(&sequence.tokens)?;
-    let stop = config
-        .stop
-        .iter()
-        .filter_map(|stop| text.find(stop.as_str()).map(|at| (at, stop)))
-        .min();
-    if let Some((at, stop)) = stop {
-        return Ok(Some(generation(
-            sequence,
-            text[..at].to_string(),
-            Finish::Stop(stop.clone()),
-        )));
+    if let Some((text, stop)) = stopped(sequence, &config.stop, detokenizer)? {
+        return Ok(Some(generation(sequence, text, Finish::Stop(stop))));
     }
     let out_of_room = cache.len() + 1 >= model.config().max_positions;
     if sequence.tokens.len() >= config.max_tokens || out_of_room {
+        let text = detokenizer.decode(&sequence.tokens)?;
         return Ok(Some(generation(sequence, text, Finish::Length)));
     }
     Ok(None)
+}
+
+/// The text before the first stop string and that string, once the sequence's text
+/// holds one. Each token, only the text it added (and the `longest stop - 1` bytes
+/// before it) is searched; a hit is confirmed on the whole sequence's decoding, which
+/// also gives the cut.
+fn stopped(
+    sequence: &mut Running,
+    stops: &[String],
+    detokenizer: &dyn Detokenizer,
+) -> Result<Option<(String, String)>> {
+    if stops.is_empty() {
+        return Ok(None);
+    }
+    let seen = sequence.text.text.len();
+    sequence.text.advance(&sequence.tokens, detokenizer)?;
+    let longest = stops.iter().map(String::len).max().unwrap_or(0);
+    let text = &sequence.text.text;
+    let mut from = seen.saturating_sub(longest.saturating_sub(1));
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    if !stops
+        .iter()
+        .any(|stop| text[from..].contains(stop.as_str()))
+    {
+        return Ok(None);
+    }
+    let text = detokenizer.decode(&sequence.tokens)?;
+    Ok(stops
+        .iter()
+        .filter_map(|stop| text.find(stop.as_str()).map(|at| (at, stop)))
+        .min()
+        .map(|(at, stop)| (text[..at].to_string(), stop.clone())))
 }
 
 fn generation(sequence: &mut Running, text: String, finish: Finish) -> Generation {
@@ -543,41 +605,78 @@ fn sample_all(logits: &[f32], temperature: f32, rng: &mut SplitMix64) -> u32 {
     weights.iter().rposition(|&w| w > 0.0).unwrap_or(0) as u32
 }
 
-/// SplitMix64: a 64-bit generator whose stream depends only on its seed.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A stream from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The state, from which [`SplitMix64::new`] continues the same stream.
-    pub fn state(&self) -> u64 {
-        self.state
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform number in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A byte-level detokenizer: ids 0..256 are bytes, 256.. are two-byte pieces of
+    /// "é" and "€" split across ids, decoded lossily like byte-level BPE.
+    struct Bytes;
+
+    impl Detokenizer for Bytes {
+        fn decode(&self, ids: &[u32]) -> Result<String> {
+            let bytes: Vec<u8> = ids
+                .iter()
+                .flat_map(|&id| match id {
+                    0..256 => vec![id as u8],
+                    256 => "é".as_bytes().to_vec(),
+                    _ => "€".as_bytes()[..2].to_vec(),
+                })
+                .collect();
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+
+        fn eos(&self) -> Option<u32> {
+            None
+        }
+    }
+
+    /// Decoded a token at a time, the text is the whole sequence's decoding wherever
+    /// that ends in a whole character, and a stop string split over tokens and
+    /// characters is found at the token that completes it, cut where the whole
+    /// decoding cuts it.
+    #[test]
+    fn incremental_text_and_stop_strings_match_decoding_the_whole_sequence() {
+        let euro_tail = "€".as_bytes()[2] as u32;
+        let ids: Vec<u32> = [b'a' as u32, 256, 257, euro_tail, b' ' as u32, 257]
+            .into_iter()
+            .chain([
+                euro_tail,
+                b'<' as u32,
+                b'/' as u32,
+                b'a' as u32,
+                b'>' as u32,
+                b'z' as u32,
+            ])
+            .collect();
+        let mut text = IncrementalText::default();
+        for end in 1..=ids.len() {
+            text.advance(&ids[..end], &Bytes).unwrap();
+            let whole = Bytes.decode(&ids[..end]).unwrap();
+            if !whole.ends_with(char::REPLACEMENT_CHARACTER) {
+                assert_eq!(text.text, whole, "after {end} tokens");
+            }
+        }
+        let stops = vec!["€</a".to_string(), "zz".to_string()];
+        let mut sequence = Running {
+            prompt: 0,
+            tokens: Vec::new(),
+            text: IncrementalText::default(),
+            rng: SplitMix64::new(0),
+            ended: false,
+        };
+        let mut found = None;
+        for (at, &id) in ids.iter().enumerate() {
+            sequence.tokens.push(id);
+            if let Some(hit) = stopped(&mut sequence, &stops, &Bytes).unwrap() {
+                found = Some((at, hit));
+                break;
+            }
+        }
+        let (at, (text, stop)) = found.expect("the stop string is found");
+        assert_eq!(at, 9, "found at the token that completes it");
+        assert_eq!((text.as_str(), stop.as_str()), ("aé€ ", "€</a"));
+    }
 
     fn frequency_of_one(config: &SamplingConfig) -> f64 {
         // p(1) = 3/4 at temperature 1: softmax of [0, ln 3].

@@ -36,7 +36,7 @@ pub mod tokenizer;
 pub use error::{Error, Result};
 pub use generate::{Finish, Generation, SamplingConfig, generate};
 pub use model::{
-    KvCache, Mode, Model, ModelConfig, RopeScaling, SpecialTokenIds, WeightFormat, checksum,
-    device, init_checkpoint,
+    KvCache, Mode, Model, ModelConfig, PromptedBatch, RopeScaling, SpecialTokenIds, WeightFormat,
+    checksum, device, init_checkpoint,
 };
 pub use tokenizer::Tokenizer;

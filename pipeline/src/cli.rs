@@ -285,6 +285,10 @@ pub struct EvalCommand {
     /// Also write the report (JSON) here.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Keep each answer's text in the report (`answers`, per task, in `outcomes`'
+    /// order): what the model said, and a way to compare two devices' greedy outputs.
+    #[arg(long)]
+    pub answers: bool,
     /// `cpu` or `cuda:N`.
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,

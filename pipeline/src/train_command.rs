@@ -224,6 +224,7 @@ pub fn eval_stage(
                 tasks: parse_tasks(&entry.tasks)?,
                 batch: EVAL_BATCH,
                 split,
+                keep_answers: false,
             };
             let scores = rlpt_trainer::evaluate(
                 &config,
@@ -315,6 +316,7 @@ pub fn eval(command: &EvalCommand) -> Result<String> {
         } else {
             Split::All
         },
+        keep_answers: command.answers,
     };
     let files = given_or_configured_triples(command.input.as_deref(), &config)?;
     let report = rlpt_trainer::evaluate(&config, &model, files, &options)?;

@@ -63,6 +63,10 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
             assert!(!line[key].is_null(), "{key} missing from {line}");
         }
         assert!(line["timing"]["rollout_tokens_per_s"].as_f64().unwrap() > 0.0);
+        // A step that trained ran at least one prompt token per completion group.
+        let trained = line["trained_tokens"].as_u64().unwrap();
+        let prompts = line["update_prompt_tokens"].as_u64().unwrap();
+        assert_eq!(trained > 0, prompts > 0, "{line}");
     }
     // Checkpoints every 2 steps; `latest` names the last; each is a loadable model.
     assert_eq!(latest(&output), output.join("step-00000004"));
@@ -115,6 +119,7 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
             "3",
             "--tasks",
             "next-token",
+            "--answers",
             "--output",
             "own.json",
         ])
@@ -128,6 +133,13 @@ fn the_default_config_trains_the_tiny_model_and_evaluates_its_checkpoint() {
     );
     let written = fs::read_to_string(work.path().join("own.json")).unwrap();
     assert_eq!(serde_json::from_str::<Value>(&written).unwrap(), own);
+    // --answers keeps each greedy answer, in the outcomes' order; without it the
+    // report has none.
+    let answers = own["next-token"]["answers"].as_array().unwrap();
+    let outcomes = own["next-token"]["outcomes"].as_str().unwrap();
+    assert_eq!(answers.len(), outcomes.len(), "{own}");
+    assert!(report["next-token"].get("answers").is_none(), "{report}");
+    assert!(report["next-token"]["judge_failures"].is_u64(), "{report}");
     // RPT's Table 1 buckets nest (entropy above 0.5, 1.0, 1.5 within all positions),
     // with and without reasoning, on the same positions.
     let next_token = &report["next-token"];

@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rlpt_lm::SamplingConfig;
-use rlpt_lm::generate::SplitMix64;
+use rlpt_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::{DataConfig, TaskConfig, TrainConfig};
 use crate::data::{Split, Triple, TripleStream};
 use crate::error::Result;
-use crate::grpo_run::{Completions, Scorer};
+use crate::grpo_run::{Completions, Score, Scorer};
 use crate::policy::{Policy, open_model};
 use crate::rewards;
 use crate::tasks::{self, Instance, TaskKind};
@@ -46,6 +46,8 @@ pub struct EvalOptions {
     pub batch: usize,
     /// Which documents: all, or those `data.holdout` keeps out of training.
     pub split: Split,
+    /// Whether the report keeps each answer's text.
+    pub keep_answers: bool,
 }
 
 /// Bootstrap resamples behind each 95% interval.
@@ -57,12 +59,18 @@ struct Tally {
     /// Whether each answer was rewarded, in order.
     correct: Vec<bool>,
     format_failures: usize,
+    judge_failures: usize,
 }
 
 impl Tally {
     fn count(&mut self, correct: bool, format_failure: bool) {
         self.correct.push(correct);
         self.format_failures += usize::from(format_failure);
+    }
+
+    fn count_score(&mut self, score: &Score) {
+        self.count(score.reward > 0.0, score.format_failure);
+        self.judge_failures += usize::from(score.judge_failure);
     }
 
     fn accuracy(&self) -> Accuracy {
@@ -74,6 +82,7 @@ impl Tally {
             accuracy: correct as f64 / n.max(1) as f64,
             ci95: bootstrap_ci95(&self.correct),
             format_failures: self.format_failures,
+            judge_failures: self.judge_failures,
         }
     }
 }
@@ -109,6 +118,10 @@ pub struct TaskReport {
     /// Each instance's outcome in the order read, `1` rewarded and `0` not: two models
     /// evaluated on the same triples, split and limit can be compared pair by pair.
     pub outcomes: String,
+    /// Each instance's greedy answer (the generated text), in the same order, when
+    /// asked for (`rlpt eval --answers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<String>,
 }
 
 /// RPT's "standard next-token prediction" row.
@@ -131,6 +144,9 @@ pub struct Accuracy {
     pub ci95: [f64; 2],
     /// Answers not in the task's format.
     pub format_failures: usize,
+    /// Answers the judge gave no readable verdict on (scored as not rewarded).
+    #[serde(default)]
+    pub judge_failures: usize,
 }
 
 /// The percentile bootstrap 95% interval of the accuracy of `outcomes`: the 2.5th and
@@ -209,6 +225,7 @@ pub fn evaluate(
         let mut buckets: BTreeMap<&str, Tally> = BTreeMap::new();
         let mut standard: BTreeMap<&str, Tally> = BTreeMap::new();
         let mut overall = Tally::default();
+        let mut answers = Vec::new();
         for chunk in instances.chunks(options.batch.max(1)) {
             let prompts = chunk
                 .iter()
@@ -246,13 +263,13 @@ pub fn evaluate(
             let scores = scorer.score_groups(&policy, &groups)?;
             for ((_, entropy), mut score) in chunk.iter().zip(scores) {
                 let score = score.remove(0);
-                overall.count(score.reward > 0.0, score.format_failure);
+                overall.count_score(&score);
                 for bucket in entropy.iter().flat_map(|&e| buckets_of(e)) {
-                    buckets
-                        .entry(bucket)
-                        .or_default()
-                        .count(score.reward > 0.0, score.format_failure);
+                    buckets.entry(bucket).or_default().count_score(&score);
                 }
+            }
+            if options.keep_answers {
+                answers.extend(generations.iter().map(|g| g.text.clone()));
             }
             if spec.kind == TaskKind::NextToken {
                 let plain = plain_next_tokens(&policy, chunk, config.max_prompt_tokens)?;
@@ -277,6 +294,7 @@ pub fn evaluate(
             standard: next_token.then(|| StandardReport {
                 buckets: by_bucket(&standard),
             }),
+            answers,
         };
         report.tasks.insert(spec.kind.name().into(), entry);
     }

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use rlpt_lm::generate::SplitMix64;
+use rlpt_lm::generate::distinct_rows;
 use rlpt_lm::{Mode, Model, SamplingConfig, WeightFormat};
+use rlpt_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -653,6 +654,9 @@ pub struct Update {
     pub kl: f64,
     /// Completion tokens trained on.
     pub tokens: usize,
+    /// Prompt tokens the update ran: each distinct prompt of a micro-batch once, per
+    /// update of the batch (with `tokens`, what a FLOP count of the update needs).
+    pub prompt_tokens: usize,
 }
 
 /// One sequence of the update: prompt, completion, advantage.
@@ -716,12 +720,25 @@ pub fn update(run: &mut Run, kept: &[Group], reference: Option<&Model>, lr: f64)
         ),
         None => None,
     };
+    let prompt_tokens = grpo.updates_per_batch.max(1)
+        * batches
+            .iter()
+            .map(|batch| {
+                let prompts: Vec<&[u32]> = batch.iter().map(|r| r.prompt).collect();
+                let (first_rows, _) = distinct_rows(&prompts);
+                first_rows
+                    .iter()
+                    .map(|&row| prompts[row].len())
+                    .sum::<usize>()
+            })
+            .sum::<usize>();
     let mut result = Update {
         loss: 0.0,
         grad_norm: 0.0,
         clip_fraction: 0.0,
         kl: 0.0,
         tokens,
+        prompt_tokens,
     };
     for _ in 0..grpo.updates_per_batch.max(1) {
         let mut grads = Gradients::new(&run.policy);
@@ -818,6 +835,9 @@ pub struct StepMetrics {
     pub kl: Option<f64>,
     /// Completion tokens trained on.
     pub trained_tokens: usize,
+    /// Prompt tokens the update ran (a shared prompt once per micro-batch).
+    #[serde(default)]
+    pub update_prompt_tokens: usize,
     /// Where the step's time went.
     pub timing: StepTiming,
 }
@@ -896,6 +916,7 @@ fn step_metrics(
         clip_fraction: update.as_ref().map(|u| u.clip_fraction),
         kl: update.as_ref().map(|u| u.kl),
         trained_tokens: update.as_ref().map_or(0, |u| u.tokens),
+        update_prompt_tokens: update.as_ref().map_or(0, |u| u.prompt_tokens),
         timing: StepTiming {
             rollout_s,
             update_s,

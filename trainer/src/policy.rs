@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor, Var};
 use rlpt_lm::generate::{Detokenizer, distinct_rows};
 use rlpt_lm::{
-    Generation, KvCache, Mode, Model, SamplingConfig, SpecialTokenIds, Tokenizer, WeightFormat,
+    Generation, KvCache, Mode, Model, PromptedBatch, SamplingConfig, SpecialTokenIds, Tokenizer,
+    WeightFormat,
 };
 
 use crate::config::TrainConfig;
@@ -342,27 +343,24 @@ impl Batch {
                 .map_err(compute("copying shared prompts"))?;
             cache.retain(&self.source)?;
         }
-        if self.widest == 1 {
+        let Some(inputs) = self.continuations()? else {
             return Ok(last);
-        }
-        let inputs = self
-            .completions
-            .narrow(1, 0, self.widest - 1)
-            .and_then(|inputs| inputs.contiguous())
-            .map_err(compute("completion inputs"))?;
+        };
         let continued = model.forward(&inputs, &mut cache, mode)?;
         Tensor::cat(&[&last, &continued], 1).map_err(compute("completion states"))
     }
 
-    /// Every row as one left-padded sequence, prompt then completion, `[rows,
-    /// prompt_width + widest]`, with each row's left padding.
-    fn whole_sequences(&self, device: &Device) -> Result<(Tensor, Vec<usize>)> {
-        let ids = self
-            .source_index(device)
-            .and_then(|index| self.prompts.index_select(&index, 0))
-            .and_then(|prompts| Tensor::cat(&[&prompts, &self.completions], 1))
-            .map_err(compute("batching whole sequences"))?;
-        Ok((ids, self.source.iter().map(|&d| self.pads[d]).collect()))
+    /// What each row feeds after its prompt, `[rows, widest - 1]`: its completion but
+    /// the last token (none when every completion is one token).
+    fn continuations(&self) -> Result<Option<Tensor>> {
+        if self.widest == 1 {
+            return Ok(None);
+        }
+        self.completions
+            .narrow(1, 0, self.widest - 1)
+            .and_then(|inputs| inputs.contiguous())
+            .map(Some)
+            .map_err(compute("completion inputs"))
     }
 
     /// log p of each completion token, `[rows, widest]`, from the hidden states that
@@ -390,10 +388,11 @@ pub fn completion_log_probs(
 
 /// Backpropagates `loss(log_probs, mask)` — a scalar built from
 /// [`completion_log_probs`]' two tensors at `temperature` — handing each backward
-/// pass's gradients to `on_grads`. Without `checkpointed`: one pass over the whole
-/// graph, each shared prompt run once. With it: one pass per decoder block over whole
-/// sequences ([`Model::backward_checkpointed`]), which keeps the activations of one
-/// block alive instead of all; the summed gradients are the same.
+/// pass's gradients to `on_grads`. Either way each shared prompt runs once. Without
+/// `checkpointed`: one pass over the whole graph. With it: one pass per decoder block
+/// ([`Model::backward_checkpointed`]), which keeps the activations of one block (and
+/// one chunk of its attention scores) alive instead of all; the summed gradients are
+/// the same.
 pub fn completion_backward(
     model: &Model,
     sequences: &[Sequence<'_>],
@@ -405,18 +404,21 @@ pub fn completion_backward(
 ) -> Result<()> {
     let batch = Batch::of(sequences, pad, model.device())?;
     if checkpointed {
-        let (ids, pads) = batch.whole_sequences(model.device())?;
-        let prompt_end = batch.prompt_width - 1;
-        let loss_of = |hidden: &Tensor| {
-            let predicting = hidden
-                .narrow(1, prompt_end, batch.widest)
-                .map_err(compute("selecting completion positions"))?;
-            loss(
-                &batch.log_probs(model, &predicting, temperature)?,
-                &batch.mask,
-            )
+        let continuations = batch.continuations()?;
+        let prompted = PromptedBatch {
+            prompts: &batch.prompts,
+            left_pad: &batch.pads,
+            source: &batch.source,
+            continuations: continuations.as_ref(),
         };
-        return model.backward_checkpointed(&ids, pads, loss_of, on_grads);
+        let loss_of = |log_probs: &Tensor| loss(log_probs, &batch.mask);
+        return model.backward_checkpointed(
+            &prompted,
+            &batch.completions,
+            temperature,
+            loss_of,
+            on_grads,
+        );
     }
     let hidden = batch.hidden(model, Mode::Differentiable)?;
     let store = loss(&batch.log_probs(model, &hidden, temperature)?, &batch.mask)?

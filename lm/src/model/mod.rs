@@ -7,22 +7,28 @@
 //! [`Model::logits`]; per-target log-probabilities from [`Model::target_log_probs`],
 //! computed in row chunks so `[rows, vocab]` is never held whole.
 
+mod attention;
+mod checkpointed;
 mod config;
 mod ops;
 mod weights;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::backprop::GradStore;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
 use xxhash_rust::xxh3::Xxh3;
 
+pub use checkpointed::PromptedBatch;
 pub use config::{Architecture, ModelConfig, RopeScaling, SpecialTokenIds};
 pub use ops::Mode;
 pub use weights::WeightFormat;
 use weights::{LayerWeights, Loader, Source, Weights};
+
+use attention::{
+    SCORE_CHUNK_BYTES, causal_mask, chunked_attention, grouped_attention, query_chunk_rows,
+};
 
 use crate::error::{Error, Result};
 use crate::gguf::Metadata;
@@ -44,71 +50,6 @@ pub struct Model {
     checksum: String,
 }
 
-/// Bytes of f32 attention scores an inference pass computes at once: queries run in
-/// chunks whose scores fit, so long sequences neither hold `[batch, heads, L, L]` nor
-/// map and fault in fresh pages for it in every layer (tagging 2,048-token contexts
-/// spent 42% of its CPU time in the kernel doing that).
-const SCORE_CHUNK_BYTES: usize = 8 << 20;
-
-/// Queries per chunk for `planes` (batch × heads) score planes of `keys` keys.
-fn query_chunk_rows(planes: usize, keys: usize) -> usize {
-    (SCORE_CHUNK_BYTES / (4 * planes * keys).max(1)).max(1)
-}
-
-/// [`grouped_attention`] (inference) over `rows` queries at a time.
-fn chunked_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &Tensor,
-    rows: usize,
-) -> candle_core::Result<Tensor> {
-    let seq = q.dim(2)?;
-    if rows >= seq {
-        return grouped_attention(q, k, v, mask, Mode::Inference);
-    }
-    let chunks = (0..seq)
-        .step_by(rows.max(1))
-        .map(|start| {
-            let len = rows.min(seq - start);
-            grouped_attention(
-                &q.narrow(2, start, len)?,
-                k,
-                v,
-                &mask.narrow(2, start, len)?,
-                Mode::Inference,
-            )
-        })
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    Tensor::cat(&chunks, 2)
-}
-
-/// softmax(q kᵀ / √d + mask) v for `q: [batch, heads, n, d]`, `k`, `v: [batch,
-/// kv_heads, keys, d]` (each key/value head serving `heads / kv_heads` consecutive
-/// query heads), `mask: [batch, 1, n, keys]`. The query heads of one key/value head
-/// are stacked into one matrix, so keys and values are never repeated per query head
-/// and `k`, `v` may be views (a cache's filled part).
-fn grouped_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &Tensor,
-    mode: Mode,
-) -> candle_core::Result<Tensor> {
-    let (batch, heads, seq, dim) = q.dims4()?;
-    let (kv_heads, keys) = (k.dim(1)?, k.dim(2)?);
-    let group = heads / kv_heads;
-    let scale = 1.0 / (dim as f64).sqrt();
-    let stacked = q
-        .contiguous()?
-        .reshape((batch, kv_heads, group * seq, dim))?;
-    let scores = (stacked.matmul(&k.t()?)? * scale)?
-        .reshape((batch, kv_heads, group, seq, keys))?
-        .broadcast_add(&mask.to_dtype(q.dtype())?.unsqueeze(2)?)?;
-    let probs = ops::softmax(&scores, mode)?.reshape((batch, kv_heads, group * seq, keys))?;
-    probs.matmul(v)?.reshape((batch, heads, seq, dim))
-}
-
 /// Per-token RoPE tables and the attention mask of one forward pass.
 struct Frame {
     cos: Tensor,
@@ -118,14 +59,6 @@ struct Frame {
     past: usize,
     /// Positions a fresh inference cache buffer is allocated with.
     reserve: usize,
-}
-
-/// The gradient reaching the leaf `x` (zeros when nothing depends on it).
-fn leaf_grad(store: &GradStore, x: &Var) -> candle_core::Result<Tensor> {
-    match store.get(x.as_tensor()) {
-        Some(grad) => Ok(grad.detach()),
-        None => x.zeros_like(),
-    }
 }
 
 /// Attention keys and values of the tokens seen so far, per layer, for a batch.
@@ -555,18 +488,30 @@ impl Model {
         seq: usize,
         reserve: usize,
     ) -> candle_core::Result<Frame> {
-        let batch = left_pad.len();
-        let positions = self.positions(left_pad, past, seq)?;
-        let half = self.config.head_dim / 2;
-        let cos = self.cos.index_select(&positions, 0)?;
-        let sin = self.sin.index_select(&positions, 0)?;
+        let (cos, sin) = self.rotations(left_pad, past, seq)?;
         Ok(Frame {
-            cos: cos.reshape((batch, seq, half))?,
-            sin: sin.reshape((batch, seq, half))?,
-            mask: self.mask(left_pad, past, seq)?,
+            cos,
+            sin,
+            mask: causal_mask(left_pad, past, seq, &self.device)?,
             past,
             reserve,
         })
+    }
+
+    /// RoPE cos and sin, `[batch, seq, head_dim / 2]`, of `seq` new tokens after `past`
+    /// of sequences with `left_pad` padding.
+    fn rotations(
+        &self,
+        left_pad: &[usize],
+        past: usize,
+        seq: usize,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let shape = (left_pad.len(), seq, self.config.head_dim / 2);
+        let positions = self.positions(left_pad, past, seq)?;
+        Ok((
+            self.cos.index_select(&positions, 0)?.reshape(shape)?,
+            self.sin.index_select(&positions, 0)?.reshape(shape)?,
+        ))
     }
 
     /// One decoder block: attention and MLP, each with its residual.
@@ -579,81 +524,7 @@ impl Model {
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
         let attended = self.attention(layer, x, frame, slot, mode)?;
-        let x = (x + attended)?;
-        let h = ops::rms_norm(&x, &layer.ffn_norm, self.config.rms_norm_eps, mode)?;
-        let mlp = layer
-            .down
-            .forward(&(layer.gate.forward(&h)?.silu()? * layer.up.forward(&h)?)?)?;
-        x + mlp
-    }
-
-    /// Gradients of a loss over a differentiable forward pass of `ids: [batch, seq]`
-    /// (left-padded by `left_pad`) with activation checkpointing: the forward pass
-    /// keeps only each block's input, and the backward pass recomputes one block at a
-    /// time — the vector-Jacobian product of a block is the gradient of
-    /// `sum(block(x) * grad_out)` with `x` a leaf — so the activations of one block, not
-    /// of all, are alive at once. `loss_of` maps the final hidden states to a scalar
-    /// loss; `on_grads` receives each partial [`GradStore`] (the head's, then each
-    /// block's from the last, then the embedding's), whose weight gradients sum to
-    /// those of one backward pass over the whole graph.
-    pub fn backward_checkpointed<E: From<Error>>(
-        &self,
-        ids: &Tensor,
-        left_pad: Vec<usize>,
-        loss_of: impl FnOnce(&Tensor) -> std::result::Result<Tensor, E>,
-        mut on_grads: impl FnMut(&GradStore) -> std::result::Result<(), E>,
-    ) -> std::result::Result<(), E> {
-        let fail = |e| E::from(compute("checkpointed backward pass", e));
-        let (batch, seq) = ids.dims2().map_err(fail)?;
-        if batch != left_pad.len() || seq > self.config.max_positions {
-            return Err(fail(candle_core::Error::Msg(format!(
-                "{batch} sequences of {seq} tokens against {} paddings and {} positions",
-                left_pad.len(),
-                self.config.max_positions
-            ))));
-        }
-        let frame = self.frame(&left_pad, 0, seq, 0).map_err(fail)?;
-        let mode = Mode::Differentiable;
-        let mut inputs = Vec::with_capacity(self.weights.layers.len() + 1);
-        inputs.push(self.embed(ids).map_err(fail)?.detach());
-        for layer in &self.weights.layers {
-            let x = inputs.last().expect("the embeddings come first");
-            let out = self
-                .block(layer, x, &frame, &mut None, mode)
-                .map_err(fail)?;
-            inputs.push(out.detach());
-        }
-        let last = Var::from_tensor(&inputs.pop().expect("one input per block and the output"))
-            .map_err(fail)?;
-        let hidden = ops::rms_norm(
-            last.as_tensor(),
-            &self.weights.norm,
-            self.config.rms_norm_eps,
-            mode,
-        )
-        .map_err(fail)?;
-        let store = loss_of(&hidden)?.backward().map_err(fail)?;
-        on_grads(&store)?;
-        let mut grad_out = leaf_grad(&store, &last).map_err(fail)?;
-        drop(store);
-        for (layer, input) in self.weights.layers.iter().zip(inputs).rev() {
-            let x = Var::from_tensor(&input).map_err(fail)?;
-            let out = self
-                .block(layer, x.as_tensor(), &frame, &mut None, mode)
-                .map_err(fail)?;
-            let store = (out * &grad_out)
-                .and_then(|p| p.sum_all())
-                .and_then(|s| s.backward())
-                .map_err(fail)?;
-            on_grads(&store)?;
-            grad_out = leaf_grad(&store, &x).map_err(fail)?;
-        }
-        let embedded = self.embed(ids).map_err(fail)?;
-        let store = (embedded * &grad_out)
-            .and_then(|p| p.sum_all())
-            .and_then(|s| s.backward())
-            .map_err(fail)?;
-        on_grads(&store)
+        self.after_attention(layer, x, &attended, mode)
     }
 
     /// Position of each new token (row by row, flat): tokens before it that are not
@@ -671,25 +542,8 @@ impl Model {
         Tensor::from_vec(values, left_pad.len() * seq, &self.device)
     }
 
-    /// Additive mask `[batch, 1, seq, past + seq]`: 0 where a new token may attend
-    /// (not padding, not the future), -1e9 elsewhere. Built on the model's device from
-    /// the padding and two position ranges; only `batch` numbers cross from the host.
-    fn mask(&self, left_pad: &[usize], past: usize, seq: usize) -> candle_core::Result<Tensor> {
-        let (batch, total) = (left_pad.len(), past + seq);
-        let pads: Vec<u32> = left_pad.iter().map(|&pad| pad as u32).collect();
-        let pads = Tensor::from_vec(pads, (batch, 1, 1, 1), &self.device)?;
-        let keys = Tensor::arange(0u32, total as u32, &self.device)?.reshape((1, 1, 1, total))?;
-        let queries =
-            Tensor::arange(past as u32, total as u32, &self.device)?.reshape((1, 1, seq, 1))?;
-        let not_padding = keys.broadcast_ge(&pads)?;
-        let not_future = keys.broadcast_le(&queries)?;
-        let allowed = not_padding
-            .broadcast_mul(&not_future)?
-            .to_dtype(DType::F32)?;
-        // 1 → 0, 0 → -1e9, exactly.
-        allowed.affine(1e9, -1e9)
-    }
-
+    /// The attention of one block over what `slot` caches and `x`, before the output
+    /// projection: `[batch, heads, seq, head_dim]`.
     fn attention(
         &self,
         layer: &LayerWeights,
@@ -698,13 +552,28 @@ impl Model {
         slot: &mut Option<LayerCache>,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
-        let Frame {
-            cos,
-            sin,
-            mask,
-            past,
-            reserve,
-        } = frame;
+        let (q, k, v) = self.queries_keys_values(layer, x, &frame.cos, &frame.sin, mode)?;
+        let (k, v) = append_to_layer(slot, k, v, frame.past, frame.reserve, mode)?;
+        match mode {
+            Mode::Inference => {
+                let planes = x.dim(0)? * self.config.num_heads;
+                let rows = query_chunk_rows(SCORE_CHUNK_BYTES, planes, k.dim(2)?);
+                chunked_attention(&q, &k, &v, &frame.mask, rows)
+            }
+            Mode::Differentiable => grouped_attention(&q, &k, &v, &frame.mask, mode),
+        }
+    }
+
+    /// A block's queries `[batch, heads, seq, head_dim]` and keys and values
+    /// `[batch, kv_heads, seq, head_dim]` of hidden states `x`, rotated by `cos`, `sin`.
+    fn queries_keys_values(
+        &self,
+        layer: &LayerWeights,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let config = &self.config;
         let (batch, seq, _) = x.dims3()?;
         let h = ops::rms_norm(x, &layer.attn_norm, config.rms_norm_eps, mode)?;
@@ -730,21 +599,34 @@ impl Model {
             q = ops::rms_norm(&q, qn, config.rms_norm_eps, mode)?;
             k = ops::rms_norm(&k, kn, config.rms_norm_eps, mode)?;
         }
-        let q = ops::rope(&q, cos, sin, mode)?;
-        let k = ops::rope(&k, cos, sin, mode)?;
-        let (k, v) = append_to_layer(slot, k, v, *past, *reserve, mode)?;
-        let attended = match mode {
-            Mode::Inference => {
-                let rows = query_chunk_rows(batch * config.num_heads, k.dim(2)?);
-                chunked_attention(&q, &k, &v, mask, rows)?
-            }
-            Mode::Differentiable => grouped_attention(&q, &k, &v, mask, mode)?,
-        };
-        let merged =
-            attended
-                .transpose(1, 2)?
-                .reshape((batch, seq, config.num_heads * config.head_dim))?;
-        layer.o.forward(&merged)
+        Ok((
+            ops::rope(&q, cos, sin, mode)?,
+            ops::rope(&k, cos, sin, mode)?,
+            v,
+        ))
+    }
+
+    /// The rest of a block after its attention: the output projection of `attended`
+    /// (`[batch, heads, seq, head_dim]`) and the MLP, each with its residual over `x`.
+    fn after_attention(
+        &self,
+        layer: &LayerWeights,
+        x: &Tensor,
+        attended: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, seq, _) = x.dims3()?;
+        let merged = attended.transpose(1, 2)?.reshape((
+            batch,
+            seq,
+            self.config.num_heads * self.config.head_dim,
+        ))?;
+        let x = (x + layer.o.forward(&merged)?)?;
+        let h = ops::rms_norm(&x, &layer.ffn_norm, self.config.rms_norm_eps, mode)?;
+        let mlp = layer
+            .down
+            .forward(&(layer.gate.forward(&h)?.silu()? * layer.up.forward(&h)?)?)?;
+        x + mlp
     }
 
     /// Logits `[.., vocab]` (f32) of hidden states `[.., hidden]`.
@@ -945,7 +827,7 @@ pub fn init_checkpoint(config_json: &Path, output: &Path, seed: u64) -> Result<(
         move |source| Error::Io { path, source }
     };
     std::fs::create_dir_all(output).map_err(io(output))?;
-    let mut rng = crate::generate::SplitMix64::new(seed);
+    let mut rng = rlpt_rng::SplitMix64::new(seed);
     let mut tensors = std::collections::HashMap::new();
     for (name, shape, is_norm) in weights::hf_tensors(&config) {
         let count: usize = shape.iter().product();
@@ -976,7 +858,7 @@ pub fn init_checkpoint(config_json: &Path, output: &Path, seed: u64) -> Result<(
 }
 
 /// A standard normal draw (Box–Muller).
-fn standard_normal(rng: &mut crate::generate::SplitMix64) -> f32 {
+fn standard_normal(rng: &mut rlpt_rng::SplitMix64) -> f32 {
     let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
     let u2 = rng.next_f64();
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
@@ -1066,103 +948,5 @@ mod tests {
             .forward(&ids, &mut fresh, Mode::Differentiable)
             .unwrap();
         assert!(hidden.track_op(), "a differentiable pass keeps its graph");
-    }
-
-    fn max_abs_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
-    #[test]
-    fn attention_in_query_chunks_equals_attention_at_once() {
-        let device = Device::Cpu;
-        let (batch, heads, seq, dim) = (2, 3, 11, 8);
-        let q = Tensor::randn(0f32, 1.0, (batch, heads, seq, dim), &device).unwrap();
-        let k = Tensor::randn(0f32, 1.0, (batch, heads, seq, dim), &device).unwrap();
-        let v = Tensor::randn(0f32, 1.0, (batch, heads, seq, dim), &device).unwrap();
-        let causal: Vec<f32> = (0..batch * seq * seq)
-            .map(|i| {
-                if i % seq <= (i / seq) % seq {
-                    0.0
-                } else {
-                    -1e9
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(causal, (batch, 1, seq, seq), &device).unwrap();
-        let whole = grouped_attention(&q, &k, &v, &mask, Mode::Inference).unwrap();
-        for rows in [1, 3, 4, 11, 64] {
-            let chunked = chunked_attention(&q, &k, &v, &mask, rows).unwrap();
-            let difference = max_abs_difference(&chunked, &whole);
-            assert!(difference < 1e-6, "{rows} rows: {difference}");
-        }
-        assert_eq!(query_chunk_rows(2 * 9, 2048), 56);
-        assert_eq!(query_chunk_rows(1, usize::MAX / 8), 1);
-    }
-
-    /// Query heads that share a key/value head, stacked, attend as if the keys and
-    /// values were repeated for each of them (how Hugging Face computes GQA).
-    #[test]
-    fn grouped_query_attention_equals_attention_over_repeated_heads() {
-        let device = Device::Cpu;
-        let (batch, heads, kv_heads, seq, dim) = (2, 6, 2, 5, 4);
-        let q = Tensor::randn(0f32, 1.0, (batch, heads, seq, dim), &device).unwrap();
-        let k = Tensor::randn(0f32, 1.0, (batch, kv_heads, seq, dim), &device).unwrap();
-        let v = Tensor::randn(0f32, 1.0, (batch, kv_heads, seq, dim), &device).unwrap();
-        let mask = Tensor::zeros((batch, 1, seq, seq), DType::F32, &device).unwrap();
-        let repeat = |x: &Tensor| {
-            x.unsqueeze(2)
-                .unwrap()
-                .expand((batch, kv_heads, heads / kv_heads, seq, dim))
-                .unwrap()
-                .reshape((batch, heads, seq, dim))
-                .unwrap()
-        };
-        let expected = grouped_attention(&q, &repeat(&k), &repeat(&v), &mask, Mode::Inference);
-        for mode in [Mode::Inference, Mode::Differentiable] {
-            let grouped = grouped_attention(&q, &k, &v, &mask, mode).unwrap();
-            let difference = max_abs_difference(&grouped, expected.as_ref().unwrap());
-            assert!(difference < 1e-6, "{mode:?}: {difference}");
-        }
-    }
-
-    /// The device-built mask is the one a host loop writes: 0 where a token may attend
-    /// (past its padding, not after itself), -1e9 elsewhere.
-    #[test]
-    fn the_mask_lets_tokens_see_past_their_padding_and_not_the_future() {
-        let dir = tempfile::tempdir().unwrap();
-        let model = trainable_tiny_model(dir.path());
-        for (left_pad, past, seq) in [
-            (vec![0], 0, 1),
-            (vec![0, 2, 5], 0, 6),
-            (vec![3, 0], 4, 1),
-            (vec![1, 4], 6, 3),
-        ] {
-            let total = past + seq;
-            let expected: Vec<f32> = left_pad
-                .iter()
-                .flat_map(|&pad| {
-                    (0..seq).flat_map(move |i| {
-                        (0..total).map(move |key| {
-                            if key >= pad && key <= past + i {
-                                0.0
-                            } else {
-                                -1e9
-                            }
-                        })
-                    })
-                })
-                .collect();
-            let mask = model.mask(&left_pad, past, seq).unwrap();
-            assert_eq!(mask.dims(), [left_pad.len(), 1, seq, total]);
-            let found: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
-            assert_eq!(found, expected, "{left_pad:?} past {past} seq {seq}");
-        }
     }
 }
