@@ -27,7 +27,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema};
 use candle_core::Tensor;
 use rlpt_lm::{KvCache, Mode, Model, Tokenizer, WeightFormat};
-use rlpt_schemas::triples;
+use rlpt_schemas::triples::{self, ENTROPY_COLUMNS};
 use rlpt_stages::entropy::{
     EntropyConfig, EntropyCounters, PassCost, Tagged, Weights, segment_tokens,
 };
@@ -42,15 +42,6 @@ use crate::layout::Layout;
 use crate::manifest::Manifest;
 use crate::shard_reader::{ParquetBatches, filter_rows, for_each_batch};
 use crate::summary::StageSummary;
-
-/// Columns this stage adds.
-const COLUMNS: [&str; 5] = [
-    "seg_entropy_mean",
-    "seg_entropy_first",
-    "token_entropy",
-    "token_offsets",
-    "difficulty",
-];
 
 /// The entropy stage as the executor runs it.
 pub struct EntropyJob {
@@ -416,7 +407,7 @@ fn tagged_batch(
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if !COLUMNS.contains(&field.name().as_str()) {
+        if !ENTROPY_COLUMNS.contains(&field.name().as_str()) {
             fields.push(field.as_ref().clone());
             columns.push(Arc::clone(column));
         }
@@ -450,7 +441,7 @@ fn tagged_batch(
             ),
         ),
     ];
-    for (name, (data_type, column)) in COLUMNS.iter().zip(new) {
+    for (name, (data_type, column)) in ENTROPY_COLUMNS.iter().zip(new) {
         fields.push(Field::new(*name, data_type, false));
         columns.push(column);
     }

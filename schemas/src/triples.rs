@@ -16,6 +16,25 @@ use arrow_schema::DataType;
 
 use crate::table::{ColumnSpec, SchemaVersion, TableSpec, TypeFamily};
 
+/// Column (after entropy, f32): the mean proxy entropy of the segment's tokens.
+pub const SEG_ENTROPY_MEAN: &str = "seg_entropy_mean";
+/// Column (after entropy, f32): the proxy entropy of the segment's first token.
+pub const SEG_ENTROPY_FIRST: &str = "seg_entropy_first";
+/// Column (after entropy, list<f32>): each segment token's proxy entropy, in nats.
+pub const TOKEN_ENTROPY: &str = "token_entropy";
+/// Column (after entropy, list<u32>): each segment token's byte offset in the segment.
+pub const TOKEN_OFFSETS: &str = "token_offsets";
+/// Column (after entropy, utf8): `trivial`, `easy`, `medium` or `hard`.
+pub const DIFFICULTY: &str = "difficulty";
+/// The columns the entropy stage adds, in the order it writes them.
+pub const ENTROPY_COLUMNS: [&str; 5] = [
+    SEG_ENTROPY_MEAN,
+    SEG_ENTROPY_FIRST,
+    TOKEN_ENTROPY,
+    TOKEN_OFFSETS,
+    DIFFICULTY,
+];
+
 /// File-metadata key: the tokenizer the token counts are under.
 pub const KEY_TOKENIZER: &str = "rlpt.tokenizer";
 /// File-metadata key: the tokenizer file's xxh3-64.

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rlpt_rng::SplitMix64;
+
 use crate::harness::*;
 
 /// The default pipeline, every path absolute, the tiny model everywhere, small units
@@ -54,19 +56,6 @@ fn crash_config(dir: &Path) -> PathBuf {
     let path = dir.join("crash.toml");
     std::fs::write(&path, absolute).unwrap();
     path
-}
-
-/// SplitMix64: the test's kill moments, reproducible from its seed.
-struct Moments(u64);
-
-impl Moments {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// The steps of the config in order (the first column of `rlpt slurm status`).
@@ -127,13 +116,14 @@ fn sigkill_at_twenty_moments_across_every_step_then_rerun_gives_the_same_bytes()
 
     // One moment in each step's window (its last tenth left out: a whole run is a
     // little faster than its steps run one by one), the rest anywhere.
-    let mut moments = Moments(2026);
+    // The kill moments, reproducible from their seed.
+    let mut moments = SplitMix64::new(2026);
     let mut kills: Vec<f64> = windows
         .iter()
-        .map(|(_, start, end)| start + 0.9 * (end - start) * moments.uniform())
+        .map(|(_, start, end)| start + 0.9 * (end - start) * moments.next_f64())
         .collect();
     while kills.len() < 20 {
-        kills.push(0.9 * total * moments.uniform());
+        kills.push(0.9 * total * moments.next_f64());
     }
     let mut landed = Vec::new();
     let mut interrupted = std::collections::BTreeSet::new();

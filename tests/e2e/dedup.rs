@@ -9,6 +9,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
+use rlpt_rng::SplitMix64;
 use rlpt_stages::dedup::normalize::normalize;
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -44,24 +45,20 @@ fn jaccard(a: &HashSet<u64>, b: &HashSet<u64>) -> f64 {
     shared as f64 / (a.len() + b.len() - shared).max(1) as f64
 }
 
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
+/// The test's draws, from rlpt's one random stream.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Self(SplitMix64::new(seed))
     }
 
     fn chance(&mut self, probability: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= probability
+        self.0.next_f64() <= probability
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.0.next_u64() % n as u64) as usize
     }
 }
 
@@ -121,7 +118,7 @@ fn planted_corpus() -> Vec<Doc> {
         .collect();
     let vocabulary: Vec<&str> = base[0].text.split_whitespace().collect();
     let rates = [0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.1, 0.15];
-    let mut rng = Rng(2026);
+    let mut rng = Rng::new(2026);
     let mut docs = Vec::new();
     for (index, doc) in base.iter().enumerate() {
         if index % 2 == 0 {
@@ -472,7 +469,7 @@ fn shuffled_input_shards_keep_the_same_documents_and_clusters() {
     let docs = small_corpus();
     let in_order: Vec<&Doc> = docs.iter().collect();
     let mut shuffled = in_order.clone();
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for i in (1..shuffled.len()).rev() {
         shuffled.swap(i, rng.below(i + 1));
     }

@@ -249,8 +249,8 @@ pub fn replicate_sample(dir: &Path, copies: usize, docs_per_file: usize) -> usiz
     docs.len()
 }
 
-/// The fetched-asset helper the lm tests use (a test needing a fetched asset is skipped
-/// without it, unless RLPT_REQUIRE_ASSETS=1).
+/// The fetched-asset helper the lm tests use (a test needing a fetched asset fails
+/// without it, unless RLPT_SKIP_MISSING_ASSETS=1 skips it).
 #[path = "../../lm/tests/common/mod.rs"]
 mod lm_common;
 pub use lm_common::asset as fetched;
@@ -383,8 +383,8 @@ pub fn train_config_with_cold_start(dir: &Path, cold_start_steps: u64) -> PathBu
 }
 
 /// A Python with torch and transformers: `RLPT_HF_PYTHON`, else tests/hf/.venv's
-/// (tests/hf/setup.sh), else `python3`; without one the test is skipped, unless
-/// RLPT_REQUIRE_ASSETS=1 (CI) makes that a failure.
+/// (tests/hf/setup.sh), else `python3`; without one the test fails, unless
+/// RLPT_SKIP_MISSING_ASSETS=1 skips it.
 pub fn hf_python() -> Option<String> {
     let venv = repo_root().join("tests/hf/.venv/bin/python");
     let python = std::env::var("RLPT_HF_PYTHON").unwrap_or_else(|_| {
@@ -401,9 +401,12 @@ pub fn hf_python() -> Option<String> {
     if found {
         return Some(python);
     }
-    let message = format!("{python} lacks torch or transformers: run tests/hf/setup.sh");
+    let message = format!(
+        "{python} lacks torch or transformers: run tests/hf/setup.sh (or set \
+         RLPT_SKIP_MISSING_ASSETS=1 to skip the tests that need it)"
+    );
     assert!(
-        std::env::var("RLPT_REQUIRE_ASSETS").as_deref() != Ok("1"),
+        std::env::var("RLPT_SKIP_MISSING_ASSETS").as_deref() == Ok("1"),
         "{message}"
     );
     eprintln!("skipped: {message}");

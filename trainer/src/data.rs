@@ -15,7 +15,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
 use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use rlpt_lm::generate::SplitMix64;
+use rlpt_rng::SplitMix64;
+use rlpt_schemas::triples::{DIFFICULTY, SEG_ENTROPY_MEAN, TOKEN_ENTROPY, TOKEN_OFFSETS};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -340,8 +341,8 @@ pub fn read_triple(batch: &RecordBatch, row: usize) -> std::result::Result<Tripl
         Ok(Some(value.to_string()))
     };
     let required = |name: &str| text(name)?.ok_or_else(|| format!("`{name}` is null"));
-    let token_offsets = list_values::<UInt32Type>(batch, "token_offsets", row);
-    let token_entropy = list_values::<Float32Type>(batch, "token_entropy", row);
+    let token_offsets = list_values::<UInt32Type>(batch, TOKEN_OFFSETS, row);
+    let token_entropy = list_values::<Float32Type>(batch, TOKEN_ENTROPY, row);
     if token_entropy.len() != token_offsets.len() {
         return Err(format!(
             "{} token entropies but {} token offsets",
@@ -350,7 +351,7 @@ pub fn read_triple(batch: &RecordBatch, row: usize) -> std::result::Result<Tripl
         ));
     }
     let seg_entropy_mean = batch
-        .column_by_name("seg_entropy_mean")
+        .column_by_name(SEG_ENTROPY_MEAN)
         .and_then(|c| c.as_primitive_opt::<Float32Type>())
         .filter(|c| !c.is_null(row))
         .map(|c| c.value(row));
@@ -360,8 +361,8 @@ pub fn read_triple(batch: &RecordBatch, row: usize) -> std::result::Result<Tripl
         context: required("context")?,
         segment: required("segment")?,
         next_segment: text("next_segment")?,
-        difficulty: if batch.column_by_name("difficulty").is_some() {
-            text("difficulty")?
+        difficulty: if batch.column_by_name(DIFFICULTY).is_some() {
+            text(DIFFICULTY)?
         } else {
             None
         },

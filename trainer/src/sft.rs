@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use rlpt_lm::generate::SplitMix64;
+use rlpt_rng::SplitMix64;
 use serde_json::Value;
 
 use crate::config::TrainConfig;

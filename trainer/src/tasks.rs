@@ -15,7 +15,7 @@
 //! asks for it.
 
 use rlpt_lm::Tokenizer;
-use rlpt_lm::generate::SplitMix64;
+use rlpt_rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Triple;

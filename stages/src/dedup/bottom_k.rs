@@ -65,14 +65,8 @@ mod tests {
 
     #[test]
     fn large_sets_are_estimated_without_bias() {
-        let mut state = 11u64;
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut stream = rlpt_rng::SplitMix64::new(11);
+        let mut next = || stream.next_u64();
         let mut errors = Vec::new();
         for _ in 0..200 {
             let shared: Vec<u64> = (0..1600).map(|_| next()).collect();

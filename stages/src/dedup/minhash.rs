@@ -9,6 +9,7 @@
 //! cost of minhash-rs's xorshift stream, and the number of permutations is chosen at
 //! run time.
 
+use rlpt_rng::SplitMix64;
 use xxhash_rust::xxh3::Xxh3;
 
 /// Bumped whenever signatures change; recorded in the signature files.
@@ -25,12 +26,12 @@ pub struct MinHasher {
 impl MinHasher {
     /// `num_perm` permutations.
     pub fn new(num_perm: usize) -> Self {
-        let mut state = PERMUTATION_SEED;
+        let mut stream = SplitMix64::new(PERMUTATION_SEED);
         let mut multipliers = Vec::with_capacity(num_perm);
         let mut offsets = Vec::with_capacity(num_perm);
         for _ in 0..num_perm {
-            multipliers.push(splitmix(&mut state) | 1);
-            offsets.push(splitmix(&mut state));
+            multipliers.push(stream.next_u64() | 1);
+            offsets.push(stream.next_u64());
         }
         Self {
             multipliers,
@@ -60,15 +61,6 @@ impl MinHasher {
     }
 }
 
-/// SplitMix64: advances `state` and returns the next value of its stream.
-pub fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The hash of band `band` (registers `band·rows .. (band+1)·rows`).
 pub fn band_hash(signature: &[u64], band: usize, rows: usize) -> u64 {
     let mut hasher = Xxh3::with_seed(band as u64);
@@ -82,14 +74,14 @@ pub fn band_hash(signature: &[u64], band: usize, rows: usize) -> u64 {
 mod tests {
     use super::*;
 
-    fn random_set(state: &mut u64, len: usize) -> Vec<u64> {
-        (0..len).map(|_| splitmix(state)).collect()
+    fn random_set(stream: &mut SplitMix64, len: usize) -> Vec<u64> {
+        (0..len).map(|_| stream.next_u64()).collect()
     }
 
     #[test]
     fn estimates_are_unbiased_with_the_theoretical_spread() {
         let hasher = MinHasher::new(112);
-        let mut state = 7;
+        let mut state = SplitMix64::new(7);
         for jaccard in [0.3, 0.5, 0.8, 0.9] {
             let n = 200usize;
             let common = ((2.0 * jaccard * n as f64) / (1.0 + jaccard)).round() as usize;

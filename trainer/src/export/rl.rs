@@ -27,7 +27,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use rlpt_lm::generate::SplitMix64;
+use rlpt_rng::SplitMix64;
 use serde::Serialize;
 
 use crate::config::TrainConfig;
