@@ -8,9 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{
-    ArrayRef, BooleanArray, LargeStringArray, RecordBatch, StringArray, UInt32Array,
-};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use rlpt_schemas::{contamination, documents};
 use rlpt_stages::decontam::{
     BenchmarkItem, BenchmarkSpec, ContaminationIndex, DecontamConfig, DecontamCounters,
@@ -19,12 +17,13 @@ use rlpt_stages::decontam::{
 use serde_json::{Value, json};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::document_edit::DocumentEdit;
 use crate::error::{Error, IoContext, Result};
 use crate::executor::{
     OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
 };
 use crate::inputs::{InputFile, WorkUnit, plan_table};
-use crate::shard_reader::{filter_rows, for_each_batch, ids_and_texts};
+use crate::shard_reader::{for_each_batch, ids_and_texts};
 use crate::summary::StageSummary;
 
 /// The subdirectory of the contamination report.
@@ -182,24 +181,17 @@ fn cleaned_batch(
     if docs.iter().all(|d| d.hits.is_empty()) {
         return Ok(batch.clone());
     }
-    let new_text: LargeStringArray = texts
-        .iter()
-        .zip(docs)
-        .map(|(text, doc)| Some(doc.text.as_deref().unwrap_or(text)))
-        .collect();
-    let text_index = batch
-        .schema()
-        .index_of("text")
-        .expect("a documents batch has text");
-    let mut columns = batch.columns().to_vec();
-    columns[text_index] = Arc::new(new_text);
-    let arrow_error = |source| Error::Arrow {
-        path: file.path.clone(),
-        source,
-    };
-    let out = RecordBatch::try_new(batch.schema(), columns).map_err(arrow_error)?;
-    let keep: BooleanArray = docs.iter().map(|d| Some(!d.dropped)).collect();
-    filter_rows(&out, &keep, file)
+    DocumentEdit {
+        text: texts
+            .iter()
+            .zip(docs)
+            .map(|(text, doc)| Some(doc.text.as_deref().unwrap_or(text)))
+            .collect(),
+        owns: &|_| false,
+        columns: Vec::new(),
+        keep: docs.iter().map(|d| Some(!d.dropped)).collect(),
+    }
+    .apply(batch, file)
 }
 
 /// Reads a benchmark file into items.

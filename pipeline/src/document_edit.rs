@@ -1,7 +1,7 @@
-//! The one shape of a stage that edits `documents` rows in place (pii, filter): the
-//! text column replaced, the stage's own columns from an earlier run dropped and
-//! written fresh at the end, and the rows the stage drops left out. Every other column
-//! passes through as it is.
+//! The one shape of a stage that edits `documents` rows in place (pii, filter,
+//! decontam): the text column replaced, the stage's own columns from an earlier run
+//! dropped and written fresh at the end, and the rows the stage drops left out. Every
+//! other column passes through as it is.
 
 use std::sync::Arc;
 
