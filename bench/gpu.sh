@@ -55,16 +55,16 @@ fi
 # used before it), or its peak RSS on the CPU. Prints MiB to $out/$1.peak.
 peak() {
     local name=$1; shift
+    local status=0
     if [ "$device" = cpu ]; then
-        /usr/bin/time -f %M -o "$out/$name.rss" "$@"
+        /usr/bin/time -f %M -o "$out/$name.rss" "$@" || status=$?
         echo $(( $(tail -n 1 "$out/$name.rss") / 1024 )) > "$out/$name.peak"
-        return
+        return $status
     fi
     local before
     before=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -n 1)
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$out/$name.mem" &
     local sampler=$!
-    local status=0
     "$@" || status=$?
     kill "$sampler"; wait "$sampler" 2>/dev/null || true
     sort -n "$out/$name.mem" | tail -n 1 | awk -v b="$before" '{print $1 - b}' > "$out/$name.peak"
@@ -119,8 +119,10 @@ EOF
 )
 entropy_row="| entropy tagging (SmolLM2, f32) | $tokens_per_s | $(cat "$out/entropy.peak") MiB |"
 
-# One GRPO run: $1 name, $2 model, $3 dtype, $4 parameters; the next-token task only
-# (no judge model beside the policy), 8 prompts x 8 completions of <= 32 tokens.
+# One GRPO run: $1 name, $2 model, $3 dtype; the next-token task only (no judge model
+# beside the policy), 8 prompts x 8 completions of <= 32 tokens, every group trained
+# on (no dynamic sampling: an untrained model's rewards are all 0, and the update's
+# cost does not depend on them).
 grpo() {
     cat > "$out/$1.toml" <<EOF
 model = "$(realpath "$2")"
@@ -138,6 +140,7 @@ max_tokens = 32
 group_size = 8
 prompts_per_step = 8
 micro_batch = 64
+dynamic_sampling = false
 [optim]
 lr = 1e-6
 [checkpoint]
@@ -167,7 +170,7 @@ shape() {
 largest=none
 for size in $ladder; do
     read -r hidden ffn layers heads kv_heads <<< "$(shape "$size")"
-    dir="$out/llama-$size"
+    dir="$out/model-$size"
     mkdir -p "$dir"
     cat > "$out/llama-$size.json" <<EOF
 {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152,

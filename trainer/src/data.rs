@@ -11,12 +11,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt32Type};
-use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
+use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use rlpt_rng::SplitMix64;
-use rlpt_schemas::triples::{DIFFICULTY, SEG_ENTROPY_MEAN, TOKEN_ENTROPY, TOKEN_OFFSETS};
+pub use rlpt_schemas::triples::Triple;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -47,29 +45,6 @@ impl Split {
             Self::All => true,
         }
     }
-}
-
-/// One row of `triples`, with the entropy columns when the shard has them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Triple {
-    /// `doc_id#seg_index`.
-    pub id: String,
-    /// The document it comes from.
-    pub doc_id: String,
-    /// The text before the segment.
-    pub context: String,
-    /// The segment.
-    pub segment: String,
-    /// The segment after it, if any.
-    pub next_segment: Option<String>,
-    /// `difficulty` label, if tagged.
-    pub difficulty: Option<String>,
-    /// Mean entropy of the segment's tokens, if tagged.
-    pub seg_entropy_mean: Option<f32>,
-    /// Entropy of each segment token (empty if untagged).
-    pub token_entropy: Vec<f32>,
-    /// Byte offset of each segment token in the segment (empty if untagged).
-    pub token_offsets: Vec<u32>,
 }
 
 /// Where a stream stands: enough to continue it exactly.
@@ -207,11 +182,12 @@ impl TripleStream {
                 Some((batch, index)) => {
                     let row = self.cursor.row;
                     self.cursor.row += 1;
-                    let triple = read_triple(&batch, index).map_err(|problem| Error::Data {
-                        path: open.path.clone(),
-                        row: Some(row),
-                        problem,
-                    })?;
+                    let triple =
+                        Triple::from_row(&batch, index).map_err(|problem| Error::Data {
+                            path: open.path.clone(),
+                            row: Some(row),
+                            problem,
+                        })?;
                     if self.keeps(&triple) {
                         self.cursor.accepted += 1;
                         return Ok(Some(triple));
@@ -322,68 +298,6 @@ fn next_row(open: &mut Open) -> Result<Option<(RecordBatch, usize)>> {
             None => return Ok(None),
         }
     }
-}
-
-/// Row `row` of a triples batch.
-pub fn read_triple(batch: &RecordBatch, row: usize) -> std::result::Result<Triple, String> {
-    let text = |name: &str| -> std::result::Result<Option<String>, String> {
-        let column = batch
-            .column_by_name(name)
-            .ok_or_else(|| format!("no column `{name}`"))?;
-        if column.is_null(row) {
-            return Ok(None);
-        }
-        let value = match (column.as_string_opt::<i32>(), column.as_string_opt::<i64>()) {
-            (Some(strings), _) => strings.value(row),
-            (_, Some(strings)) => strings.value(row),
-            _ => return Err(format!("`{name}` is {}, not text", column.data_type())),
-        };
-        Ok(Some(value.to_string()))
-    };
-    let required = |name: &str| text(name)?.ok_or_else(|| format!("`{name}` is null"));
-    let token_offsets = list_values::<UInt32Type>(batch, TOKEN_OFFSETS, row);
-    let token_entropy = list_values::<Float32Type>(batch, TOKEN_ENTROPY, row);
-    if token_entropy.len() != token_offsets.len() {
-        return Err(format!(
-            "{} token entropies but {} token offsets",
-            token_entropy.len(),
-            token_offsets.len()
-        ));
-    }
-    let seg_entropy_mean = batch
-        .column_by_name(SEG_ENTROPY_MEAN)
-        .and_then(|c| c.as_primitive_opt::<Float32Type>())
-        .filter(|c| !c.is_null(row))
-        .map(|c| c.value(row));
-    Ok(Triple {
-        id: required("id")?,
-        doc_id: required("doc_id")?,
-        context: required("context")?,
-        segment: required("segment")?,
-        next_segment: text("next_segment")?,
-        difficulty: if batch.column_by_name(DIFFICULTY).is_some() {
-            text(DIFFICULTY)?
-        } else {
-            None
-        },
-        seg_entropy_mean,
-        token_entropy,
-        token_offsets,
-    })
-}
-
-/// The values of a list column at `row` (empty when the column is absent or null).
-fn list_values<T: ArrowPrimitiveType>(
-    batch: &RecordBatch,
-    name: &str,
-    row: usize,
-) -> Vec<T::Native> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_list_opt::<i32>())
-        .filter(|list| !list.is_null(row))
-        .map(|list| list.value(row).as_primitive::<T>().values().to_vec())
-        .unwrap_or_default()
 }
 
 /// Which triples are read, and in what order.
