@@ -40,6 +40,7 @@ BENCHMARKS = [
     ("entropy-hf", ["TRL", "bench/entropy_vs_llamacpp.py", "--docs", "173", "--peer", "transformers"]),
     ("grpo-tiny", ["TRL", "bench/grpo_vs_trl.py"]),
     ("grpo-smollm2", ["TRL", "bench/grpo_vs_trl.py", "--model", "smollm2"]),
+    ("grpo-smollm2-checkpointing", ["TRL", "bench/grpo_vs_trl.py", "--model", "smollm2", "--checkpointing"]),
 ]
 
 

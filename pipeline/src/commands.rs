@@ -22,7 +22,7 @@ use crate::inspect::inspect;
 use crate::layout::Layout;
 use crate::logging::LogFormat;
 use crate::pii_job::PiiJob;
-use crate::plan::{Plan, Step};
+use crate::plan::{Plan, Step, StepKind};
 use crate::progress::ProgressMode;
 use crate::segment_job::SegmentJob;
 use crate::stdout;
@@ -419,11 +419,12 @@ fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
                 progress: place.progress,
             };
             let dirs = DedupDirs::new(output);
-            match step.name {
-                "dedup-signatures" => run.signatures(input, &dirs),
-                "dedup-buckets" => run.buckets(&dirs),
-                "dedup-clusters" => run.clusters(&dirs),
-                _ => run.filter(input, &dirs),
+            match step.kind {
+                StepKind::DedupSignatures => run.signatures(input, &dirs),
+                StepKind::DedupBuckets => run.buckets(&dirs),
+                StepKind::DedupClusters => run.clusters(&dirs),
+                StepKind::DedupFilter => run.filter(input, &dirs),
+                kind => unreachable!("the plan gives a dedup stage dedup steps, not {kind:?}"),
             }
         }
         StageEntry::Train(entry) => {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rlpt_trainer::Split;
 
 use crate::config::{PipelineConfig, StageEntry};
+use crate::dedup::DedupDirs;
 use crate::error::{Error, Result};
 
 /// The dedup steps, in the order they run (the names summaries and `--only` use).
@@ -19,6 +20,55 @@ pub const DEDUP_STEPS: [&str; 4] = [
     "dedup-filter",
 ];
 
+/// What a step is: a stage's only step, or one of dedup's four. It owns what differs
+/// between steps — whether the step is one task, and where its manifest lives — so
+/// no caller tells steps apart by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// A stage that runs as one step of work units (ingest, filter, pii, decontam,
+    /// segment, entropy).
+    Units,
+    /// Dedup's MinHash signatures (work units).
+    DedupSignatures,
+    /// Dedup's band buckets (one unit per band).
+    DedupBuckets,
+    /// Dedup's clusters (one task).
+    DedupClusters,
+    /// Dedup's filter of the documents (work units).
+    DedupFilter,
+    /// Training (one task).
+    Train,
+    /// Evaluation (one task).
+    Eval,
+}
+
+impl StepKind {
+    /// Dedup's steps, in the order they run (names as [`DEDUP_STEPS`]).
+    const DEDUP: [StepKind; 4] = [
+        StepKind::DedupSignatures,
+        StepKind::DedupBuckets,
+        StepKind::DedupClusters,
+        StepKind::DedupFilter,
+    ];
+
+    /// Whether the step is one task rather than work units shared across ranks.
+    pub fn single_task(self) -> bool {
+        matches!(self, Self::DedupClusters | Self::Train | Self::Eval)
+    }
+
+    /// The directory whose manifest records the step's progress, for a step writing
+    /// to `output` (train and eval keep none).
+    pub fn manifest_dir(self, output: &Path) -> PathBuf {
+        let dirs = DedupDirs::new(output);
+        match self {
+            Self::DedupSignatures => dirs.signatures(),
+            Self::DedupBuckets => dirs.pairs(),
+            Self::DedupClusters => dirs.clusters(),
+            Self::Units | Self::DedupFilter | Self::Train | Self::Eval => output.to_path_buf(),
+        }
+    }
+}
+
 /// One step of the plan.
 #[derive(Debug, Clone)]
 pub struct Step<'a> {
@@ -28,6 +78,8 @@ pub struct Step<'a> {
     pub entry: &'a StageEntry,
     /// `ingest`, `dedup-signatures` … `dedup-filter`, `pii`, …, `train`, `eval`.
     pub name: &'static str,
+    /// What the step is.
+    pub kind: StepKind,
     /// The input: files, a directory or a glob (eval: the triples it scores).
     pub input: String,
     /// The output directory (eval: the report file).
@@ -42,7 +94,7 @@ impl Step<'_> {
     /// Whether the step is one task (dedup clusters, train, eval) rather than work
     /// units shared across ranks.
     pub fn single_task(&self) -> bool {
-        matches!(self.name, "dedup-clusters" | "train" | "eval")
+        self.kind.single_task()
     }
 
     fn answers_to(&self, name: &str) -> bool {
@@ -102,15 +154,18 @@ impl<'a> Plan<'a> {
                 }
                 _ => {}
             }
-            let names: &[&'static str] = match entry {
-                StageEntry::Dedup(_) => &DEDUP_STEPS,
-                _ => &[entry.name()],
+            let kinds: Vec<(&'static str, StepKind)> = match entry {
+                StageEntry::Dedup(_) => DEDUP_STEPS.into_iter().zip(StepKind::DEDUP).collect(),
+                StageEntry::Train(_) => vec![(entry.name(), StepKind::Train)],
+                StageEntry::Eval(_) => vec![(entry.name(), StepKind::Eval)],
+                _ => vec![(entry.name(), StepKind::Units)],
             };
-            for &name in names {
+            for (name, kind) in kinds {
                 steps.push(Step {
                     number: steps.len() + 1,
                     entry,
                     name,
+                    kind,
                     input: input.clone(),
                     output: output.clone(),
                     split,

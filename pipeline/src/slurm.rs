@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{SlurmSubmitCommand, SubmissionArgs};
 use crate::config::{PipelineConfig, StageEntry};
-use crate::dedup::DedupDirs;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
 use crate::plan::{Plan, Step};
@@ -441,13 +440,7 @@ fn step_progress(step: &Step<'_>, base: &Path) -> Result<(String, &'static str)>
             Ok((format!("{written}/1 report"), state(written, 1)))
         }
         _ => {
-            let dirs = DedupDirs::new(&step.output);
-            let dir = match step.name {
-                "dedup-signatures" => dirs.signatures(),
-                "dedup-buckets" => dirs.pairs(),
-                "dedup-clusters" => dirs.clusters(),
-                _ => step.output.clone(),
-            };
+            let dir = step.kind.manifest_dir(&step.output);
             Ok(match Manifest::of(&dir).read_progress()? {
                 Some(progress) => {
                     let (done, total) = (progress.done.len() as u64, progress.stage.units as u64);
