@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rlpt_pipeline::decontam_job::DecontamJob;
-use rlpt_pipeline::executor::{Sharding, StageRun};
+use rlpt_pipeline::executor::{ShardJob, Sharding, StageRun};
 use rlpt_pipeline::filter_job::FilterJob;
 use rlpt_pipeline::ingest_job::IngestJob;
 use rlpt_pipeline::layout::Layout;

@@ -15,7 +15,7 @@ use crate::dedup::{DedupDirs, DedupRun};
 use crate::entropy_job::EntropyJob;
 use crate::error::IoContext;
 use crate::error::{Error, Result};
-use crate::executor::{Sharding, StageRun};
+use crate::executor::{ShardJob, Sharding, StageRun};
 use crate::filter_job::FilterJob;
 use crate::ingest_job::IngestJob;
 use crate::inspect::inspect;

@@ -34,14 +34,11 @@ use rlpt_stages::entropy::{
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::executor::{
-    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
-};
+use crate::executor::{OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map};
 use crate::inputs::{InputFile, WorkUnit, plan_table_by_cost};
 use crate::layout::Layout;
 use crate::manifest::Manifest;
 use crate::shard_reader::{ParquetBatches, filter_rows, for_each_batch};
-use crate::summary::StageSummary;
 
 /// The entropy stage as the executor runs it.
 pub struct EntropyJob {
@@ -123,13 +120,6 @@ impl EntropyJob {
                 },
             ),
         )
-    }
-
-    /// Runs this rank's share of the triples table `input`, in units of about
-    /// `unit_tokens` model tokens.
-    pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
-        let units = plan_table_by_cost(input, self.config.unit_tokens, pass_costs)?;
-        run_stage(self, &units, run)
     }
 
     /// Tags every triple of a batch.
@@ -342,6 +332,12 @@ fn tokenizer_path(model: &Path) -> PathBuf {
 impl ShardJob for EntropyJob {
     fn stage(&self) -> &'static str {
         "entropy"
+    }
+
+    /// Units of about `unit_tokens` estimated model tokens, not bytes: a unit's cost is
+    /// its forward passes.
+    fn plan_units(&self, input: &str, _run: &StageRun) -> Result<Vec<WorkUnit>> {
+        plan_table_by_cost(input, self.config.unit_tokens, pass_costs)
     }
 
     fn output_tables(&self) -> Vec<OutputTable> {

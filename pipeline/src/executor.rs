@@ -74,6 +74,20 @@ pub trait ShardJob: Sync {
     }
     /// Processes one unit.
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts>;
+
+    /// The work units of `input`: its files and table rows in units of about the
+    /// layout's `unit_bytes` (a job whose cost is not bytes plans its own).
+    fn plan_units(&self, input: &str, run: &StageRun) -> Result<Vec<WorkUnit>> {
+        crate::inputs::plan_table(input, run.layout.unit_bytes)
+    }
+
+    /// Plans `input` and runs this process's share of its units.
+    fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary>
+    where
+        Self: Sized,
+    {
+        run_stage(self, &self.plan_units(input, run)?, run)
+    }
 }
 
 /// What a job reports for a unit besides what it wrote.

@@ -18,12 +18,9 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::document_edit::DocumentEdit;
 use crate::error::{Error, IoContext, Result};
-use crate::executor::{
-    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
-};
-use crate::inputs::{InputFile, WorkUnit, plan_table};
+use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
+use crate::inputs::{InputFile, WorkUnit};
 use crate::shard_reader::{for_each_batch, ids_and_texts};
-use crate::summary::StageSummary;
 
 /// The subdirectory of the dropped documents.
 pub const DROPPED_DIR: &str = "dropped";
@@ -57,12 +54,6 @@ impl FilterJob {
             blocklist_checksum,
             reads_urls,
         })
-    }
-
-    /// Runs this rank's share of the documents table `input`.
-    pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
-        let units = plan_table(input, run.layout.unit_bytes)?;
-        run_stage(self, &units, run)
     }
 
     /// Each row's `url` from its `meta` JSON, when the block list needs them.

@@ -13,12 +13,9 @@ use serde_json::Value;
 
 use crate::document_edit::DocumentEdit;
 use crate::error::{Error, Result};
-use crate::executor::{
-    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
-};
-use crate::inputs::{InputFile, WorkUnit, plan_table};
+use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
+use crate::inputs::{InputFile, WorkUnit};
 use crate::shard_reader::{for_each_batch, ids_and_texts};
-use crate::summary::StageSummary;
 
 /// Prefix of the count columns.
 const COUNT_PREFIX: &str = "pii_";
@@ -36,12 +33,6 @@ impl PiiJob {
             config: config.clone(),
             scrubber: Scrubber::new(config).map_err(Error::Usage)?,
         })
-    }
-
-    /// Runs this rank's share of the documents table `input`.
-    pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
-        let units = plan_table(input, run.layout.unit_bytes)?;
-        run_stage(self, &units, run)
     }
 }
 

@@ -15,12 +15,9 @@ use rlpt_stages::segment::{SegmentConfig, SegmentCounters, Segmented, Segmenter,
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::executor::{
-    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
-};
-use crate::inputs::{WorkUnit, plan_table};
+use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
+use crate::inputs::WorkUnit;
 use crate::shard_reader::{for_each_batch, ids_and_texts};
-use crate::summary::StageSummary;
 
 /// The segment stage as the executor runs it.
 pub struct SegmentJob {
@@ -42,12 +39,6 @@ impl SegmentJob {
             config: config.clone(),
             tokenizer: Tokenizer::from_file(&config.tokenizer)?,
         })
-    }
-
-    /// Runs this rank's share of the documents table `input`.
-    pub fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary> {
-        let units = plan_table(input, run.layout.unit_bytes)?;
-        run_stage(self, &units, run)
     }
 }
 
