@@ -501,6 +501,18 @@ mod tests {
             .collect()
     }
 
+    /// The L2 norm of `a` and its L2 distance to `b`.
+    fn norm_and_distance(a: &[f32], b: &[f32]) -> (f32, f32) {
+        let norm = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let distance = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt();
+        (norm, distance)
+    }
+
     #[test]
     fn shared_prompts_and_activation_checkpointing_give_the_gradients_of_whole_sequences() {
         let policy = tiny_policy(Precision::F32);
@@ -558,13 +570,7 @@ mod tests {
         let checkpointed = gradients(&policy, &sequences, true);
         assert_eq!(whole.len(), policy.params.len());
         for (((name, _), w), c) in policy.params.iter().zip(&whole).zip(&checkpointed) {
-            let norm = w.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let diff = w
-                .iter()
-                .zip(c)
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum::<f32>()
-                .sqrt();
+            let (norm, diff) = norm_and_distance(w, c);
             assert!(norm > 0.0, "{name} got no gradient");
             assert!(diff <= 1e-5 * norm, "{name}: |Δ| {diff} against |g| {norm}");
         }
@@ -604,13 +610,7 @@ mod tests {
             gradients(&half, &sequences, false),
         );
         for (((name, _), e), r) in full.params.iter().zip(&exact).zip(&rounded) {
-            let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let diff = e
-                .iter()
-                .zip(r)
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum::<f32>()
-                .sqrt();
+            let (norm, diff) = norm_and_distance(e, r);
             assert!(diff <= 0.05 * norm, "{name}: |Δ| {diff} against |g| {norm}");
         }
     }

@@ -72,14 +72,20 @@ impl States {
     /// `sum(self · grad)` over both parts: its gradient with respect to `self` is
     /// `grad`.
     fn dot(&self, grad: &Self) -> candle_core::Result<Tensor> {
-        let mut total = (&self.prompts * &grad.prompts)?
-            .sum_all()?
-            .to_dtype(DType::F32)?;
+        let mut total = product_sum(&self.prompts, &grad.prompts)?;
         if let (Some(x), Some(g)) = (&self.continuations, &grad.continuations) {
-            total = (total + (x * g)?.sum_all()?.to_dtype(DType::F32)?)?;
+            total = (total + product_sum(x, g)?)?;
         }
         Ok(total)
     }
+}
+
+/// `sum(x · g)` as an f32 scalar, `g` taken in `x`'s dtype: backpropagated, `x`'s
+/// gradient is `g`.
+fn product_sum(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+    (x * g.to_dtype(x.dtype())?)?
+        .sum_all()?
+        .to_dtype(DType::F32)
 }
 
 /// Leaves standing for [`States`], whose gradients a backward pass collects.
@@ -165,13 +171,20 @@ impl PartAttention {
     fn surrogate(&self, part: &Part, grad: &Tensor) -> candle_core::Result<Tensor> {
         let (dq, dk, dv) =
             attention(&self.exact, part)?.backward(&self.attended, &grad.to_dtype(DType::F32)?)?;
-        let mut total = Tensor::zeros((), DType::F32, self.q.device())?;
-        for (x, g) in [(&self.q, dq), (&self.k, dk), (&self.v, dv)] {
-            let product = (x * g.to_dtype(x.dtype())?)?.sum_all()?;
-            total = (total + product.to_dtype(DType::F32)?)?;
-        }
-        Ok(total)
+        product_sum(&self.q, &dq)? + product_sum(&self.k, &dk)? + product_sum(&self.v, &dv)?
     }
+}
+
+/// Both parts' attention outputs in `dtype`.
+fn attended_states(
+    prompts: &PartAttention,
+    continued: Option<&PartAttention>,
+    dtype: DType,
+) -> candle_core::Result<States> {
+    Ok(States {
+        prompts: prompts.output(dtype)?,
+        continuations: continued.map(|p| p.output(dtype)).transpose()?,
+    })
 }
 
 /// The chunked attention of `part` over `[q, k, v]`.
@@ -363,15 +376,23 @@ impl Model {
         x: &States,
     ) -> candle_core::Result<States> {
         let (prompts, continued) = self.attend_parts(layer, layout, x)?;
-        let dtype = x.prompts.dtype();
-        let finish = |x: &Tensor, part: &PartAttention| -> candle_core::Result<Tensor> {
-            let out = self.after_attention(layer, x, &part.output(dtype)?, Mode::Differentiable)?;
-            Ok(out.detach())
-        };
+        let attended = attended_states(&prompts, continued.as_ref(), x.prompts.dtype())?;
+        self.after_parts(layer, x, &attended)?
+            .map(|out| Ok(out.detach()))
+    }
+
+    /// The rest of one block over both parts, after their attention outputs.
+    fn after_parts(
+        &self,
+        layer: &LayerWeights,
+        x: &States,
+        attended: &States,
+    ) -> candle_core::Result<States> {
+        let mode = Mode::Differentiable;
         Ok(States {
-            prompts: finish(&x.prompts, &prompts)?,
-            continuations: match (&x.continuations, &continued) {
-                (Some(xc), Some(part)) => Some(finish(xc, part)?),
+            prompts: self.after_attention(layer, &x.prompts, &attended.prompts, mode)?,
+            continuations: match (&x.continuations, &attended.continuations) {
+                (Some(xc), Some(ac)) => Some(self.after_attention(layer, xc, ac, mode)?),
                 _ => None,
             },
         })
@@ -391,22 +412,12 @@ impl Model {
         let leaves = Leaves::of(x)?;
         let x = leaves.states();
         let (prompts, continued) = self.attend_parts(layer, layout, &x)?;
-        let dtype = x.prompts.dtype();
-        let attended = Leaves::of(&States {
-            prompts: prompts.output(dtype)?,
-            continuations: continued.as_ref().map(|p| p.output(dtype)).transpose()?,
-        })?;
-        let outputs = {
-            let a = attended.states();
-            let mode = Mode::Differentiable;
-            States {
-                prompts: self.after_attention(layer, &x.prompts, &a.prompts, mode)?,
-                continuations: match (&x.continuations, &a.continuations) {
-                    (Some(xc), Some(ac)) => Some(self.after_attention(layer, xc, ac, mode)?),
-                    _ => None,
-                },
-            }
-        };
+        let attended = Leaves::of(&attended_states(
+            &prompts,
+            continued.as_ref(),
+            x.prompts.dtype(),
+        )?)?;
+        let outputs = self.after_parts(layer, &x, &attended.states())?;
         let after = outputs.dot(grad)?.backward()?;
         let grad_attended = attended.grads(&after)?;
         let residual = leaves.grads(&after)?;
