@@ -13,7 +13,7 @@ use crate::checkpoint::{self, TrainerState};
 use crate::config::{OptimConfig, TrainConfig};
 use crate::data::{Split, TripleStream};
 use crate::error::{Error, Result, compute, io};
-use crate::optim::{AdamW, clip_grad_norm, learning_rate};
+use crate::optim::{AdamW, clip_scale, grad_norm, learning_rate};
 use crate::policy::{Policy, checkpoint_weights, tokenizer_for};
 use crate::tensorboard::EventWriter;
 
@@ -224,9 +224,11 @@ impl Run {
     /// Clips the accumulated gradients and applies one AdamW update at `lr`; returns
     /// the gradient norm before clipping.
     pub fn apply(&mut self, grads: Gradients, lr: f64) -> Result<f64> {
-        let mut grads = grads.into_tensors(&self.policy)?;
-        let norm = clip_grad_norm(&mut grads, self.optim.max_grad_norm)?;
-        self.optimizer.update(&self.policy.params, &grads, lr)?;
+        let grads = grads.into_tensors(&self.policy)?;
+        let norm = grad_norm(&grads)?;
+        let scale = clip_scale(norm, self.optim.max_grad_norm);
+        self.optimizer
+            .update(&self.policy.params, &grads, lr, scale)?;
         Ok(norm)
     }
 

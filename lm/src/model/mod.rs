@@ -11,6 +11,7 @@ mod attention;
 mod checkpointed;
 mod config;
 mod ops;
+mod thin;
 mod weights;
 
 use std::path::{Path, PathBuf};

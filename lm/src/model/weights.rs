@@ -19,6 +19,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
 
 use super::config::{Architecture, ModelConfig};
+use super::thin;
 use crate::error::{Error, Result};
 
 /// How a model's matrices are held in memory.
@@ -59,21 +60,23 @@ impl Linear {
 }
 
 /// `x·Wᵀ` as one matrix product over every leading position: a batch of short
-/// sequences is one `[batch × len, in]` GEMM, not `batch` thin ones.
+/// sequences is one `[batch × len, in]` GEMM, not `batch` thin ones; a decoding
+/// step's few rows take the thin product, which reads each weight once.
 fn dense_forward(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let dims = x.dims();
     let (&inner, leading) = dims
         .split_last()
         .expect("a projection's input has a feature axis");
-    if leading.len() < 2 {
-        return x.matmul(&weight.t()?);
-    }
     let rows: usize = leading.iter().product();
     let mut out_dims = leading.to_vec();
     out_dims.push(weight.dim(0)?);
-    x.reshape((rows, inner))?
-        .matmul(&weight.t()?)?
-        .reshape(out_dims)
+    let flat = x.reshape((rows, inner))?;
+    let product = if thin::applies(&flat, weight) {
+        thin::forward(&flat, weight)?
+    } else {
+        flat.matmul(&weight.t()?)?
+    };
+    product.reshape(out_dims)
 }
 
 /// The token embedding: quantized rows looked up by id, or a dense matrix.

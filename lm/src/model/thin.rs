@@ -1,0 +1,414 @@
+//! `x·Wᵀ` for the few rows of a decoding step (at most [`MAX_ROWS`]) on the CPU.
+//!
+//! A GEMM library packs the weight matrix into its own layout on every call; with a
+//! handful of rows that packing costs more than the product, and a decoding step of a
+//! small batch is bound by reading the weights from memory. Here each block of four
+//! weight rows is read from memory once and multiplied with every row of `x` while it
+//! sits in L1 (register tiles of 4 × 4 dot products, 16 lanes wide), the weight rows
+//! split across rayon's threads. f32, and bf16 (bf16 weights widened to f32 in
+//! registers, half the bytes read; sums in f32). A candle op with a backward pass, so
+//! a graph may hold it.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+use half::bf16;
+use rayon::prelude::*;
+
+/// The most rows of `x` the thin product takes; a larger batch goes to the GEMM.
+pub(crate) const MAX_ROWS: usize = 16;
+
+/// Weight rows (and rows of `x`) one register tile covers.
+const TILE: usize = 4;
+
+/// Whether `x·Wᵀ` (`x: [rows, in]`, `weight: [out, in]`) takes the thin product.
+pub(crate) fn applies(x: &Tensor, weight: &Tensor) -> bool {
+    x.device().is_cpu()
+        && x.rank() == 2
+        && x.dim(0).is_ok_and(|rows| rows <= MAX_ROWS)
+        && x.dtype() == weight.dtype()
+        && matches!(x.dtype(), DType::F32 | DType::BF16)
+}
+
+/// `x·Wᵀ` for `x: [rows, in]` and `weight: [out, in]`: `[rows, out]`.
+pub(crate) fn forward(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, ThinProjection)
+}
+
+struct ThinProjection;
+
+impl CustomOp2 for ThinProjection {
+    fn name(&self) -> &'static str {
+        "thin-projection"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, inner) = x_layout.shape().dims2()?;
+        let (outer, weight_inner) = weight_layout.shape().dims2()?;
+        if inner != weight_inner {
+            bail!("thin-projection: x has {inner} features, the weight {weight_inner}");
+        }
+        let shape = Shape::from((rows, outer));
+        let dims = [rows, inner, outer];
+        let product = match (x, weight) {
+            (CpuStorage::F32(x), CpuStorage::F32(weight)) => CpuStorage::F32(product(
+                contiguous(x, x_layout)?,
+                contiguous(weight, weight_layout)?,
+                dims,
+            )),
+            (CpuStorage::BF16(x), CpuStorage::BF16(weight)) => {
+                let x: Vec<f32> = contiguous(x, x_layout)?
+                    .iter()
+                    .map(|v| v.to_f32())
+                    .collect();
+                let product = product(&x, contiguous(weight, weight_layout)?, dims);
+                CpuStorage::BF16(product.into_iter().map(bf16::from_f32).collect())
+            }
+            _ => bail!("thin-projection: f32 or bf16 operands of one dtype"),
+        };
+        Ok((product, shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _product: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad.matmul(weight)?), Some(grad.t()?.matmul(x)?)))
+    }
+}
+
+/// The elements of a contiguous layout.
+fn contiguous<'a, T>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage[start..end]),
+        None => bail!("thin-projection: operands must be contiguous"),
+    }
+}
+
+/// A weight element: f32 or bf16, read as f32.
+trait Weight: Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+
+    /// 16 consecutive weights widened to f32 (the first `count` of them; the rest 0).
+    ///
+    /// # Safety
+    /// `count` elements from `from` are readable; AVX-512 F/BW/VL are available.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(from: *const Self, count: usize) -> std::arch::x86_64::__m512;
+}
+
+impl Weight for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(from: *const Self, count: usize) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        unsafe {
+            if count == 16 {
+                _mm512_loadu_ps(from)
+            } else {
+                _mm512_maskz_loadu_ps(lanes(count), from)
+            }
+        }
+    }
+}
+
+impl Weight for bf16 {
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(from: *const Self, count: usize) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        unsafe {
+            let halves = if count == 16 {
+                _mm256_loadu_si256(from.cast())
+            } else {
+                _mm256_maskz_loadu_epi16(lanes(count), from.cast())
+            };
+            // A bf16 is the top half of the f32 with the same bits.
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
+        }
+    }
+}
+
+/// The mask of the first `count` of 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lanes(count: usize) -> u16 {
+    ((1u32 << count) - 1) as u16
+}
+
+/// `x·Wᵀ` of `x: [rows, inner]` (row-major) and `weight: [outer, inner]`: `[rows, outer]`.
+fn product<W: Weight>(x: &[f32], weight: &[W], [rows, inner, outer]: [usize; 3]) -> Vec<f32> {
+    if rows == 0 || inner == 0 {
+        return vec![0.0; rows * outer];
+    }
+    // Each task's weight rows, a multiple of the tile, about four tasks per thread.
+    let tasks = 4 * rayon::current_num_threads();
+    let per_task = outer.div_ceil(tasks).next_multiple_of(TILE).max(4 * TILE);
+    // Computed as [outer, rows] (a task's output is then one slice), then transposed.
+    let mut by_weight_row = vec![0.0f32; outer * rows];
+    by_weight_row
+        .par_chunks_mut(per_task * rows)
+        .zip(weight.par_chunks(per_task * inner))
+        .for_each(|(out, weight)| dots(x, weight, rows, inner, out));
+    let mut product = vec![0.0f32; rows * outer];
+    for (j, column) in by_weight_row.chunks_exact(rows).enumerate() {
+        for (i, &value) in column.iter().enumerate() {
+            product[i * outer + j] = value;
+        }
+    }
+    product
+}
+
+/// `out[j * rows + i] = x[i] · weight[j]` for the weight rows `j` of this slice.
+fn dots<W: Weight>(x: &[f32], weight: &[W], rows: usize, inner: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the features are present; the slices' lengths are checked below.
+        unsafe { avx512::dots(x, weight, rows, inner, out) };
+        return;
+    }
+    portable_dots(x, weight, rows, inner, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
+/// The dot products in plain Rust (16 lanes of partial sums per product, as the
+/// vector kernel keeps them).
+fn portable_dots<W: Weight>(x: &[f32], weight: &[W], rows: usize, inner: usize, out: &mut [f32]) {
+    for (weight_row, out) in weight.chunks_exact(inner).zip(out.chunks_exact_mut(rows)) {
+        for (x_row, out) in x.chunks_exact(inner).zip(out.iter_mut()) {
+            let mut lanes = [0.0f32; 16];
+            for (k, (&a, &b)) in x_row.iter().zip(weight_row).enumerate() {
+                lanes[k % 16] = a.mul_add(b.to_f32(), lanes[k % 16]);
+            }
+            *out = lanes.iter().sum();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{TILE, Weight};
+
+    /// [`super::dots`] in register tiles: `M` rows of `x` against `N` weight rows.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL are available; `x` holds `rows × inner` values, `weight` a
+    /// whole number of rows of `inner`, `out` `rows` values per weight row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn dots<W: Weight>(
+        x: &[f32],
+        weight: &[W],
+        rows: usize,
+        inner: usize,
+        out: &mut [f32],
+    ) {
+        let weight_rows = weight.len() / inner;
+        assert!(x.len() >= rows * inner && out.len() >= weight_rows * rows);
+        let mut j = 0;
+        while j < weight_rows {
+            let n = (weight_rows - j).min(TILE);
+            let mut i = 0;
+            while i < rows {
+                let m = (rows - i).min(TILE);
+                // SAFETY: rows i..i+m of x and j..j+n of weight are in bounds.
+                unsafe {
+                    match (m, n) {
+                        (TILE, TILE) => tile::<W, TILE, TILE>(x, weight, rows, inner, i, j, out),
+                        (TILE, _) => column::<W, TILE>(x, weight, rows, inner, i, j, n, out),
+                        (_, TILE) => {
+                            for row in i..i + m {
+                                tile::<W, 1, TILE>(x, weight, rows, inner, row, j, out);
+                            }
+                        }
+                        _ => {
+                            for row in i..i + m {
+                                column::<W, 1>(x, weight, rows, inner, row, j, n, out);
+                            }
+                        }
+                    }
+                }
+                i += m;
+            }
+            j += n;
+        }
+    }
+
+    /// Weight rows `j..j + n` (n < TILE) one at a time against `M` rows of `x`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn column<W: Weight, const M: usize>(
+        x: &[f32],
+        weight: &[W],
+        rows: usize,
+        inner: usize,
+        i: usize,
+        j: usize,
+        n: usize,
+        out: &mut [f32],
+    ) {
+        for row in j..j + n {
+            unsafe { tile::<W, M, 1>(x, weight, rows, inner, i, row, out) };
+        }
+    }
+
+    /// `M × N` dot products: rows `i..i + M` of `x` with weight rows `j..j + N`.
+    #[inline(always)]
+    unsafe fn tile<W: Weight, const M: usize, const N: usize>(
+        x: &[f32],
+        weight: &[W],
+        rows: usize,
+        inner: usize,
+        i: usize,
+        j: usize,
+        out: &mut [f32],
+    ) {
+        unsafe {
+            let mut sums = [[_mm512_setzero_ps(); N]; M];
+            let mut k = 0;
+            while k < inner {
+                let count = (inner - k).min(16);
+                let mut w = [_mm512_setzero_ps(); N];
+                for (r, w) in w.iter_mut().enumerate() {
+                    *w = W::load16(weight.as_ptr().add((j + r) * inner + k), count);
+                }
+                for (a, sums) in sums.iter_mut().enumerate() {
+                    let xv = f32::load16(x.as_ptr().add((i + a) * inner + k), count);
+                    for (sum, &w) in sums.iter_mut().zip(&w) {
+                        *sum = _mm512_fmadd_ps(xv, w, *sum);
+                    }
+                }
+                k += 16;
+            }
+            for (a, sums) in sums.iter().enumerate() {
+                for (r, &sum) in sums.iter().enumerate() {
+                    out[(j + r) * rows + i + a] = _mm512_reduce_add_ps(sum);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    fn values(count: usize, seed: f32) -> Vec<f32> {
+        (0..count)
+            .map(|i| ((i as f32 + 1.0) * (seed * 0.618 + 1.37)).sin())
+            .collect()
+    }
+
+    fn matrix(rows: usize, cols: usize, seed: f32) -> Tensor {
+        Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+        (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Every tile shape (rows and weight rows off the tile, features off 16) and both
+    /// dtypes give the GEMM's product.
+    #[test]
+    fn equals_the_gemm() {
+        for rows in [1, 3, 4, 7, 8, 16] {
+            for (outer, inner) in [(1, 1), (5, 17), (64, 576), (70, 33), (130, 160)] {
+                let x = matrix(rows, inner, rows as f32);
+                let weight = matrix(outer, inner, outer as f32 + 0.5);
+                let expected = x.matmul(&weight.t().unwrap()).unwrap();
+                assert!(applies(&x, &weight));
+                let thin = forward(&x, &weight).unwrap();
+                assert_eq!(thin.dims(), &[rows, outer]);
+                assert!(
+                    max_difference(&thin, &expected) < 1e-4,
+                    "{rows}x{inner}·{outer}"
+                );
+                let (x16, weight16) = (
+                    x.to_dtype(DType::BF16).unwrap(),
+                    weight.to_dtype(DType::BF16).unwrap(),
+                );
+                let expected = x16
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .matmul(&weight16.to_dtype(DType::F32).unwrap().t().unwrap())
+                    .unwrap();
+                let thin = forward(&x16, &weight16).unwrap();
+                assert_eq!(thin.dtype(), DType::BF16);
+                // One bf16 rounding of the f32 sum.
+                let tolerance = 1e-2 * (inner as f32).sqrt();
+                assert!(max_difference(&thin, &expected) < tolerance);
+            }
+        }
+    }
+
+    #[test]
+    fn portable_form_equals_the_vector_form() {
+        let (rows, outer, inner) = (6, 9, 37);
+        let x = values(rows * inner, 1.0);
+        let weight = values(outer * inner, 2.0);
+        let mut portable = vec![0.0; rows * outer];
+        portable_dots(&x, &weight, rows, inner, &mut portable);
+        let mut dispatched = vec![0.0; rows * outer];
+        dots(&x, &weight, rows, inner, &mut dispatched);
+        for (a, b) in portable.iter().zip(&dispatched) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn gradients_are_the_products() {
+        let x = Var::from_tensor(&matrix(3, 20, 1.0)).unwrap();
+        let weight = Var::from_tensor(&matrix(7, 20, 2.0)).unwrap();
+        let target = matrix(3, 7, 3.0);
+        let loss_of = |product: Tensor| (product * &target).unwrap().sum_all().unwrap();
+        let thin = loss_of(forward(&x, &weight).unwrap()).backward().unwrap();
+        let gemm = loss_of(x.matmul(&weight.t().unwrap()).unwrap())
+            .backward()
+            .unwrap();
+        for var in [&x, &weight] {
+            let difference = max_difference(thin.get(var).unwrap(), gemm.get(var).unwrap());
+            assert!(difference < 1e-5);
+        }
+    }
+
+    #[test]
+    fn mismatched_features_are_an_error() {
+        let x = matrix(2, 8, 1.0);
+        let weight = matrix(3, 9, 2.0);
+        assert!(forward(&x, &weight).is_err());
+    }
+}
