@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::{Error, IoContext, Result};
+use crate::{At, FileError, Result};
 
 /// Suffix of files being written.
 pub const TMP_SUFFIX: &str = ".tmp";
@@ -44,7 +44,7 @@ pub fn write_shared_file(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{}-{write}{TMP_SUFFIX}", std::process::id()));
         match write_via(Path::new(&tmp), path, bytes) {
-            Err(Error::Io { source, .. })
+            Err(FileError { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound && attempt < ATTEMPTS =>
             {
                 // Another writer may have removed our temporary as a leftover.
@@ -102,6 +102,29 @@ pub fn commit(file: File, tmp: &Path, path: &Path) -> Result<()> {
     sync_dir(parent.unwrap_or(Path::new(".")))
 }
 
+/// Finishes an atomic write of a file another writer filled at `tmp` (a library that
+/// writes to a path): fsyncs it, renames it to `path`, fsyncs the directory.
+pub fn commit_written(tmp: &Path, path: &Path) -> Result<()> {
+    commit(File::open(tmp).at(tmp)?, tmp, path)
+}
+
+/// Makes the directory `staging` (every file in it written) durable and renames it to
+/// `target`, replacing a `target` already there: a reader sees the old directory, no
+/// directory, or the whole new one, never part of it.
+pub fn publish_dir(staging: &Path, target: &Path) -> Result<()> {
+    for entry in fs::read_dir(staging).at(staging)? {
+        let path = entry.at(staging)?.path();
+        File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
+    }
+    sync_dir(staging)?;
+    if target.exists() {
+        fs::remove_dir_all(target).at(target)?;
+    }
+    fs::rename(staging, target).at(target)?;
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
+    sync_dir(parent.unwrap_or(Path::new(".")))
+}
+
 /// Fsyncs a directory, making renames in it durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
@@ -130,6 +153,34 @@ mod tests {
         remove_if_exists(&path).unwrap();
         remove_if_exists(&path).unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_published_directory_replaces_the_old_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("step-1");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("old.bin"), b"old").unwrap();
+        let staging = dir.path().join(".step-1.tmp");
+        fs::create_dir(&staging).unwrap();
+        fs::write(staging.join("model.bin"), b"new").unwrap();
+        publish_dir(&staging, &target).unwrap();
+        assert!(!staging.exists());
+        assert!(!target.join("old.bin").exists());
+        assert_eq!(fs::read(target.join("model.bin")).unwrap(), b"new");
+        let missing = publish_dir(&staging, &target).unwrap_err();
+        assert_eq!(missing.path, staging);
+    }
+
+    #[test]
+    fn a_file_written_elsewhere_is_committed_in_place_of_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        fs::write(&path, b"old").unwrap();
+        fs::write(tmp_path(&path), b"new").unwrap();
+        commit_written(&tmp_path(&path), &path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert!(!tmp_path(&path).exists());
     }
 
     #[test]

@@ -80,3 +80,12 @@ pub enum Error {
     #[error("generation: {0}")]
     Generation(String),
 }
+
+impl From<rlpt_engine::FileError> for Error {
+    fn from(error: rlpt_engine::FileError) -> Self {
+        Self::Io {
+            path: error.path,
+            source: error.source,
+        }
+    }
+}

@@ -9,27 +9,22 @@ use crate::cli::{
     Cli, Command, DedupCommand, DedupSettings, DedupStep, ExportCommand, IngestCommand,
     ModelCommand, RunCommand, SlurmCommand, TableCommand, TokenizerCommand,
 };
-use crate::config::{PipelineConfig, StageEntry};
-use crate::decontam_job::DecontamJob;
+use crate::config::{PipelineConfig, StageEntry, TableEntry};
 use crate::dedup::{DedupDirs, DedupRun};
-use crate::entropy_job::EntropyJob;
 use crate::error::IoContext;
 use crate::error::{Error, Result};
 use crate::executor::{ShardJob, Sharding, StageRun};
-use crate::filter_job::FilterJob;
 use crate::ingest_job::IngestJob;
 use crate::inspect::inspect;
 use crate::layout::Layout;
 use crate::logging::LogFormat;
-use crate::pii_job::PiiJob;
 use crate::plan::{Plan, Step, StepKind};
 use crate::progress::ProgressMode;
-use crate::segment_job::SegmentJob;
+use crate::stage_job::TableStage;
 use crate::stdout;
 use crate::summary::{StageSummary, render_table};
 use crate::train_command::{self, Loop};
 use rlpt_lm::Tokenizer;
-use rlpt_stages::decontam::BenchmarkSpec;
 
 /// Runs `cli`'s command.
 pub fn execute(cli: &Cli) -> Result<()> {
@@ -43,31 +38,11 @@ pub fn execute(cli: &Cli) -> Result<()> {
             let summary = ingest(command, progress)?;
             print_summaries(cli, &[summary])?;
         }
-        Command::Filter(command) => {
-            let summary = FilterJob::new(&command.config)?
-                .run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary])?;
-        }
-        Command::Pii(command) => {
-            let summary = PiiJob::new(&command.config)?
-                .run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary])?;
-        }
-        Command::Decontam(command) => {
-            let job = DecontamJob::new(&command.config)?;
-            let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary])?;
-        }
-        Command::Segment(command) => {
-            let job = SegmentJob::new(&command.config)?;
-            let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary])?;
-        }
-        Command::Entropy(command) => {
-            let job = EntropyJob::new(&command.config)?;
-            let summary = job.run(&command.io.input, &table_run(command, progress)?)?;
-            print_summaries(cli, &[summary])?;
-        }
+        Command::Filter(command) => print_summaries(cli, &[table(command, progress)?])?,
+        Command::Pii(command) => print_summaries(cli, &[table(command, progress)?])?,
+        Command::Decontam(command) => print_summaries(cli, &[table(command, progress)?])?,
+        Command::Segment(command) => print_summaries(cli, &[table(command, progress)?])?,
+        Command::Entropy(command) => print_summaries(cli, &[table(command, progress)?])?,
         Command::Dedup(command) => {
             let summaries = dedup(command, progress)?;
             print_summaries(cli, &summaries)?;
@@ -212,15 +187,24 @@ fn jsonl_field(path: &Path, field: &str) -> Result<Vec<String>> {
         .collect()
 }
 
-fn table_run<C: clap::Args>(command: &TableCommand<C>, progress: ProgressMode) -> Result<StageRun> {
-    Ok(StageRun {
+/// Runs a table stage given on the command line (its paths as given, from the
+/// current directory).
+fn table<C: clap::Args + TableStage>(
+    command: &TableCommand<C>,
+    progress: ProgressMode,
+) -> Result<StageSummary> {
+    let run = StageRun {
         output: command.io.output.clone(),
         layout: command.layout,
         sharding: command.io.share.sharding()?,
         force: command.io.share.force,
         strict: false,
         progress,
-    })
+    };
+    command
+        .config
+        .job(Path::new(""))?
+        .run(&command.io.input, &run)
 }
 
 fn ingest(command: &IngestCommand, progress: ProgressMode) -> Result<StageSummary> {
@@ -350,6 +334,17 @@ struct RunIn<'a> {
 }
 
 impl RunIn<'_> {
+    /// Runs a table stage of the config (its paths from the config's directory).
+    fn table<C: TableStage>(
+        &self,
+        entry: &TableEntry<C>,
+        input: &str,
+        output: &Path,
+    ) -> Result<StageSummary> {
+        let run = self.stage_run(output, entry.layout, false);
+        entry.config.job(self.base)?.run(input, &run)
+    }
+
     fn stage_run(&self, output: &Path, layout: Layout, strict: bool) -> StageRun {
         StageRun {
             output: output.to_path_buf(),
@@ -370,29 +365,12 @@ fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
             &[input],
             &place.stage_run(output, entry.layout, entry.strict),
         ),
-        StageEntry::Filter(entry) => {
-            let mut config = entry.config.clone();
-            config.url_blocklist = config.url_blocklist.map(|list| base.join(list));
-            FilterJob::new(&config)?.run(input, &place.stage_run(output, entry.layout, false))
-        }
-        StageEntry::Pii(entry) => {
-            PiiJob::new(&entry.config)?.run(input, &place.stage_run(output, entry.layout, false))
-        }
-        StageEntry::Decontam(entry) => {
-            let mut config = entry.config.clone();
-            config.benchmarks = relative_benchmarks(&config.benchmarks, base)?;
-            DecontamJob::new(&config)?.run(input, &place.stage_run(output, entry.layout, false))
-        }
-        StageEntry::Segment(entry) => {
-            let mut config = entry.config.clone();
-            config.tokenizer = base.join(&config.tokenizer);
-            SegmentJob::new(&config)?.run(input, &place.stage_run(output, entry.layout, false))
-        }
+        StageEntry::Filter(entry) => place.table(entry, input, output),
+        StageEntry::Pii(entry) => place.table(entry, input, output),
+        StageEntry::Decontam(entry) => place.table(entry, input, output),
+        StageEntry::Segment(entry) => place.table(entry, input, output),
         StageEntry::Entropy(entry) => {
-            let mut config = entry.config.clone();
-            config.model = base.join(&config.model);
-            config.fallback_model = config.fallback_model.map(|m| base.join(m));
-            let job = EntropyJob::new(&config)?;
+            let job = entry.config.job(base)?;
             let mut run = place.stage_run(output, entry.layout, false);
             if let Some(previous) = job.replaced_model(output, &entry.layout)? {
                 tracing::warn!(
@@ -445,23 +423,6 @@ fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
             )
         }
     }
-}
-
-/// Benchmark specs with their paths made relative to the config file's directory.
-fn relative_benchmarks(specs: &[String], base: &Path) -> Result<Vec<String>> {
-    specs
-        .iter()
-        .map(|text| {
-            let spec = BenchmarkSpec::parse(text).map_err(Error::Usage)?;
-            let path = base.join(&spec.path);
-            let fields = if spec.fields.is_empty() {
-                String::new()
-            } else {
-                format!(":{}", spec.fields.join(","))
-            };
-            Ok(format!("{}={}{fields}", spec.name, path.display()))
-        })
-        .collect()
 }
 
 fn print_summaries(cli: &Cli, summaries: &[StageSummary]) -> Result<()> {

@@ -152,6 +152,15 @@ pub enum Error {
     },
 }
 
+impl From<rlpt_engine::FileError> for Error {
+    fn from(error: rlpt_engine::FileError) -> Self {
+        Self::Io {
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 impl From<rlpt_trainer::Error> for Error {
     fn from(error: rlpt_trainer::Error) -> Self {
         Self::Trainer(Box::new(error))

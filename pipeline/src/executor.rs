@@ -620,7 +620,7 @@ fn existing_shards(output: &Path, tables: &[OutputTable]) -> Result<BTreeMap<usi
 fn remove_files(paths: Vec<PathBuf>) -> Result<()> {
     paths
         .iter()
-        .try_for_each(|path| atomic::remove_if_exists(path))
+        .try_for_each(|path| Ok(atomic::remove_if_exists(path)?))
 }
 
 #[cfg(test)]

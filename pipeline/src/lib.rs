@@ -29,7 +29,7 @@
 
 #![deny(missing_docs)]
 
-pub mod atomic;
+pub use rlpt_engine::atomic;
 pub mod checksum;
 pub mod cli;
 pub mod commands;
@@ -57,6 +57,7 @@ pub mod segment_job;
 pub mod shard_reader;
 pub mod shard_writer;
 pub mod slurm;
+pub mod stage_job;
 pub mod stdout;
 pub mod summary;
 pub mod train_command;

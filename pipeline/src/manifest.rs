@@ -129,7 +129,10 @@ impl Manifest {
     /// Writes the stage record atomically (every rank may write it at once).
     pub fn write_stage(&self, record: &StageRecord) -> Result<()> {
         fs::create_dir_all(&self.dir).at(&self.dir)?;
-        atomic::write_shared_file(&self.stage_path(), &to_json(record))
+        Ok(atomic::write_shared_file(
+            &self.stage_path(),
+            &to_json(record),
+        )?)
     }
 
     /// A unit's record, if it exists.
@@ -141,14 +144,17 @@ impl Manifest {
     /// unit's rank writes it.
     pub fn write_unit(&self, record: &UnitRecord) -> Result<()> {
         fs::create_dir_all(&self.dir).at(&self.dir)?;
-        atomic::write_file(&self.unit_path(record.unit), &to_json(record))
+        Ok(atomic::write_file(
+            &self.unit_path(record.unit),
+            &to_json(record),
+        )?)
     }
 
     /// Forgets a unit (before recomputing it), with any half-written record.
     pub fn remove_unit(&self, unit: usize) -> Result<()> {
         let path = self.unit_path(unit);
         atomic::remove_if_exists(&path)?;
-        atomic::remove_if_exists(&atomic::tmp_path(&path))
+        Ok(atomic::remove_if_exists(&atomic::tmp_path(&path))?)
     }
 
     /// Units with a record file, sorted (whatever their config hash).

@@ -129,9 +129,9 @@ impl ShardJob for SegmentJob {
 fn triples_batch(docs: &[DocTriples<'_>]) -> RecordBatch {
     let rows = || {
         docs.iter()
-            .flat_map(|doc| doc.segmented.triples.iter().map(move |t| (doc, t)))
+            .flat_map(|doc| doc.segmented.segments.iter().map(move |t| (doc, t)))
     };
-    let u32s = |f: &dyn Fn(&rlpt_stages::segment::Triple) -> usize| -> ArrayRef {
+    let u32s = |f: &dyn Fn(&rlpt_stages::segment::Segment) -> usize| -> ArrayRef {
         Arc::new(rows().map(|(_, t)| f(t) as u32).collect::<UInt32Array>())
     };
     let columns: Vec<ArrayRef> = vec![

@@ -137,7 +137,10 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
 /// Records the jobs submitted so far in `OUT/_slurm/jobs.json`.
 fn write_submission(slurm_dir: &Path, submission: &Submission) -> Result<()> {
     let json = serde_json::to_vec_pretty(submission).expect("a submission serialises");
-    crate::atomic::write_file(&slurm_dir.join(JOBS_FILE), &json)
+    Ok(crate::atomic::write_file(
+        &slurm_dir.join(JOBS_FILE),
+        &json,
+    )?)
 }
 
 /// The submission `submit` recorded under `out_dir`, if any.

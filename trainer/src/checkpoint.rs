@@ -11,9 +11,10 @@
 //! verifies every checksum first and names the file that does not match.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
+use rlpt_engine::atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -79,15 +80,8 @@ pub fn save(
     fs::write(&sums_path, json).map_err(io(&sums_path))?;
     // A checkpoint of this step already there is from a run that crashed before
     // moving `latest`: replaced.
-    publish_dir(&staging, &target)?;
-    let latest = output.join(LATEST);
-    let pending = output.join(format!("{LATEST}.tmp"));
-    fs::write(&pending, format!("{name}\n")).map_err(io(&pending))?;
-    File::open(&pending)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&pending))?;
-    fs::rename(&pending, &latest).map_err(io(&latest))?;
-    sync_dir(output)?;
+    atomic::publish_dir(&staging, &target)?;
+    atomic::write_file(&output.join(LATEST), format!("{name}\n").as_bytes())?;
     prune(output, keep_last)?;
     Ok(target)
 }
@@ -184,33 +178,6 @@ pub fn fresh_dir(dir: &Path) -> Result<()> {
         fs::remove_dir_all(dir).map_err(io(dir))?;
     }
     fs::create_dir_all(dir).map_err(io(dir))
-}
-
-/// Makes the directory `staging` (every file in it written) durable and renames it to
-/// `target`, replacing a `target` already there: a reader sees the old directory, no
-/// directory, or the whole new one, never part of it.
-pub fn publish_dir(staging: &Path, target: &Path) -> Result<()> {
-    for entry in fs::read_dir(staging).map_err(io(staging))? {
-        let path = entry.map_err(io(staging))?.path();
-        File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&path))?;
-    }
-    sync_dir(staging)?;
-    if target.exists() {
-        fs::remove_dir_all(target).map_err(io(target))?;
-    }
-    fs::rename(staging, target).map_err(io(target))?;
-    sync_dir(
-        target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 /// The `step-N` directories of `output` that hold a state (published: a checkpoint is

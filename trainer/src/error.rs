@@ -58,6 +58,15 @@ pub enum Error {
     },
 }
 
+impl From<rlpt_engine::FileError> for Error {
+    fn from(error: rlpt_engine::FileError) -> Self {
+        Self::Io {
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 impl From<rlpt_lm::Error> for Error {
     fn from(error: rlpt_lm::Error) -> Self {
         Self::Lm(Box::new(error))

@@ -847,10 +847,10 @@ pub fn init_checkpoint(config_json: &Path, output: &Path, seed: u64) -> Result<(
     }
     // Written beside, then renamed: a half-written checkpoint is never visible.
     let weights = output.join("model.safetensors");
-    let partial = output.join("model.safetensors.tmp");
+    let partial = rlpt_engine::atomic::tmp_path(&weights);
     candle_core::safetensors::save(&tensors, &partial)
         .map_err(|e| compute(&format!("writing {}", partial.display()), e))?;
-    std::fs::rename(&partial, &weights).map_err(io(&weights))?;
+    rlpt_engine::atomic::commit_written(&partial, &weights)?;
     let config_out = output.join("config.json");
     if config_json != config_out {
         std::fs::copy(config_json, &config_out).map_err(io(&config_out))?;

@@ -9,25 +9,26 @@
 //! cannot be opened (no footer: truncated, or not Parquet at all) or whose pages stop
 //! decoding is rejected the same way, from its first unread row.
 
-use std::cell::Cell;
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Schema};
+use arrow_array::Array;
 use rlpt_schemas::{Reject, documents};
 use rlpt_stages::ingest::{
-    IngestConfig, IngestCounters, RawRecord, RejectReason, TextCell, TextMode, ingest_batch,
+    IngestConfig, IngestCounters, RawRecord, RejectReason, TextMode, ingest_batch,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, IoContext, Result};
+mod lines;
+mod parquet_input;
+
+use lines::{Line, LineReader, open_decoded};
+use parquet_input::{ParquetColumns, text_cell};
+
+use crate::error::{Error, Result};
 use crate::executor::{
     OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
 };
@@ -555,253 +556,6 @@ fn raw_bytes(record: &RawRecord) -> Option<Vec<u8>> {
 
 fn is_blank(line: &[u8]) -> bool {
     line.iter().all(u8::is_ascii_whitespace)
-}
-
-/// Counts compressed bytes read from disk, for progress.
-struct CountingReader {
-    inner: File,
-    count: Rc<Cell<u64>>,
-}
-
-impl Read for CountingReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
-        Ok(n)
-    }
-}
-
-/// A file read through its decompressor.
-struct Decoded {
-    reader: Box<dyn Read>,
-    /// Bytes read from disk so far.
-    consumed: Rc<Cell<u64>>,
-}
-
-fn open_decoded(path: &Path) -> Result<Decoded> {
-    let consumed = Rc::new(Cell::new(0));
-    let file = CountingReader {
-        inner: File::open(path).at(path)?,
-        count: Rc::clone(&consumed),
-    };
-    let reader: Box<dyn Read> = match detect(path).0 {
-        Compression::None => Box::new(file),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
-        Compression::Zstd => Box::new(zstd::Decoder::new(file).at(path)?),
-    };
-    Ok(Decoded { reader, consumed })
-}
-
-/// Reads lines (without terminators, `\r\n` or `\n`), skipping a leading BOM.
-struct LineReader {
-    reader: BufReader<Box<dyn Read>>,
-    consumed: Rc<Cell<u64>>,
-    reported: u64,
-    /// 1-based number of the last line read.
-    line: u64,
-    /// Longer lines are skipped as [`Line::TooLong`].
-    max_bytes: u64,
-}
-
-/// What [`LineReader::next_line`] found.
-enum Line {
-    /// A line, appended to the buffer.
-    Read,
-    /// A line of this many bytes, over the limit: skipped, nothing appended.
-    TooLong(u64),
-    /// The end of the input.
-    End,
-}
-
-impl LineReader {
-    fn open(path: &Path, max_bytes: u64) -> Result<Self> {
-        let decoded = open_decoded(path)?;
-        Ok(Self {
-            reader: BufReader::with_capacity(1 << 20, decoded.reader),
-            consumed: decoded.consumed,
-            reported: 0,
-            line: 0,
-            max_bytes,
-        })
-    }
-
-    /// Appends the next line to `out` — or, for a line longer than `max_bytes`, skips
-    /// it, holding no more than `max_bytes` of it at any time.
-    fn next_line(&mut self, out: &mut Vec<u8>) -> io::Result<Line> {
-        let start = out.len();
-        let (mut seen, mut over, mut any) = (0u64, false, false);
-        loop {
-            let available = self.reader.fill_buf()?;
-            if available.is_empty() {
-                break;
-            }
-            any = true;
-            let (chunk, ends) = match memchr::memchr(b'\n', available) {
-                Some(newline) => (&available[..=newline], true),
-                None => (available, false),
-            };
-            let taken = chunk.len();
-            seen += taken as u64;
-            // The line's own bytes, its `\r\n` aside.
-            if !over && seen > self.max_bytes + 2 {
-                over = true;
-                out.truncate(start);
-            }
-            if !over {
-                out.extend_from_slice(chunk);
-            }
-            self.reader.consume(taken);
-            if ends {
-                break;
-            }
-        }
-        if !any {
-            return Ok(Line::End);
-        }
-        self.line += 1;
-        if out.last() == Some(&b'\n') {
-            out.pop();
-            if out.last() == Some(&b'\r') {
-                out.pop();
-            }
-        }
-        if self.line == 1 && out[start..].starts_with(UTF8_BOM) {
-            out.drain(start..start + UTF8_BOM.len());
-        }
-        if over || (out.len() - start) as u64 > self.max_bytes {
-            out.truncate(start);
-            return Ok(Line::TooLong(seen));
-        }
-        Ok(Line::Read)
-    }
-
-    /// Bytes read from disk since the last call.
-    fn take_consumed(&mut self) -> u64 {
-        let total = self.consumed.get();
-        let delta = total - self.reported;
-        self.reported = total;
-        delta
-    }
-}
-
-/// Where the text, id and other columns are in a Parquet input.
-struct ParquetColumns {
-    text: usize,
-    id: Option<usize>,
-    others: Vec<usize>,
-}
-
-impl ParquetColumns {
-    fn locate(config: &IngestConfig, path: &Path, schema: &Schema) -> Result<Self> {
-        let problem = |problem: String| Error::Input {
-            spec: path.display().to_string(),
-            problem,
-        };
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let text = schema.index_of(&config.text_field).map_err(|_| {
-            problem(format!(
-                "no column `{}` (columns: {}); pass --text-field",
-                config.text_field,
-                names.join(", ")
-            ))
-        })?;
-        let id = schema.index_of(&config.id_field).ok();
-        if let Some(id) = id {
-            let data_type = schema.field(id).data_type();
-            if !(data_type.is_integer()
-                || matches!(
-                    data_type,
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                ))
-            {
-                return Err(problem(format!(
-                    "column `{}` has type {data_type}; ids must be strings or integers (pass --id-field to use another column)",
-                    config.id_field
-                )));
-            }
-        }
-        let others = (0..names.len())
-            .filter(|&i| i != text && Some(i) != id)
-            .collect();
-        Ok(Self { text, id, others })
-    }
-
-    fn ids(&self, batch: &RecordBatch, path: &Path) -> Result<Option<StringArray>> {
-        let Some(id) = self.id else {
-            return Ok(None);
-        };
-        let cast =
-            arrow_cast::cast(batch.column(id), &DataType::Utf8).map_err(|source| Error::Arrow {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Some(cast.as_string::<i32>().clone()))
-    }
-
-    /// The text column, a dictionary-encoded one (pyarrow's `dictionary_encode`)
-    /// decoded to its values.
-    fn text(&self, batch: &RecordBatch, path: &Path) -> Result<ArrayRef> {
-        let column = batch.column(self.text);
-        let DataType::Dictionary(_, values) = column.data_type() else {
-            return Ok(column.clone());
-        };
-        arrow_cast::cast(column, values).map_err(|source| Error::Arrow {
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-
-    /// Each row's other columns as a JSON object (`None` when all are null).
-    fn metas(&self, batch: &RecordBatch, path: &Path) -> Result<Vec<Option<String>>> {
-        if self.others.is_empty() {
-            return Ok(vec![None; batch.num_rows()]);
-        }
-        let arrow_error = |source| Error::Arrow {
-            path: path.to_path_buf(),
-            source,
-        };
-        let projected = batch.project(&self.others).map_err(arrow_error)?;
-        let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
-        writer.write(&projected).map_err(arrow_error)?;
-        writer.finish().map_err(arrow_error)?;
-        let json = String::from_utf8(writer.into_inner()).expect("arrow-json writes UTF-8");
-        Ok(json
-            .lines()
-            .map(|line| (line != "{}").then(|| line.to_string()))
-            .collect())
-    }
-}
-
-fn text_cell(array: &dyn Array, row: usize) -> TextCell<'_> {
-    if array.is_null(row) {
-        return TextCell::Null;
-    }
-    if let Some(strings) = array.as_string_opt::<i32>() {
-        TextCell::Str(strings.value(row))
-    } else if let Some(strings) = array.as_string_opt::<i64>() {
-        TextCell::Str(strings.value(row))
-    } else if let Some(strings) = array.as_string_view_opt() {
-        TextCell::Str(strings.value(row))
-    } else if let Some(bytes) = array.as_binary_opt::<i32>() {
-        TextCell::Bytes(bytes.value(row))
-    } else if let Some(bytes) = array.as_binary_opt::<i64>() {
-        TextCell::Bytes(bytes.value(row))
-    } else if let Some(bytes) = array.as_binary_view_opt() {
-        TextCell::Bytes(bytes.value(row))
-    } else {
-        TextCell::OtherType(type_name(array))
-    }
-}
-
-fn type_name(array: &dyn Array) -> &'static str {
-    match array.data_type() {
-        DataType::Boolean => "Boolean",
-        DataType::List(_) | DataType::LargeList(_) => "List",
-        DataType::Struct(_) => "Struct",
-        data_type if data_type.is_integer() => "Integer",
-        data_type if data_type.is_floating() => "Float",
-        _ => "a non-string type",
-    }
 }
 
 #[cfg(test)]

@@ -86,9 +86,10 @@ impl Default for SegmentConfig {
 /// (tokenizer vocabularies hold far shorter tokens).
 const MAX_TOKEN_BYTES: usize = 256;
 
-/// One (context, segment, next segment) triple of a document.
+/// One segment of a document with its context and the segment after it: a row of
+/// the `triples` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Triple {
+pub struct Segment {
     /// Index of the segment in its document.
     pub index: usize,
     /// The text before the segment, from a segment boundary.
@@ -136,8 +137,8 @@ impl AddAssign for SegmentCounters {
 /// A document's triples and counts.
 #[derive(Debug, Clone, Default)]
 pub struct Segmented {
-    /// Its triples, in order.
-    pub triples: Vec<Triple>,
+    /// Its segments that have a context, in order (the triples).
+    pub segments: Vec<Segment>,
     /// Counts.
     pub counters: SegmentCounters,
 }
@@ -332,13 +333,13 @@ impl<'a> Segmenter<'a> {
             ..SegmentCounters::default()
         };
         let tokens = SegmentTokens::new(self, text, &segments)?;
-        let mut triples = Vec::new();
+        let mut rows = Vec::new();
         let mut first = 0;
         for index in 0..segments.len() {
             match self.context_start(&tokens, first, index)? {
                 Some((start, context_tokens)) => {
                     first = start;
-                    triples.push(Triple {
+                    rows.push(Segment {
                         index,
                         context: text[segments[start].start..segments[index].start].to_string(),
                         segment: text[segments[index].clone()].to_string(),
@@ -357,8 +358,11 @@ impl<'a> Segmenter<'a> {
                 }
             }
         }
-        counters.triples = triples.len() as u64;
-        Ok(Segmented { triples, counters })
+        counters.triples = rows.len() as u64;
+        Ok(Segmented {
+            segments: rows,
+            counters,
+        })
     }
 
     /// The earliest segment (from `first` on) whose context up to `index` fits the

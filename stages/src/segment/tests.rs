@@ -310,7 +310,7 @@ fn long_sentences_split_at_clause_boundaries() {
         ..SegmentConfig::default()
     };
     let out = segmenter(config.clone());
-    let segments: Vec<&str> = out.triples.iter().map(|t| t.segment.as_str()).collect();
+    let segments: Vec<&str> = out.segments.iter().map(|t| t.segment.as_str()).collect();
     assert_eq!(
         segments[2..],
         [
@@ -321,7 +321,7 @@ fn long_sentences_split_at_clause_boundaries() {
         "clauses packed greedily within 6 tokens"
     );
     assert!(
-        out.triples.iter().all(|t| t.segment_tokens <= 6),
+        out.segments.iter().all(|t| t.segment_tokens <= 6),
         "{segments:?}"
     );
     assert_eq!(out.counters.split_sentences, 1);
@@ -337,7 +337,7 @@ fn triples_reproduce_the_text_and_respect_the_budget() {
             ..SegmentConfig::default()
         };
         let out = Segmenter::new(&config, &words).run(text).unwrap();
-        for triple in &out.triples {
+        for triple in &out.segments {
             let joined = format!("{}{}", triple.context, triple.segment);
             assert!(
                 text.contains(&joined),
@@ -361,16 +361,16 @@ fn triples_reproduce_the_text_and_respect_the_budget() {
     )
     .run(text)
     .unwrap();
-    assert_eq!(full.triples.len(), 4, "the first segment has no context");
+    assert_eq!(full.segments.len(), 4, "the first segment has no context");
     assert_eq!(
-        full.triples[3].context,
+        full.segments[3].context,
         "Alpha beta gamma delta. Epsilon zeta eta theta.\n\nIota kappa lambda mu. Nu xi omicron pi. "
     );
     assert_eq!(
-        full.triples[0].next_segment.as_deref(),
+        full.segments[0].next_segment.as_deref(),
         Some("Iota kappa lambda mu.")
     );
-    assert_eq!(full.triples[3].next_segment, None);
+    assert_eq!(full.segments[3].next_segment, None);
 }
 
 /// `words`, declaring the additivity it has, so segmentation sums context counts.
@@ -404,7 +404,10 @@ fn summed_context_counts_equal_counting_every_context() {
             };
             let counted = Segmenter::new(&config, &words).run(text).unwrap();
             let summed = Segmenter::new(&config, &AdditiveWords).run(text).unwrap();
-            assert_eq!(summed.triples, counted.triples, "{text:?} budget {budget}");
+            assert_eq!(
+                summed.segments, counted.segments,
+                "{text:?} budget {budget}"
+            );
             assert_eq!(summed.counters, counted.counters);
         }
     }
@@ -420,7 +423,7 @@ fn a_budget_too_small_for_any_context_leaves_the_segment_without_a_triple() {
     let out = Segmenter::new(&config, &words)
         .run("One two three. Four five six. Seven.")
         .unwrap();
-    assert!(out.triples.is_empty());
+    assert!(out.segments.is_empty());
     assert_eq!(out.counters.segments_without_context, 3);
 }
 
@@ -531,8 +534,8 @@ fn zero_min_context_segments_makes_every_segment_a_triple_the_first_with_an_empt
                 ..SegmentConfig::default()
             };
             let out = Segmenter::new(&config, counter).run(text).unwrap();
-            assert_eq!(out.triples.len(), 3, "budget {max_context_tokens}");
-            let first = &out.triples[0];
+            assert_eq!(out.segments.len(), 3, "budget {max_context_tokens}");
+            let first = &out.segments[0];
             assert_eq!(
                 (
                     first.context.as_str(),
@@ -542,7 +545,7 @@ fn zero_min_context_segments_makes_every_segment_a_triple_the_first_with_an_empt
                 ("", 0, 0)
             );
             assert_eq!(first.segment, "First sentence of the text.");
-            let last = &out.triples[2];
+            let last = &out.segments[2];
             if max_context_tokens == 2048 {
                 assert_eq!(
                     last.context,
@@ -606,7 +609,7 @@ fn a_document_where_no_context_fits_is_walked_once() {
         };
         let counter = CountedWords(Default::default());
         let out = Segmenter::new(&config, &counter).run(&text).unwrap();
-        assert!(out.triples.is_empty());
+        assert!(out.segments.is_empty());
         let calls = counter.0.into_inner();
         assert!(calls <= 4 * 2000, "{calls} token counts for 2000 segments");
     }

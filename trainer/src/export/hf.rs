@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 
-use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::policy::{Policy, Precision, open_model};
 use crate::tasks::ChatTemplateSetting;
@@ -44,6 +43,6 @@ pub fn write(export: &HfExport) -> Result<PathBuf> {
         Precision::F32,
     )?;
     policy.save(&staging, export.dtype)?;
-    checkpoint::publish_dir(&staging, &export.output)?;
+    rlpt_engine::atomic::publish_dir(&staging, &export.output)?;
     Ok(export.output.clone())
 }

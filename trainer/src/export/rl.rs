@@ -279,7 +279,7 @@ pub fn write(export: &DatasetExport) -> Result<DatasetSummary> {
     std::fs::write(&module, REWARD_MODULE).map_err(io(&module))?;
     let settings = staging.join("rlpt_reward.json");
     std::fs::write(&settings, judge_settings(config)).map_err(io(&settings))?;
-    crate::checkpoint::publish_dir(&staging, &export.output)?;
+    rlpt_engine::atomic::publish_dir(&staging, &export.output)?;
     Ok(summary)
 }
 
