@@ -14,7 +14,9 @@ use half::bf16;
 use rayon::prelude::*;
 
 /// The most rows of `x` the thin product takes; a larger batch goes to the GEMM.
-pub(crate) const MAX_ROWS: usize = 16;
+/// Measured on SmolLM2 (2 cores): decoding 32 and 64 sequences ran 1.75× and 1.3×
+/// faster through the thin product than through the GEMM, 8 sequences 3×.
+pub(crate) const MAX_ROWS: usize = 64;
 
 /// Weight rows (and rows of `x`) one register tile covers.
 const TILE: usize = 4;
@@ -345,7 +347,7 @@ mod tests {
     /// dtypes give the GEMM's product.
     #[test]
     fn equals_the_gemm() {
-        for rows in [1, 3, 4, 7, 8, 16] {
+        for rows in [1, 3, 4, 7, 8, 16, 33, MAX_ROWS] {
             for (outer, inner) in [(1, 1), (5, 17), (64, 576), (70, 33), (130, 160)] {
                 let x = matrix(rows, inner, rows as f32);
                 let weight = matrix(outer, inner, outer as f32 + 0.5);
