@@ -75,18 +75,7 @@ impl AdamW {
         grad_scale: f64,
     ) -> Result<()> {
         self.step += 1;
-        let c = &self.config;
-        let t = self.step as i32;
-        let hyper = Hyper {
-            lr,
-            grad_scale,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            bias1: 1.0 - c.beta1.powi(t),
-            bias2: 1.0 - c.beta2.powi(t),
-        };
+        let hyper = Hyper::new(&self.config, self.step, lr, grad_scale);
         let state = self.moments.iter_mut().zip(&mut self.masters);
         for (((_, var), grad), ((m, v), master)) in params.iter().zip(grads).zip(state) {
             hyper
@@ -208,6 +197,21 @@ struct Hyper {
 }
 
 impl Hyper {
+    /// Update `step` (1-based) of `config` at `lr`, gradients scaled by `grad_scale`.
+    fn new(config: &OptimConfig, step: u64, lr: f64, grad_scale: f64) -> Self {
+        let t = step as i32;
+        Self {
+            lr,
+            grad_scale,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+            weight_decay: config.weight_decay,
+            bias1: 1.0 - config.beta1.powi(t),
+            bias2: 1.0 - config.beta2.powi(t),
+        }
+    }
+
     /// Updates `var` (through its f32 `master` if it has one) and its moments: in
     /// one pass in place when everything is f32 in CPU memory, else in candle ops.
     fn update_parameter(
@@ -555,16 +559,6 @@ mod tests {
                 .map(|i| (i as f32 * 0.37 + phase).sin())
                 .collect()
         };
-        let hyper = |step: i32, grad_scale: f64| Hyper {
-            lr: config.lr,
-            grad_scale,
-            beta1: config.beta1,
-            beta2: config.beta2,
-            eps: config.eps,
-            weight_decay: config.weight_decay,
-            bias1: 1.0 - config.beta1.powi(step),
-            bias2: 1.0 - config.beta2.powi(step),
-        };
         let tensor = |values: Vec<f32>| Tensor::from_vec(values, count, &Device::Cpu).unwrap();
         let host = [wave(0.0), vec![0.0; count], vec![0.0; count]].map(tensor);
         let (mut weight, mut m, mut v) = (
@@ -574,7 +568,7 @@ mod tests {
         );
         for step in 1..=3 {
             let grad = tensor(wave(step as f32));
-            let hyper = hyper(step, 0.5);
+            let hyper = Hyper::new(&config, step, config.lr, 0.5);
             hyper
                 .update_on_host(&host[0], &grad, &host[1], &host[2])
                 .unwrap();

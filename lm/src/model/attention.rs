@@ -269,17 +269,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
-
-    fn max_abs_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::model::max_difference;
 
     #[test]
     fn attention_in_query_chunks_equals_attention_at_once() {
@@ -292,7 +282,7 @@ mod tests {
         let whole = grouped_attention(&q, &k, &v, &mask, Mode::Inference).unwrap();
         for rows in [1, 3, 4, 11, 64] {
             let chunked = chunked_attention(&q, &k, &v, &mask, rows).unwrap();
-            let difference = max_abs_difference(&chunked, &whole);
+            let difference = max_difference(&chunked, &whole);
             assert!(difference < 1e-6, "{rows} rows: {difference}");
         }
         assert_eq!(query_chunk_rows(SCORE_CHUNK_BYTES, 2 * 9, 2048), 56);
@@ -320,7 +310,7 @@ mod tests {
         let expected = grouped_attention(&q, &repeat(&k), &repeat(&v), &mask, Mode::Inference);
         for mode in [Mode::Inference, Mode::Differentiable] {
             let grouped = grouped_attention(&q, &k, &v, &mask, mode).unwrap();
-            let difference = max_abs_difference(&grouped, expected.as_ref().unwrap());
+            let difference = max_difference(&grouped, expected.as_ref().unwrap());
             assert!(difference < 1e-6, "{mode:?}: {difference}");
         }
     }
@@ -367,7 +357,7 @@ mod tests {
                 rows,
             };
             let attended = attention.forward().unwrap();
-            let out_difference = max_abs_difference(&attended.out, &whole);
+            let out_difference = max_difference(&attended.out, &whole);
             assert!(
                 out_difference < 1e-5,
                 "{rows} rows: output {out_difference}"
@@ -378,7 +368,7 @@ mod tests {
                 ("k", gk, &expected[1]),
                 ("v", gv, &expected[2]),
             ] {
-                let difference = max_abs_difference(&found, expected);
+                let difference = max_difference(&found, expected);
                 assert!(difference < 1e-5, "{rows} rows: d{name} {difference}");
             }
         }

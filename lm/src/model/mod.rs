@@ -903,6 +903,23 @@ fn compute(context: &str, source: candle_core::Error) -> Error {
     }
 }
 
+/// The largest absolute difference between two tensors of one shape, compared in f32
+/// (the model's tests' measure of "the same numbers").
+#[cfg(test)]
+pub(crate) fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    (f32(a) - f32(b))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
+    use crate::model::max_difference;
 
     /// Values spread over [-2, 2] without a pattern the ops could hide.
     fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -78,19 +79,6 @@ mod tests {
             .map(|i| 2.0 * ((i as f32 + 1.0) * (seed as f32 * 0.618 + 1.37)).sin())
             .collect();
         Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]

@@ -319,6 +319,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
+    use crate::model::max_difference;
 
     fn values(count: usize, seed: f32) -> Vec<f32> {
         (0..count)
@@ -328,19 +329,6 @@ mod tests {
 
     fn matrix(rows: usize, cols: usize, seed: f32) -> Tensor {
         Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap()
-    }
-
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// Every tile shape (rows and weight rows off the tile, features off 16) and both
