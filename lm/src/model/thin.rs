@@ -230,6 +230,12 @@ mod avx512 {
     ) {
         let weight_rows = weight.len() / inner;
         assert!(x.len() >= rows * inner && out.len() >= weight_rows * rows);
+        let operands = Operands {
+            x,
+            weight,
+            rows,
+            inner,
+        };
         let mut j = 0;
         while j < weight_rows {
             let n = (weight_rows - j).min(TILE);
@@ -239,16 +245,20 @@ mod avx512 {
                 // SAFETY: rows i..i+m of x and j..j+n of weight are in bounds.
                 unsafe {
                     match (m, n) {
-                        (TILE, TILE) => tile::<W, TILE, TILE>(x, weight, rows, inner, i, j, out),
-                        (TILE, _) => column::<W, TILE>(x, weight, rows, inner, i, j, n, out),
+                        (TILE, TILE) => operands.tile::<TILE, TILE>(i, j, out),
+                        (TILE, _) => {
+                            for r in j..j + n {
+                                operands.tile::<TILE, 1>(i, r, out);
+                            }
+                        }
                         (_, TILE) => {
-                            for row in i..i + m {
-                                tile::<W, 1, TILE>(x, weight, rows, inner, row, j, out);
+                            for a in i..i + m {
+                                operands.tile::<1, TILE>(a, j, out);
                             }
                         }
                         _ => {
-                            for row in i..i + m {
-                                column::<W, 1>(x, weight, rows, inner, row, j, n, out);
+                            for (a, r) in (i..i + m).flat_map(|a| (j..j + n).map(move |r| (a, r))) {
+                                operands.tile::<1, 1>(a, r, out);
                             }
                         }
                     }
@@ -259,55 +269,44 @@ mod avx512 {
         }
     }
 
-    /// Weight rows `j..j + n` (n < TILE) one at a time against `M` rows of `x`.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn column<W: Weight, const M: usize>(
-        x: &[f32],
-        weight: &[W],
+    /// The two matrices: `x: [rows, inner]` and weight rows of `inner`.
+    struct Operands<'a, W> {
+        x: &'a [f32],
+        weight: &'a [W],
         rows: usize,
         inner: usize,
-        i: usize,
-        j: usize,
-        n: usize,
-        out: &mut [f32],
-    ) {
-        for row in j..j + n {
-            unsafe { tile::<W, M, 1>(x, weight, rows, inner, i, row, out) };
-        }
     }
 
-    /// `M × N` dot products: rows `i..i + M` of `x` with weight rows `j..j + N`.
-    #[inline(always)]
-    unsafe fn tile<W: Weight, const M: usize, const N: usize>(
-        x: &[f32],
-        weight: &[W],
-        rows: usize,
-        inner: usize,
-        i: usize,
-        j: usize,
-        out: &mut [f32],
-    ) {
-        unsafe {
-            let mut sums = [[_mm512_setzero_ps(); N]; M];
-            let mut k = 0;
-            while k < inner {
-                let count = (inner - k).min(16);
-                let mut w = [_mm512_setzero_ps(); N];
-                for (r, w) in w.iter_mut().enumerate() {
-                    *w = W::load16(weight.as_ptr().add((j + r) * inner + k), count);
-                }
-                for (a, sums) in sums.iter_mut().enumerate() {
-                    let xv = f32::load16(x.as_ptr().add((i + a) * inner + k), count);
-                    for (sum, &w) in sums.iter_mut().zip(&w) {
-                        *sum = _mm512_fmadd_ps(xv, w, *sum);
+    impl<W: Weight> Operands<'_, W> {
+        /// `M × N` dot products: rows `i..i + M` of `x` with weight rows `j..j + N`,
+        /// into `out[(j + r) * rows + i + a]`.
+        ///
+        /// # Safety
+        /// AVX-512 F/BW/VL are available; the rows are in bounds.
+        #[inline(always)]
+        unsafe fn tile<const M: usize, const N: usize>(&self, i: usize, j: usize, out: &mut [f32]) {
+            let (x, weight, rows, inner) = (self.x, self.weight, self.rows, self.inner);
+            unsafe {
+                let mut sums = [[_mm512_setzero_ps(); N]; M];
+                let mut k = 0;
+                while k < inner {
+                    let count = (inner - k).min(16);
+                    let mut w = [_mm512_setzero_ps(); N];
+                    for (r, w) in w.iter_mut().enumerate() {
+                        *w = W::load16(weight.as_ptr().add((j + r) * inner + k), count);
                     }
+                    for (a, sums) in sums.iter_mut().enumerate() {
+                        let xv = f32::load16(x.as_ptr().add((i + a) * inner + k), count);
+                        for (sum, &w) in sums.iter_mut().zip(&w) {
+                            *sum = _mm512_fmadd_ps(xv, w, *sum);
+                        }
+                    }
+                    k += 16;
                 }
-                k += 16;
-            }
-            for (a, sums) in sums.iter().enumerate() {
-                for (r, &sum) in sums.iter().enumerate() {
-                    out[(j + r) * rows + i + a] = _mm512_reduce_add_ps(sum);
+                for (a, sums) in sums.iter().enumerate() {
+                    for (r, &sum) in sums.iter().enumerate() {
+                        out[(j + r) * rows + i + a] = _mm512_reduce_add_ps(sum);
+                    }
                 }
             }
         }
