@@ -2,9 +2,11 @@
 //! and exports, and the model's writers share, so each kind of write is done one way.
 //! It owns atomic replacement of files and directories ([`atomic`]): a reader or a
 //! rerun after a crash sees the old file or the whole new one, fsynced, never part of
-//! one. Errors name the file ([`FileError`]).
+//! one; and files' checksums ([`checksum`]: shards, checkpoint files, a model's
+//! identity). Errors name the file ([`FileError`]).
 
 pub mod atomic;
+pub mod checksum;
 
 use std::io;
 use std::path::PathBuf;

@@ -456,7 +456,7 @@ fn shard_damage(output: &Path, shard: &ShardRecord) -> Option<String> {
             "{} changed on disk (xxh3 {actual}, {recorded} when written)",
             path.display()
         )),
-        Err(err) => Some(format!("{}: {err}", path.display())),
+        Err(err) => Some(err.to_string()),
     }
 }
 

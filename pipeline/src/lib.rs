@@ -29,8 +29,7 @@
 
 #![deny(missing_docs)]
 
-pub use rlpt_engine::atomic;
-pub mod checksum;
+pub use rlpt_engine::{atomic, checksum};
 pub mod cli;
 pub mod commands;
 pub mod config;

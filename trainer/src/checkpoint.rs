@@ -169,7 +169,7 @@ fn checksums(dir: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 fn file_checksum(path: &Path) -> Result<String> {
-    Ok(rlpt_lm::checksum(&[path])?)
+    Ok(rlpt_engine::checksum::file_checksum(path)?)
 }
 
 /// Creates `dir` empty (and its parents), removing what a killed run left there.

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
-use xxhash_rust::xxh3::Xxh3;
 
 pub use checkpointed::PromptedBatch;
 pub use config::{Architecture, ModelConfig, RopeScaling, SpecialTokenIds};
@@ -788,33 +787,7 @@ fn safetensors_files(path: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
 /// xxh3-64 of the files' bytes, one after the other, in hex (a model's identity, a
 /// checkpoint file's checksum).
 pub fn checksum(files: &[impl AsRef<Path>]) -> Result<String> {
-    let files = files.iter().map(AsRef::as_ref);
-    let mut hasher = Xxh3::new();
-    for file in files {
-        let mut reader = std::fs::File::open(file).map_err(|source| Error::Io {
-            path: file.to_path_buf(),
-            source,
-        })?;
-        std::io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(|source| Error::Io {
-            path: file.to_path_buf(),
-            source,
-        })?;
-    }
-    Ok(format!("{:016x}", hasher.digest()))
-}
-
-/// Feeds written bytes to a hasher.
-struct HashWriter<'a>(&'a mut Xxh3);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    Ok(rlpt_engine::checksum::files_checksum(files)?)
 }
 
 /// Writes a freshly initialised checkpoint of the model `config_json` describes into

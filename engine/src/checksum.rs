@@ -1,12 +1,15 @@
-//! xxh3-64 checksums of shard files: computed from the bytes as a shard is written,
-//! recorded in its unit's manifest, and checked when a finished unit is reused, so a
-//! shard that rotted on disk is recomputed instead of passed downstream.
+//! xxh3-64 checksums of files, in hex: a shard's, computed from its bytes as it is
+//! written ([`HashingWriter`]), recorded in its unit's manifest and checked when the
+//! unit is reused (a shard that rotted on disk is recomputed, not passed downstream);
+//! a checkpoint file's; a model's identity (its files' bytes one after the other).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 use xxhash_rust::xxh3::Xxh3;
+
+use crate::{At, Result};
 
 /// A writer that hashes every byte it passes on.
 pub struct HashingWriter<W> {
@@ -42,18 +45,26 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// The checksum of a file's bytes, in hex.
-pub fn file_checksum(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
+pub fn file_checksum(path: &Path) -> Result<String> {
+    files_checksum(&[path])
+}
+
+/// The checksum of the files' bytes, one file after the other, in hex.
+pub fn files_checksum(files: &[impl AsRef<Path>]) -> Result<String> {
     let mut hasher = Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(hex(hasher.digest())),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+    for path in files.iter().map(AsRef::as_ref) {
+        let mut file = File::open(path).at(path)?;
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err).at(path),
+            }
         }
     }
+    Ok(hex(hasher.digest()))
 }
 
 fn hex(digest: u64) -> String {
@@ -78,5 +89,25 @@ mod tests {
         bytes[2 << 20] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         assert_ne!(file_checksum(&path).unwrap(), written);
+    }
+
+    /// Several files hash as their bytes one after the other, however they are cut.
+    #[test]
+    fn files_hash_as_their_concatenation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, whole) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("ab"),
+        );
+        std::fs::write(&a, b"model-00001 ").unwrap();
+        std::fs::write(&b, b"model-00002").unwrap();
+        std::fs::write(&whole, b"model-00001 model-00002").unwrap();
+        assert_eq!(
+            files_checksum(&[&a, &b]).unwrap(),
+            file_checksum(&whole).unwrap()
+        );
+        let missing = file_checksum(&dir.path().join("gone")).unwrap_err();
+        assert!(missing.path.ends_with("gone"));
     }
 }
