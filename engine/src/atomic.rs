@@ -96,10 +96,7 @@ pub fn commit(file: File, tmp: &Path, path: &Path) -> Result<()> {
     file.sync_all().at(tmp)?;
     drop(file);
     fs::rename(tmp, path).at(path)?;
-    // A bare file name's parent is "", which cannot be opened: it is the working
-    // directory.
-    let parent = path.parent().filter(|dir| !dir.as_os_str().is_empty());
-    sync_dir(parent.unwrap_or(Path::new(".")))
+    sync_parent(path)
 }
 
 /// Finishes an atomic write of a file another writer filled at `tmp` (a library that
@@ -121,7 +118,13 @@ pub fn publish_dir(staging: &Path, target: &Path) -> Result<()> {
         fs::remove_dir_all(target).at(target)?;
     }
     fs::rename(staging, target).at(target)?;
-    let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
+    sync_parent(target)
+}
+
+/// Fsyncs the directory holding `path`, making a rename to `path` durable. A bare
+/// file name's parent is "", which cannot be opened: it is the working directory.
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = path.parent().filter(|dir| !dir.as_os_str().is_empty());
     sync_dir(parent.unwrap_or(Path::new(".")))
 }
 

@@ -443,29 +443,26 @@ impl FileIngest<'_, '_> {
 
     /// Rejects the record at `line`, of `bytes` bytes, as `too_long`.
     fn too_long(&mut self, line: u64, bytes: u64) -> Result<()> {
-        self.tally.counters.records += 1;
-        self.tally.counters.rejected += 1;
-        self.sink.reject(Reject {
-            file: self.file.display(),
-            line,
-            reason: RejectReason::TooLong.as_str().to_string(),
-            detail: format!(
-                "{bytes} bytes, over --max-record-bytes {}",
-                self.config.max_record_bytes
-            ),
-            raw: None,
-        })
+        let limit = self.config.max_record_bytes;
+        let detail = format!("{bytes} bytes, over --max-record-bytes {limit}");
+        self.reject_unread(line, RejectReason::TooLong, detail)
     }
 
     /// Rejects the rest of the file from `line` (a row for Parquet) as `unreadable`.
     fn unreadable(&mut self, line: u64, err: &dyn std::fmt::Display) -> Result<()> {
+        let detail = format!("reading stopped here: {err}");
+        self.reject_unread(line, RejectReason::Unreadable, detail)
+    }
+
+    /// Counts and rejects a record the stage never read into a batch (no raw bytes).
+    fn reject_unread(&mut self, line: u64, reason: RejectReason, detail: String) -> Result<()> {
         self.tally.counters.records += 1;
         self.tally.counters.rejected += 1;
         self.sink.reject(Reject {
             file: self.file.display(),
             line,
-            reason: RejectReason::Unreadable.as_str().to_string(),
-            detail: format!("reading stopped here: {err}"),
+            reason: reason.as_str().to_string(),
+            detail,
             raw: None,
         })
     }
