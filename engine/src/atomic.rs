@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{At, FileError, Result};
+use crate::{At, FileError, FileResult};
 
 /// Suffix of files being written.
 pub const TMP_SUFFIX: &str = ".tmp";
@@ -26,16 +26,16 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically (creating its directory); only one process
 /// writes `path` at a time.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_file(path: &Path, bytes: &[u8]) -> FileResult<()> {
     if let Some(parent) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).at(parent)?;
+        fs::create_dir_all(parent).at_file(parent)?;
     }
     write_via(&tmp_path(path), path, bytes)
 }
 
 /// Writes `bytes` to `path` atomically when other processes (or threads) may be
 /// writing it too: each write goes through a temporary name of its own.
-pub fn write_shared_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_shared_file(path: &Path, bytes: &[u8]) -> FileResult<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     const ATTEMPTS: usize = 4;
     remove_shared_temporaries(path)?;
@@ -59,7 +59,7 @@ pub fn write_shared_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Deletes the per-write temporaries of `path` (`NAME.PID-N.tmp`) in its directory.
-fn remove_shared_temporaries(path: &Path) -> Result<()> {
+fn remove_shared_temporaries(path: &Path) -> FileResult<()> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Ok(());
     };
@@ -67,10 +67,10 @@ fn remove_shared_temporaries(path: &Path) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err).at(dir),
+        Err(err) => return Err(err).at_file(dir),
     };
     for entry in entries {
-        let entry = entry.at(dir)?;
+        let entry = entry.at_file(dir)?;
         let file = entry.file_name();
         let file = file.to_string_lossy();
         let tag = file
@@ -84,59 +84,61 @@ fn remove_shared_temporaries(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_via(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = File::create(tmp).at(tmp)?;
-    file.write_all(bytes).at(tmp)?;
+fn write_via(tmp: &Path, path: &Path, bytes: &[u8]) -> FileResult<()> {
+    let mut file = File::create(tmp).at_file(tmp)?;
+    file.write_all(bytes).at_file(tmp)?;
     commit(file, tmp, path)
 }
 
 /// Finishes an atomic write: fsyncs `file` (open on `tmp`), renames `tmp` to `path`
 /// and fsyncs the directory so the rename survives a power cut.
-pub fn commit(file: File, tmp: &Path, path: &Path) -> Result<()> {
-    file.sync_all().at(tmp)?;
+pub fn commit(file: File, tmp: &Path, path: &Path) -> FileResult<()> {
+    file.sync_all().at_file(tmp)?;
     drop(file);
-    fs::rename(tmp, path).at(path)?;
+    fs::rename(tmp, path).at_file(path)?;
     sync_parent(path)
 }
 
 /// Finishes an atomic write of a file another writer filled at `tmp` (a library that
 /// writes to a path): fsyncs it, renames it to `path`, fsyncs the directory.
-pub fn commit_written(tmp: &Path, path: &Path) -> Result<()> {
-    commit(File::open(tmp).at(tmp)?, tmp, path)
+pub fn commit_written(tmp: &Path, path: &Path) -> FileResult<()> {
+    commit(File::open(tmp).at_file(tmp)?, tmp, path)
 }
 
 /// Makes the directory `staging` (every file in it written) durable and renames it to
 /// `target`, replacing a `target` already there: a reader sees the old directory, no
 /// directory, or the whole new one, never part of it.
-pub fn publish_dir(staging: &Path, target: &Path) -> Result<()> {
-    for entry in fs::read_dir(staging).at(staging)? {
-        let path = entry.at(staging)?.path();
-        File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
+pub fn publish_dir(staging: &Path, target: &Path) -> FileResult<()> {
+    for entry in fs::read_dir(staging).at_file(staging)? {
+        let path = entry.at_file(staging)?.path();
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .at_file(&path)?;
     }
     sync_dir(staging)?;
     if target.exists() {
-        fs::remove_dir_all(target).at(target)?;
+        fs::remove_dir_all(target).at_file(target)?;
     }
-    fs::rename(staging, target).at(target)?;
+    fs::rename(staging, target).at_file(target)?;
     sync_parent(target)
 }
 
 /// Fsyncs the directory holding `path`, making a rename to `path` durable. A bare
 /// file name's parent is "", which cannot be opened: it is the working directory.
-fn sync_parent(path: &Path) -> Result<()> {
+fn sync_parent(path: &Path) -> FileResult<()> {
     let parent = path.parent().filter(|dir| !dir.as_os_str().is_empty());
     sync_dir(parent.unwrap_or(Path::new(".")))
 }
 
 /// Fsyncs a directory, making renames in it durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+pub fn sync_dir(dir: &Path) -> FileResult<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at_file(dir)
 }
 
 /// Removes a file; a file already gone is fine.
-pub fn remove_if_exists(path: &Path) -> Result<()> {
+pub fn remove_if_exists(path: &Path) -> FileResult<()> {
     match fs::remove_file(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err).at(path),
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err).at_file(path),
         _ => Ok(()),
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::{At, Result};
+use crate::{At, FileResult};
 
 /// A writer that hashes every byte it passes on.
 pub struct HashingWriter<W> {
@@ -45,22 +45,22 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// The checksum of a file's bytes, in hex.
-pub fn file_checksum(path: &Path) -> Result<String> {
+pub fn file_checksum(path: &Path) -> FileResult<String> {
     files_checksum(&[path])
 }
 
 /// The checksum of the files' bytes, one file after the other, in hex.
-pub fn files_checksum(files: &[impl AsRef<Path>]) -> Result<String> {
+pub fn files_checksum(files: &[impl AsRef<Path>]) -> FileResult<String> {
     let mut hasher = Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
     for path in files.iter().map(AsRef::as_ref) {
-        let mut file = File::open(path).at(path)?;
+        let mut file = File::open(path).at_file(path)?;
         loop {
             match file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => hasher.update(&buf[..n]),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err).at(path),
+                Err(err) => return Err(err).at_file(path),
             }
         }
     }

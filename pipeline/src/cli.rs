@@ -14,10 +14,10 @@ use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
 
 use crate::error::{Error, Result};
-use crate::executor::Sharding;
-use crate::ingest_job::InputFormat;
-use crate::layout::{Layout, parse_bytes};
+use crate::jobs::ingest::InputFormat;
 use crate::logging::LogFormat;
+use rlpt_engine::executor::Sharding;
+use rlpt_engine::layout::{Layout, parse_bytes};
 
 /// The default pipeline config of `rlpt run`.
 pub const DEFAULT_CONFIG: &str = "data-samples/pipeline.toml";
@@ -340,7 +340,7 @@ impl ShareArgs {
                 None => 0,
             },
         };
-        Sharding::new(rank, world_size)
+        Ok(Sharding::new(rank, world_size)?)
     }
 }
 

@@ -10,20 +10,21 @@ use crate::cli::{
     ModelCommand, RunCommand, SlurmCommand, TableCommand, TokenizerCommand,
 };
 use crate::config::{PipelineConfig, StageEntry, TableEntry};
-use crate::dedup::{DedupDirs, DedupRun};
-use crate::error::IoContext;
 use crate::error::{Error, Result};
-use crate::executor::{ShardJob, Sharding, StageRun};
-use crate::ingest_job::IngestJob;
 use crate::inspect::inspect;
-use crate::layout::Layout;
+use crate::jobs::dedup::{DedupDirs, DedupRun};
+use crate::jobs::ingest::IngestJob;
+use crate::jobs::table_stage::TableStage;
 use crate::logging::LogFormat;
 use crate::plan::{Plan, Step, StepKind};
-use crate::progress::ProgressMode;
-use crate::stage_job::TableStage;
 use crate::stdout;
-use crate::summary::{StageSummary, render_table};
 use crate::train_command::{self, Loop};
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::{ShardJob, Sharding, StageRun};
+use rlpt_engine::layout::Layout;
+use rlpt_engine::progress::ProgressMode;
+use rlpt_engine::summary::{StageSummary, render_table};
 use rlpt_lm::Tokenizer;
 
 /// Runs `cli`'s command.
@@ -142,7 +143,7 @@ fn tokenizer(command: &TokenizerCommand) -> Result<()> {
                 )));
             }
             let json = Tokenizer::train_byte_level_bpe(&texts, *vocab_size, &special)?;
-            crate::atomic::write_file(output, json.as_bytes())?;
+            rlpt_engine::atomic::write_file(output, json.as_bytes())?;
         }
         TokenizerCommand::Export { tokenizer, output } => {
             let json = Tokenizer::from_file(tokenizer)?.to_json()?;
@@ -154,7 +155,7 @@ fn tokenizer(command: &TokenizerCommand) -> Result<()> {
             } else {
                 json.into_bytes()
             };
-            crate::atomic::write_file(output, &bytes)?;
+            rlpt_engine::atomic::write_file(output, &bytes)?;
         }
     }
     Ok(())
@@ -172,7 +173,7 @@ fn jsonl_field(path: &Path, field: &str) -> Result<Vec<String>> {
         .enumerate()
         .map(|(index, line)| {
             let record: serde_json::Value =
-                serde_json::from_str(line).map_err(|source| Error::Json {
+                serde_json::from_str(line).map_err(|source| EngineError::Json {
                     path: path.to_path_buf(),
                     source,
                 })?;

@@ -25,10 +25,11 @@ use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
 use serde::Deserialize;
 
-use crate::dedup::DEFAULT_SORT_MEMORY;
-use crate::error::{Error, IoContext, Result};
-use crate::ingest_job::{IngestJob, InputFormat};
-use crate::layout::{Layout, deserialize_bytes};
+use crate::error::{Error, Result};
+use crate::jobs::dedup::DEFAULT_SORT_MEMORY;
+use crate::jobs::ingest::{IngestJob, InputFormat};
+use rlpt_engine::IoContext;
+use rlpt_engine::layout::{Layout, deserialize_bytes};
 
 /// Where stage outputs go when the config does not say.
 pub const DEFAULT_OUT_DIR: &str = "rlpt-out";

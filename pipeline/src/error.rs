@@ -1,10 +1,9 @@
-//! The pipeline's errors. Every variant that concerns a file names it; the binary turns
-//! them into a message and an exit code in one place (`main.rs`).
+//! The pipeline's errors: the engine's (tables, inputs, outputs, locks; each names
+//! its file) and those of the commands around it. Every variant that concerns a file
+//! names it; the binary turns them into a message and an exit code in one place
+//! (`main.rs`).
 
-use std::io;
 use std::path::PathBuf;
-
-use rlpt_schemas::SchemaError;
 
 /// Result with the pipeline's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -12,113 +11,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can stop a pipeline command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// A Parquet file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Parquet {
-        /// The file.
-        path: PathBuf,
-        /// What parquet-rs said.
-        source: parquet::errors::ParquetError,
-    },
-    /// An Arrow operation on a file's data failed.
-    #[error("{}: {source}", path.display())]
-    Arrow {
-        /// The file.
-        path: PathBuf,
-        /// What arrow-rs said.
-        source: arrow_schema::ArrowError,
-    },
-    /// A file is not the table it should be, or a row breaks the table's invariants.
-    #[error("{}: {source}", path.display())]
-    Schema {
-        /// The file.
-        path: PathBuf,
-        /// The schema problem (names the column, and the row where there is one).
-        source: SchemaError,
-    },
-    /// A table stage was given a file that is not Parquet at all.
-    #[error(
-        "{}: not a Parquet file (it looks like {looks_like}); stages after ingest read \
-         tables rlpt wrote: `rlpt ingest` turns raw files into one",
-        path.display()
-    )]
-    NotParquet {
-        /// The file.
-        path: PathBuf,
-        /// What it looks like.
-        looks_like: &'static str,
-    },
-    /// A Parquet file lacks a column a step needs.
-    #[error("{}: no column `{column}` (it has {})", path.display(), found.join(", "))]
-    MissingColumn {
-        /// The file.
-        path: PathBuf,
-        /// The column.
-        column: String,
-        /// The columns it has.
-        found: Vec<String>,
-    },
-    /// A JSON file rlpt wrote (manifest) or reads (config) is malformed.
-    #[error("{}: {source}", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// What serde_json said.
-        source: serde_json::Error,
-    },
-    /// `--input` names nothing usable.
-    #[error("--input {spec}: {problem}")]
-    Input {
-        /// The `--input` value.
-        spec: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The output directory cannot be used as asked (other content, other config,
-    /// other stage); the message says what to do.
-    #[error("--output {}: {problem}", dir.display())]
-    OutputDir {
-        /// The output directory.
-        dir: PathBuf,
-        /// What is wrong and what to do.
-        problem: String,
-    },
-    /// Another process holds the lock of the directory being written.
-    #[error("{}: {problem}", lock.display())]
-    Busy {
-        /// The lock file.
-        lock: PathBuf,
-        /// Who holds it and what to do.
-        problem: String,
-    },
-    /// A stage's input directory was left incomplete by the stage that writes it.
-    #[error("{}: {problem}", dir.display())]
-    IncompleteInput {
-        /// The input directory.
-        dir: PathBuf,
-        /// Which units are missing and what to do.
-        problem: String,
-    },
-    /// `--strict` turned a rejected record into an error.
-    #[error("{file}, line {line}: {reason}: {detail} (rejected under --strict)")]
-    StrictReject {
-        /// The input file.
-        file: String,
-        /// 1-based line or row.
-        line: u64,
-        /// Reason code.
-        reason: String,
-        /// What was found.
-        detail: String,
-    },
+    /// Reading, planning or writing a stage's tables failed (names the file).
+    #[error(transparent)]
+    Engine(#[from] rlpt_engine::Error),
     /// A tokenizer or model could not be loaded or used.
     #[error(transparent)]
     Lm(#[from] rlpt_lm::Error),
@@ -154,30 +49,12 @@ pub enum Error {
 
 impl From<rlpt_engine::FileError> for Error {
     fn from(error: rlpt_engine::FileError) -> Self {
-        Self::Io {
-            path: error.path,
-            source: error.source,
-        }
+        Self::Engine(error.into())
     }
 }
 
 impl From<rlpt_trainer::Error> for Error {
     fn from(error: rlpt_trainer::Error) -> Self {
         Self::Trainer(Box::new(error))
-    }
-}
-
-/// Attaches a path to IO results: `fs::read(p).at(p)?`.
-pub trait IoContext<T> {
-    /// Wraps the error with the path it concerns.
-    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
-}
-
-impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })
     }
 }

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, Progress, REJECTS_DIR};
-use crate::shard_reader::{ParquetBatches, READ_BATCH_ROWS};
-use crate::summary::add_counts;
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::manifest::{Manifest, Progress, REJECTS_DIR};
+use rlpt_engine::shard_reader::{ParquetBatches, READ_BATCH_ROWS};
+use rlpt_engine::summary::add_counts;
 
 /// String columns with at most this many distinct values, none longer than
 /// [`SHORT_VALUE_CHARS`], get value counts (a few long texts are no categories).
@@ -34,10 +35,11 @@ pub fn inspect(dir: &Path, head: usize) -> Result<String> {
     let mut out = String::new();
     match (&manifest, files.is_empty()) {
         (None, true) => {
-            return Err(Error::Input {
+            return Err(EngineError::Input {
                 spec: dir.display().to_string(),
                 problem: "holds no Parquet shards and no rlpt manifest".into(),
-            });
+            }
+            .into());
         }
         (Some(progress), true) => {
             line(
@@ -79,7 +81,9 @@ fn table_paths(dir: &Path, manifest: Option<&Progress>) -> Result<Vec<PathBuf>> 
                     .map(|shard| dir.join(&shard.file))
             })
             .collect()),
-        None => crate::shard_reader::table_files(&dir.display().to_string()),
+        None => Ok(rlpt_engine::shard_reader::table_files(
+            &dir.display().to_string(),
+        )?),
     }
 }
 
@@ -150,12 +154,13 @@ fn check_known_table(path: &Path, shard: &ParquetBatches) -> Result<()> {
         return Ok(());
     };
     match rlpt_schemas::table_spec(&meta.schema) {
-        Some(spec) => spec
-            .check(shard.schema(), Some(&meta))
-            .map_err(|source| Error::Schema {
+        Some(spec) => spec.check(shard.schema(), Some(&meta)).map_err(|source| {
+            EngineError::Schema {
                 path: path.to_path_buf(),
                 source,
-            }),
+            }
+            .into()
+        }),
         None => Ok(()),
     }
 }

@@ -21,7 +21,9 @@ fn main() -> ExitCode {
                 LogFormat::Json => tracing::error!(error = %err, "rlpt failed"),
             }
             match err {
-                Error::Usage(_) | Error::Config { .. } => ExitCode::from(2),
+                Error::Usage(_)
+                | Error::Config { .. }
+                | Error::Engine(rlpt_engine::Error::Sharding { .. }) => ExitCode::from(2),
                 Error::Trainer(trainer) if matches!(*trainer, rlpt_trainer::Error::Config(_)) => {
                     ExitCode::from(2)
                 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use rlpt_trainer::Split;
 
 use crate::config::{PipelineConfig, StageEntry};
-use crate::dedup::DedupDirs;
 use crate::error::{Error, Result};
+use crate::jobs::dedup::DedupDirs;
 
 /// The dedup steps, in the order they run (the names summaries and `--only` use).
 pub const DEDUP_STEPS: [&str; 4] = [

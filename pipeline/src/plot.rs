@@ -10,7 +10,8 @@ use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 use serde_json::Value;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+use rlpt_engine::IoContext;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const WIDTH: u32 = 1400;
@@ -88,7 +89,7 @@ pub fn plot(run: &Path, output: Option<&Path>) -> Result<PathBuf> {
     let partial = output.with_file_name(format!(".{name}.tmp.png"));
     draw(&lines, &partial, &run.display().to_string())?;
     let file = std::fs::File::open(&partial).at(&partial)?;
-    crate::atomic::commit(file, &partial, &output)?;
+    rlpt_engine::atomic::commit(file, &partial, &output)?;
     Ok(output)
 }
 

@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{SlurmSubmitCommand, SubmissionArgs};
 use crate::config::{PipelineConfig, StageEntry};
-use crate::error::{Error, IoContext, Result};
-use crate::manifest::Manifest;
+use crate::error::{Error, Result};
 use crate::plan::{Plan, Step};
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::IoContext;
+use rlpt_engine::manifest::Manifest;
 
 /// Where `submit` writes its scripts, logs and `jobs.json`, under the output directory.
 pub const SLURM_DIR: &str = "_slurm";
@@ -89,7 +91,7 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
     for step in &plan.steps {
         let tasks = if step.single_task() { 1 } else { command.array };
         let script = slurm_dir.join(format!("{:02}-{}.sbatch", step.number, step.name));
-        crate::atomic::write_file(&script, script_context.script(step, tasks).as_bytes())?;
+        rlpt_engine::atomic::write_file(&script, script_context.script(step, tasks).as_bytes())?;
         let dependency = submission
             .jobs
             .last()
@@ -137,7 +139,7 @@ pub fn submit(command: &SlurmSubmitCommand) -> Result<String> {
 /// Records the jobs submitted so far in `OUT/_slurm/jobs.json`.
 fn write_submission(slurm_dir: &Path, submission: &Submission) -> Result<()> {
     let json = serde_json::to_vec_pretty(submission).expect("a submission serialises");
-    Ok(crate::atomic::write_file(
+    Ok(rlpt_engine::atomic::write_file(
         &slurm_dir.join(JOBS_FILE),
         &json,
     )?)
@@ -149,9 +151,9 @@ fn read_submission(out_dir: &Path) -> Result<Option<Submission>> {
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| Error::Json { path, source }),
+            .map_err(|source| EngineError::Json { path, source }.into()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).at(path),
+        Err(err) => Ok(Err(err).at(path)?),
     }
 }
 

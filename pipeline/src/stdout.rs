@@ -4,7 +4,8 @@
 
 use std::io::Write;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+use rlpt_engine::IoContext;
 
 /// Writes `text` to stdout and flushes it.
 pub fn write(text: &str) -> Result<()> {
@@ -14,6 +15,6 @@ pub fn write(text: &str) -> Result<()> {
         .and_then(|()| stdout.flush())
     {
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::StdoutClosed),
-        result => result.at("stdout"),
+        result => Ok(result.at("stdout")?),
     }
 }

@@ -15,10 +15,10 @@ use serde_json::Value;
 
 use crate::cli::{EvalCommand, ExportDatasetCommand, ExportHfCommand, TrainCommand};
 use crate::config::{EvalEntry, TrainEntry};
-use crate::error::{IoContext, Result};
-use crate::inputs;
-use crate::progress::ProgressMode;
-use crate::summary::StageSummary;
+use crate::error::Result;
+use rlpt_engine::IoContext;
+use rlpt_engine::progress::ProgressMode;
+use rlpt_engine::summary::StageSummary;
 
 /// Which loop a [`TrainCommand`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +62,11 @@ pub fn train(command: &TrainCommand, which: Loop, progress: ProgressMode) -> Res
 }
 
 /// Takes the training run's lock in `output`: one trainer per directory.
-fn lock_run(output: &Path) -> Result<crate::lock::Held> {
-    crate::lock::exclusive(&output.join(rlpt_trainer::run::LOCK), "is training into it")
+fn lock_run(output: &Path) -> Result<rlpt_engine::lock::Held> {
+    Ok(rlpt_engine::lock::exclusive(
+        &output.join(rlpt_trainer::run::LOCK),
+        "is training into it",
+    )?)
 }
 
 /// Runs a training loop with a progress bar.
@@ -102,7 +105,7 @@ pub fn train_stage(
     config.output = output.to_path_buf();
     apply(&mut config.steps, &entry.steps);
     let _lock = lock_run(output)?;
-    let fingerprint = inputs::table_fingerprint(input)?;
+    let fingerprint = rlpt_engine::table_units::table_fingerprint(input)?;
     let stamp = output.join(rlpt_trainer::run::INPUT_STAMP);
     let trained_on = std::fs::read_to_string(&stamp).ok();
     let input_changed = trained_on.as_deref().is_some_and(|f| f != fingerprint);
@@ -118,7 +121,7 @@ pub fn train_stage(
         );
         clear_run(output)?;
     }
-    crate::atomic::write_file(&stamp, fingerprint.as_bytes())?;
+    rlpt_engine::atomic::write_file(&stamp, fingerprint.as_bytes())?;
     let existing = match checkpoint::resolve(output) {
         Ok(dir) => Some(checkpoint::open(&dir)?),
         Err(_) => None,
@@ -204,7 +207,7 @@ pub fn eval_stage(
         "checkpoint": checkpoint,
         "checkpoint_checksums": checkpoint_weights_checksums(&checkpoint)?,
         "input": input,
-        "input_fingerprint": inputs::table_fingerprint(input)?,
+        "input_fingerprint": rlpt_engine::table_units::table_fingerprint(input)?,
         "split": format!("{split:?}").to_lowercase(),
         "tasks": entry.tasks,
         "limit": entry.limit,
@@ -235,7 +238,7 @@ pub fn eval_stage(
             let mut result = serde_json::to_value(scores).expect("a report serialises");
             result["request"] = request;
             let text = serde_json::to_string_pretty(&result).expect("a report serialises");
-            crate::atomic::write_file(report, text.as_bytes())?;
+            rlpt_engine::atomic::write_file(report, text.as_bytes())?;
             result
         }
     };
@@ -258,7 +261,7 @@ fn checkpoint_weights_checksums(checkpoint: &Path) -> Result<Value> {
     let path = checkpoint.join("checksums.json");
     let text = std::fs::read_to_string(&path).at(&path)?;
     let mut sums: serde_json::Map<String, Value> =
-        serde_json::from_str(&text).map_err(|source| crate::Error::Json { path, source })?;
+        serde_json::from_str(&text).map_err(|source| rlpt_engine::Error::Json { path, source })?;
     sums.remove("trainer_state.json");
     Ok(Value::Object(sums))
 }
@@ -286,7 +289,7 @@ fn apply<T: Clone>(field: &mut T, flag: &Option<T>) {
 
 /// The triples shards `input` names (a file, a directory or a glob), sorted.
 fn triples_files(input: &Path) -> Result<Vec<PathBuf>> {
-    let files = crate::inputs::table_inputs(&input.to_string_lossy())?;
+    let files = rlpt_engine::table_units::table_inputs(&input.to_string_lossy())?;
     Ok(files.into_iter().map(|f| f.path).collect())
 }
 
@@ -322,7 +325,7 @@ pub fn eval(command: &EvalCommand) -> Result<String> {
     let report = rlpt_trainer::evaluate(&config, &model, files, &options)?;
     let text = serde_json::to_string_pretty(&report).expect("a report serialises") + "\n";
     if let Some(path) = &command.output {
-        crate::atomic::write_file(path, text.as_bytes())?;
+        rlpt_engine::atomic::write_file(path, text.as_bytes())?;
     }
     Ok(text)
 }

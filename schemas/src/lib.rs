@@ -15,6 +15,8 @@
 //! - [`triples`]: (context, segment, next segment) rows with token counts.
 //! - [`rejects`]: the `rejects` table of input a stage could not use, with file, line
 //!   and reason ([`Reject`]).
+//! - [`size`]: byte sizes as flags and config keys write them (`64MiB`), which stage
+//!   settings and the engine's layout share.
 //!
 //! Invariants every table keeps: ids are stable (derived from the source or content,
 //! never from a position); files may carry more columns than the spec (stages add
@@ -41,6 +43,7 @@ pub mod documents;
 pub mod dropped;
 mod error;
 pub mod rejects;
+pub mod size;
 pub mod table;
 pub mod triples;
 

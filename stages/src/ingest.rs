@@ -50,9 +50,9 @@ pub struct IngestConfig {
     pub text_mode: TextMode,
     /// Longest record read (a JSONL line, a paragraph's line, a text file), e.g. 64MiB;
     /// a longer one is rejected as `too_long`, skipped without being held in memory.
-    #[arg(long, value_parser = crate::size::parse_bytes, default_value = "64MiB")]
+    #[arg(long, value_parser = rlpt_schemas::size::parse_bytes, default_value = "64MiB")]
     #[serde(
-        deserialize_with = "crate::size::deserialize_bytes",
+        deserialize_with = "rlpt_schemas::size::deserialize_bytes",
         skip_serializing_if = "is_default_max_record_bytes"
     )]
     pub max_record_bytes: u64,

@@ -34,4 +34,3 @@ pub mod hashing;
 pub mod ingest;
 pub mod pii;
 pub mod segment;
-pub mod size;

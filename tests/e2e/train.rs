@@ -12,8 +12,8 @@ use parquet::arrow::ArrowWriter;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    arg, fetched, metrics_lines, read_parquet, repo_root, rlpt, rlpt_in, rlpt_ok, stderr, stdout,
-    tmp_entries,
+    arg, fetched, ingest_args, metrics_lines, read_parquet, repo_root, rlpt, rlpt_in, rlpt_ok,
+    sample_input, shards, stderr, stdout, tmp_entries,
 };
 
 const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -656,4 +656,30 @@ fn the_cold_start_teaches_the_tiny_model_the_answer_format() {
         weights
     );
     assert_eq!(metrics_lines(&output).len(), 4);
+}
+
+/// The trainer reads shards through the engine's table reader: a table that is not
+/// triples is refused before any step, naming the shard and the table it is.
+#[test]
+fn training_on_a_table_that_is_not_triples_names_the_shard() {
+    let work = tempfile::tempdir().unwrap();
+    let documents = work.path().join("documents");
+    rlpt_ok(&ingest_args(&sample_input(), &documents, &[]));
+    let run = rlpt(&[
+        "train",
+        "--input",
+        arg(&documents),
+        "--output",
+        arg(&work.path().join("run")),
+        "--steps",
+        "1",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let message = stderr(&run);
+    let shard = shards(&documents)[0].clone();
+    assert!(message.contains(arg(&shard)), "{message}");
+    assert!(
+        message.contains("triples") && message.contains("documents"),
+        "{message}"
+    );
 }

@@ -8,11 +8,11 @@
 //! a [`Cursor`] that checkpoints store, so a resumed run draws exactly the rows the
 //! uninterrupted run would have.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use rlpt_engine::inputs::RowRange;
+use rlpt_engine::shard_reader::TableReader;
 use rlpt_rng::SplitMix64;
 pub use rlpt_schemas::triples::Triple;
 use serde::{Deserialize, Serialize};
@@ -96,7 +96,7 @@ pub struct TripleStream {
 /// The shard being read.
 struct Open {
     path: PathBuf,
-    reader: ParquetRecordBatchReader,
+    reader: TableReader,
     batch: Option<RecordBatch>,
     at: usize,
 }
@@ -220,7 +220,16 @@ impl TripleStream {
     fn open_shard(&self) -> Result<Open> {
         let order = shard_order(self.files.len(), self.seed, self.cursor.epoch);
         let path = self.files[order[self.cursor.shard]].clone();
-        let reader = open_triples(&path, self.cursor.row)?;
+        let from_cursor = RowRange {
+            start: self.cursor.row,
+            end: u64::MAX,
+        };
+        let reader = TableReader::open_rows(
+            &path,
+            rlpt_schemas::triples::spec(),
+            Some(from_cursor),
+            BATCH_ROWS,
+        )?;
         Ok(Open {
             path,
             reader,
@@ -241,39 +250,6 @@ fn shard_order(count: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
-/// A reader of the triples shard `path` starting at row `offset`, after checking its
-/// schema.
-pub fn open_triples(path: &Path, offset: u64) -> Result<ParquetRecordBatchReader> {
-    let data_error = |problem: String| Error::Data {
-        path: path.to_path_buf(),
-        row: None,
-        problem,
-    };
-    let file = File::open(path).map_err(crate::error::io(path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| data_error(format!("not a readable Parquet file: {e}")))?;
-    let pairs = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let metadata = rlpt_schemas::FileMetadata::from_key_values(&pairs)
-        .map_err(|e| data_error(e.to_string()))?;
-    rlpt_schemas::triples::spec()
-        .check(builder.schema(), metadata.as_ref())
-        .map_err(|e| data_error(e.to_string()))?;
-    builder
-        .with_batch_size(BATCH_ROWS)
-        .with_offset(offset as usize)
-        .build()
-        .map_err(|e| data_error(e.to_string()))
-}
-
 /// The next (batch, row) of an open shard.
 fn next_row(open: &mut Open) -> Result<Option<(RecordBatch, usize)>> {
     loop {
@@ -288,13 +264,7 @@ fn next_row(open: &mut Open) -> Result<Option<(RecordBatch, usize)>> {
                 open.batch = Some(batch);
                 open.at = 0;
             }
-            Some(Err(e)) => {
-                return Err(Error::Data {
-                    path: open.path.clone(),
-                    row: None,
-                    problem: format!("reading: {e}"),
-                });
-            }
+            Some(Err(e)) => return Err(e.into()),
             None => return Ok(None),
         }
     }

@@ -27,6 +27,10 @@ pub enum Error {
         /// What candle said.
         source: candle_core::Error,
     },
+    /// A triples shard cannot be read (the engine's reader names the file, and the row
+    /// and column where one is at fault).
+    #[error(transparent)]
+    Table(#[from] rlpt_engine::Error),
     /// A triples shard cannot be used.
     #[error("{}{}: {problem}", path.display(), row.map(|r| format!(", row {r}")).unwrap_or_default())]
     Data {

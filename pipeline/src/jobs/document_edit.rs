@@ -8,9 +8,10 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BooleanArray, LargeStringArray, RecordBatch};
 use arrow_schema::{Field, Schema};
 
-use crate::error::{Error, Result};
-use crate::inputs::InputFile;
-use crate::shard_reader::filter_rows;
+use crate::error::Result;
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::inputs::InputFile;
+use rlpt_engine::shard_reader::filter_rows;
 
 /// An edit of one `documents` batch.
 pub struct DocumentEdit<'a> {
@@ -47,11 +48,11 @@ impl DocumentEdit<'_> {
         }
         let out =
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|source| {
-                Error::Arrow {
+                EngineError::Arrow {
                     path: file.path.clone(),
                     source,
                 }
             })?;
-        filter_rows(&out, &self.keep, file)
+        Ok(filter_rows(&out, &self.keep, file)?)
     }
 }

@@ -17,13 +17,14 @@ use serde_json::Value;
 
 use super::{DedupDirs, DedupRun, REMOVED_DIR};
 use crate::error::Result;
-use crate::executor::{
+use rlpt_engine::executor::{
     OutputTable, ShardJob, Sharding, UnitCounts, UnitSink, counter_map, run_stage,
 };
-use crate::inputs::{InputFile, WorkUnit, table_inputs};
-use crate::progress::RowsToBytes;
-use crate::shard_reader::ParquetBatches;
-use crate::summary::StageSummary;
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::progress::RowsToBytes;
+use rlpt_engine::shard_reader::ParquetBatches;
+use rlpt_engine::summary::StageSummary;
+use rlpt_engine::table_units::table_inputs;
 
 /// Rows per written batch, and per batch read.
 const BATCH_ROWS: usize = 65_536;
@@ -42,7 +43,7 @@ pub(super) fn run(run: &DedupRun, dirs: &DedupDirs) -> Result<StageSummary> {
             sketch_size: run.config.sketch_size,
         },
     };
-    let stage_run = crate::executor::StageRun {
+    let stage_run = rlpt_engine::executor::StageRun {
         sharding: Sharding::SINGLE,
         ..run.stage_run(dirs.clusters())
     };
@@ -55,6 +56,8 @@ struct ClustersJob {
 }
 
 impl ShardJob for ClustersJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "dedup-clusters"
     }

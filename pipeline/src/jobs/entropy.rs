@@ -34,11 +34,14 @@ use rlpt_stages::entropy::{
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::executor::{OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map};
-use crate::inputs::{InputFile, WorkUnit, plan_table_by_cost};
-use crate::layout::Layout;
-use crate::manifest::Manifest;
-use crate::shard_reader::{ParquetBatches, filter_rows, for_each_batch};
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::executor::for_each_batch;
+use rlpt_engine::executor::{OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::layout::Layout;
+use rlpt_engine::manifest::Manifest;
+use rlpt_engine::shard_reader::{ParquetBatches, filter_rows};
+use rlpt_engine::table_units::plan_table_by_cost;
 
 /// The entropy stage as the executor runs it.
 pub struct EntropyJob {
@@ -269,7 +272,7 @@ fn pass_costs(file: &InputFile) -> Result<Vec<u64>> {
         // Cast as the table reader does, so files other tools wrote (large or view
         // strings, other integer widths) plan like rlpt's own.
         let column = |index: usize, data_type: &DataType| {
-            arrow_cast::cast(batch.column(index), data_type).map_err(|_| Error::Input {
+            arrow_cast::cast(batch.column(index), data_type).map_err(|_| EngineError::Input {
                 spec: file.display(),
                 problem: format!(
                     "column {} is not of the triples table's type",
@@ -330,6 +333,8 @@ fn tokenizer_path(model: &Path) -> PathBuf {
 }
 
 impl ShardJob for EntropyJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "entropy"
     }
@@ -365,8 +370,8 @@ impl ShardJob for EntropyJob {
 
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
         let mut counters = EntropyCounters::default();
-        for_each_batch(unit, triples::spec(), sink, |sink, file, batch| {
-            let schema_error = |source| Error::Schema {
+        for_each_batch::<Error>(unit, triples::spec(), sink, |sink, file, batch| {
+            let schema_error = |source| EngineError::Schema {
                 path: file.path.clone(),
                 source,
             };
@@ -442,13 +447,13 @@ fn tagged_batch(
         columns.push(column);
     }
     let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|source| {
-        Error::Arrow {
+        EngineError::Arrow {
             path: file.path.clone(),
             source,
         }
     })?;
     let keep: BooleanArray = kept.iter().map(|&k| Some(k)).collect();
-    filter_rows(&out, &keep, file)
+    Ok(filter_rows(&out, &keep, file)?)
 }
 
 #[cfg(test)]

@@ -15,9 +15,11 @@ use rlpt_stages::segment::{SegmentConfig, SegmentCounters, Segmented, Segmenter,
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
-use crate::inputs::WorkUnit;
-use crate::shard_reader::{for_each_batch, ids_and_texts};
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::executor::for_each_batch;
+use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
+use rlpt_engine::inputs::WorkUnit;
+use rlpt_engine::shard_reader::ids_and_texts;
 
 /// The segment stage as the executor runs it.
 pub struct SegmentJob {
@@ -53,6 +55,8 @@ impl TokenCounter for SegmentJob {
 }
 
 impl ShardJob for SegmentJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "segment"
     }
@@ -85,10 +89,10 @@ impl ShardJob for SegmentJob {
         let mut counters = SegmentCounters::default();
         let mut row = 0u64;
         let segmenter = Segmenter::new(&self.config, self);
-        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+        for_each_batch::<Error>(unit, documents::spec(), sink, |sink, file, batch| {
             let (ids, texts) = ids_and_texts(&batch, file)?;
             let sources = documents::column::<StringArray>(&batch, "source").map_err(|source| {
-                Error::Schema {
+                EngineError::Schema {
                     path: file.path.clone(),
                     source,
                 }

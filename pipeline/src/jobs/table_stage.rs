@@ -11,18 +11,18 @@ use rlpt_stages::filter::FilterConfig;
 use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
 
-use crate::decontam_job::DecontamJob;
-use crate::entropy_job::EntropyJob;
 use crate::error::{Error, Result};
-use crate::executor::ShardJob;
-use crate::filter_job::FilterJob;
-use crate::pii_job::PiiJob;
-use crate::segment_job::SegmentJob;
+use crate::jobs::decontam::DecontamJob;
+use crate::jobs::entropy::EntropyJob;
+use crate::jobs::filter::FilterJob;
+use crate::jobs::pii::PiiJob;
+use crate::jobs::segment::SegmentJob;
+use rlpt_engine::executor::ShardJob;
 
 /// The settings of a stage that reads a table and writes one.
 pub trait TableStage {
     /// The job that runs the stage.
-    type Job: ShardJob;
+    type Job: ShardJob<Error = crate::Error>;
 
     /// The job, with the settings' relative paths taken from `base`.
     fn job(&self, base: &Path) -> Result<Self::Job>;

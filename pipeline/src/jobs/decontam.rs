@@ -17,11 +17,13 @@ use rlpt_stages::decontam::{
 use serde_json::{Value, json};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::document_edit::DocumentEdit;
-use crate::error::{Error, IoContext, Result};
-use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
-use crate::inputs::{InputFile, WorkUnit};
-use crate::shard_reader::{for_each_batch, ids_and_texts};
+use crate::error::{Error, Result};
+use crate::jobs::document_edit::DocumentEdit;
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::for_each_batch;
+use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::shard_reader::ids_and_texts;
 
 /// The subdirectory of the contamination report.
 pub const REPORT_DIR: &str = "contamination";
@@ -112,6 +114,8 @@ impl DecontamJob {
 }
 
 impl ShardJob for DecontamJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "decontam"
     }
@@ -144,7 +148,7 @@ impl ShardJob for DecontamJob {
 
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
         let mut counters = DecontamCounters::default();
-        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+        for_each_batch::<Error>(unit, documents::spec(), sink, |sink, file, batch| {
             let (ids, texts) = ids_and_texts(&batch, file)?;
             let docs = self.decontaminator.run_batch(&texts);
             counters += DecontamCounters::count(&docs);

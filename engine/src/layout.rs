@@ -2,7 +2,7 @@
 //! sharding, resume and output naming) and output rotated into shards of bounded size.
 //! These settings shape the output bytes, so they are part of every stage's config hash.
 
-pub use rlpt_stages::size::{deserialize_bytes, parse_bytes};
+pub use rlpt_schemas::size::{deserialize_bytes, parse_bytes};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default size of a work unit's input.

@@ -16,11 +16,13 @@ use rlpt_stages::filter::{
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::document_edit::DocumentEdit;
-use crate::error::{Error, IoContext, Result};
-use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
-use crate::inputs::{InputFile, WorkUnit};
-use crate::shard_reader::{for_each_batch, ids_and_texts};
+use crate::error::{Error, Result};
+use crate::jobs::document_edit::DocumentEdit;
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::for_each_batch;
+use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::shard_reader::ids_and_texts;
 
 /// The subdirectory of the dropped documents.
 pub const DROPPED_DIR: &str = "dropped";
@@ -80,6 +82,8 @@ struct UrlField<'a> {
 }
 
 impl ShardJob for FilterJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "filter"
     }
@@ -105,7 +109,7 @@ impl ShardJob for FilterJob {
 
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
         let mut counters = FilterCounters::default();
-        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+        for_each_batch::<Error>(unit, documents::spec(), sink, |sink, file, batch| {
             let (ids, texts) = ids_and_texts(&batch, file)?;
             let urls = self.urls(&batch);
             let documents: Vec<Document<'_>> = texts

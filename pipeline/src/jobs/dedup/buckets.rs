@@ -14,12 +14,13 @@ use serde_json::{Value, json};
 
 use super::{DedupDirs, DedupRun};
 use crate::error::Result;
-use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, run_stage};
-use crate::external_sort::ExternalSorter;
-use crate::inputs::{WorkUnit, table_inputs};
-use crate::progress::RowsToBytes;
-use crate::shard_reader::ParquetBatches;
-use crate::summary::StageSummary;
+use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, run_stage};
+use rlpt_engine::external_sort::ExternalSorter;
+use rlpt_engine::inputs::WorkUnit;
+use rlpt_engine::progress::RowsToBytes;
+use rlpt_engine::shard_reader::ParquetBatches;
+use rlpt_engine::summary::StageSummary;
+use rlpt_engine::table_units::table_inputs;
 
 /// Pairs are written in batches of this many.
 const PAIR_BATCH: usize = 65_536;
@@ -64,6 +65,8 @@ impl BucketsJob {
 }
 
 impl ShardJob for BucketsJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "dedup-buckets"
     }
@@ -111,7 +114,7 @@ impl ShardJob for BucketsJob {
                     written += write_pairs(sink, &mut pairs)?;
                 }
             }
-            Ok(())
+            Ok::<_, crate::Error>(())
         })?;
         written += write_pairs(sink, &mut pairs)?;
         let counters = [

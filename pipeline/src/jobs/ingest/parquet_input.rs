@@ -8,7 +8,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema};
 use rlpt_stages::ingest::{IngestConfig, TextCell};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use rlpt_engine::Error as EngineError;
 
 /// Where the text, id and other columns are in a Parquet input.
 pub(super) struct ParquetColumns {
@@ -18,8 +19,12 @@ pub(super) struct ParquetColumns {
 }
 
 impl ParquetColumns {
-    pub(super) fn locate(config: &IngestConfig, path: &Path, schema: &Schema) -> Result<Self> {
-        let problem = |problem: String| Error::Input {
+    pub(super) fn locate(
+        config: &IngestConfig,
+        path: &Path,
+        schema: &Schema,
+    ) -> rlpt_engine::Result<Self> {
+        let problem = |problem: String| EngineError::Input {
             spec: path.display().to_string(),
             problem,
         };
@@ -52,26 +57,31 @@ impl ParquetColumns {
         Ok(Self { text, id, others })
     }
 
-    pub(super) fn ids(&self, batch: &RecordBatch, path: &Path) -> Result<Option<StringArray>> {
+    pub(super) fn ids(
+        &self,
+        batch: &RecordBatch,
+        path: &Path,
+    ) -> rlpt_engine::Result<Option<StringArray>> {
         let Some(id) = self.id else {
             return Ok(None);
         };
-        let cast =
-            arrow_cast::cast(batch.column(id), &DataType::Utf8).map_err(|source| Error::Arrow {
+        let cast = arrow_cast::cast(batch.column(id), &DataType::Utf8).map_err(|source| {
+            EngineError::Arrow {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            }
+        })?;
         Ok(Some(cast.as_string::<i32>().clone()))
     }
 
     /// The text column, a dictionary-encoded one (pyarrow's `dictionary_encode`)
     /// decoded to its values.
-    pub(super) fn text(&self, batch: &RecordBatch, path: &Path) -> Result<ArrayRef> {
+    pub(super) fn text(&self, batch: &RecordBatch, path: &Path) -> rlpt_engine::Result<ArrayRef> {
         let column = batch.column(self.text);
         let DataType::Dictionary(_, values) = column.data_type() else {
             return Ok(column.clone());
         };
-        arrow_cast::cast(column, values).map_err(|source| Error::Arrow {
+        arrow_cast::cast(column, values).map_err(|source| EngineError::Arrow {
             path: path.to_path_buf(),
             source,
         })
@@ -82,7 +92,7 @@ impl ParquetColumns {
         if self.others.is_empty() {
             return Ok(vec![None; batch.num_rows()]);
         }
-        let arrow_error = |source| Error::Arrow {
+        let arrow_error = |source| EngineError::Arrow {
             path: path.to_path_buf(),
             source,
         };

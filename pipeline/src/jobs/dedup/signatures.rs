@@ -11,10 +11,13 @@ use serde_json::{Value, json};
 
 use super::{DedupDirs, DedupRun};
 use crate::error::{Error, Result};
-use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
-use crate::inputs::{WorkUnit, plan_table};
-use crate::shard_reader::{for_each_batch, ids_and_texts};
-use crate::summary::StageSummary;
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::executor::for_each_batch;
+use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
+use rlpt_engine::inputs::WorkUnit;
+use rlpt_engine::shard_reader::ids_and_texts;
+use rlpt_engine::summary::StageSummary;
+use rlpt_engine::table_units::plan_table;
 
 pub(super) fn run(run: &DedupRun, input: &str, dirs: &DedupDirs) -> Result<StageSummary> {
     let job = SignaturesJob::new(&run.config)?;
@@ -90,6 +93,8 @@ impl SignaturesJob {
 }
 
 impl ShardJob for SignaturesJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "dedup-signatures"
     }
@@ -109,10 +114,10 @@ impl ShardJob for SignaturesJob {
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
         let mut counters = SketchCounters::default();
         let mut row = 0usize;
-        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+        for_each_batch::<Error>(unit, documents::spec(), sink, |sink, file, batch| {
             let (ids, texts) = ids_and_texts(&batch, file)?;
             let sources = documents::column::<StringArray>(&batch, "source").map_err(|source| {
-                Error::Schema {
+                EngineError::Schema {
                     path: file.path.clone(),
                     source,
                 }

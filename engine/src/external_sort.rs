@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Bytes of one entry in memory and in a run file.
 pub const ENTRY_BYTES: u64 = 16;
@@ -70,7 +70,10 @@ impl ExternalSorter {
     }
 
     /// Visits every entry in ascending order, then removes the run files.
-    pub fn finish(mut self, mut visit: impl FnMut((u64, u64)) -> Result<()>) -> Result<()> {
+    pub fn finish<E: From<Error>>(
+        mut self,
+        mut visit: impl FnMut((u64, u64)) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.runs.is_empty() {
             self.buffer.sort_unstable();
             return self.buffer.drain(..).try_for_each(visit);
@@ -95,7 +98,7 @@ impl ExternalSorter {
                 heap.push(Reverse((next, index)));
             }
         }
-        fs::remove_dir_all(&self.dir).at(&self.dir)
+        Ok(fs::remove_dir_all(&self.dir).at(&self.dir)?)
     }
 }
 
@@ -139,7 +142,7 @@ mod tests {
         sorter
             .finish(|entry| {
                 out.push(entry);
-                Ok(())
+                Ok::<_, Error>(())
             })
             .unwrap();
         assert!(!scratch.exists(), "run files are removed");

@@ -20,12 +20,16 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{DedupDirs, DedupRun};
-use crate::error::{Error, IoContext, Result};
-use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
-use crate::inputs::{InputFile, WorkUnit, plan_table};
-use crate::manifest::Manifest;
-use crate::shard_reader::{filter_rows, for_each_batch};
-use crate::summary::StageSummary;
+use crate::error::{Error, Result};
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::for_each_batch;
+use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::manifest::Manifest;
+use rlpt_engine::shard_reader::filter_rows;
+use rlpt_engine::summary::StageSummary;
+use rlpt_engine::table_units::plan_table;
 
 pub(super) fn run(run: &DedupRun, input: &str, dirs: &DedupDirs) -> Result<StageSummary> {
     let removed = removed_shards(&dirs.clusters())?;
@@ -43,27 +47,29 @@ pub(super) fn run(run: &DedupRun, input: &str, dirs: &DedupDirs) -> Result<Stage
 /// The removed-key shards the finished clusters step wrote.
 fn removed_shards(clusters: &Path) -> Result<Vec<InputFile>> {
     let Some((_, units)) = Manifest::of(clusters).read_complete(clusters)? else {
-        return Err(Error::IncompleteInput {
+        return Err(EngineError::IncompleteInput {
             dir: clusters.to_path_buf(),
             problem: "no clusters yet: run `rlpt dedup clusters` first".into(),
-        });
+        }
+        .into());
     };
     let paths: Vec<PathBuf> = units
         .iter()
         .flat_map(|unit| unit.shards_of(dedup::removed().name))
         .map(|shard| clusters.join(&shard.file))
         .collect();
-    crate::inputs::stat_paths(&paths, clusters)
+    Ok(rlpt_engine::inputs::stat_paths(&paths, clusters)?)
 }
 
 /// Refuses to filter when the input is not cut into the units the signatures step
 /// keyed documents by.
 fn check_same_units(input: &str, units: &[WorkUnit], signatures: &Path) -> Result<()> {
     let Some((_, records)) = Manifest::of(signatures).read_complete(signatures)? else {
-        return Err(Error::IncompleteInput {
+        return Err(EngineError::IncompleteInput {
             dir: signatures.to_path_buf(),
             problem: "no signatures yet: run `rlpt dedup signatures` first".into(),
-        });
+        }
+        .into());
     };
     let differs = records.len() != units.len()
         || records
@@ -71,12 +77,13 @@ fn check_same_units(input: &str, units: &[WorkUnit], signatures: &Path) -> Resul
             .zip(units)
             .any(|(record, unit)| record.input_fingerprint != unit.files_fingerprint());
     if differs {
-        return Err(Error::Input {
+        return Err(EngineError::Input {
             spec: input.to_string(),
             problem: "the input (or --unit-bytes) changed since `rlpt dedup signatures` ran; \
                       rerun every dedup step on this input"
                 .into(),
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -93,6 +100,8 @@ struct FilterJob {
 }
 
 impl ShardJob for FilterJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "dedup-filter"
     }
@@ -109,7 +118,7 @@ impl ShardJob for FilterJob {
         let removed = removed_rows(&unit.deps, unit.index)?;
         let mut counters = FilterCounters::default();
         let mut row = 0usize;
-        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+        for_each_batch::<Error>(unit, documents::spec(), sink, |sink, file, batch| {
             let rows = batch.num_rows();
             let keep: BooleanArray = (row..row + rows)
                 .map(|r| Some(!removed.contains(&r)))
@@ -135,7 +144,7 @@ fn removed_rows(files: &[InputFile], unit: usize) -> Result<HashSet<usize>> {
     let (first, last) = (doc_key(unit, 0), doc_key(unit, u32::MAX as usize));
     let mut rows = HashSet::new();
     for file in files {
-        let parquet_error = |source| Error::Parquet {
+        let parquet_error = |source| EngineError::Parquet {
             path: file.path.clone(),
             source,
         };
@@ -161,7 +170,7 @@ fn removed_rows(files: &[InputFile], unit: usize) -> Result<HashSet<usize>> {
             .build()
             .map_err(parquet_error)?
         {
-            let batch = batch.map_err(|source| Error::Arrow {
+            let batch = batch.map_err(|source| EngineError::Arrow {
                 path: file.path.clone(),
                 source,
             })?;

@@ -11,11 +11,12 @@ use rlpt_schemas::documents;
 use rlpt_stages::pii::{PiiConfig, PiiCounters, PiiKind, Scrubbed, Scrubber};
 use serde_json::Value;
 
-use crate::document_edit::DocumentEdit;
 use crate::error::{Error, Result};
-use crate::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
-use crate::inputs::{InputFile, WorkUnit};
-use crate::shard_reader::{for_each_batch, ids_and_texts};
+use crate::jobs::document_edit::DocumentEdit;
+use rlpt_engine::executor::for_each_batch;
+use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::shard_reader::ids_and_texts;
 
 /// Prefix of the count columns.
 const COUNT_PREFIX: &str = "pii_";
@@ -37,6 +38,8 @@ impl PiiJob {
 }
 
 impl ShardJob for PiiJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "pii"
     }
@@ -51,7 +54,7 @@ impl ShardJob for PiiJob {
 
     fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts> {
         let mut counters = PiiCounters::default();
-        for_each_batch(unit, documents::spec(), sink, |sink, file, batch| {
+        for_each_batch::<Error>(unit, documents::spec(), sink, |sink, file, batch| {
             let (_, texts) = ids_and_texts(&batch, file)?;
             let scrubbed = self.scrubber.scrub_batch(&texts);
             counters += PiiCounters::count(&scrubbed);

@@ -28,15 +28,16 @@ mod parquet_input;
 use lines::{Line, LineReader, open_decoded};
 use parquet_input::{ParquetColumns, text_cell};
 
-use crate::error::{Error, Result};
-use crate::executor::{
+use crate::error::Result;
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::executor::{
     OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
 };
-use crate::inputs::{self, InputFile, WorkUnit};
-use crate::layout::Layout;
-use crate::progress::RowsToBytes;
-use crate::shard_reader::ParquetBatches;
-use crate::summary::StageSummary;
+use rlpt_engine::inputs::{self, InputFile, WorkUnit};
+use rlpt_engine::layout::Layout;
+use rlpt_engine::progress::RowsToBytes;
+use rlpt_engine::shard_reader::ParquetBatches;
+use rlpt_engine::summary::StageSummary;
 
 /// A batch of raw records holds at most this many bytes…
 const BATCH_BYTES: usize = 8 << 20;
@@ -136,14 +137,15 @@ pub fn plan<S: AsRef<str>>(
                 .unwrap_or_else(|_| file.path.clone());
             let first = *seen.entry(key).or_insert(index);
             if first != index {
-                return Err(Error::Input {
+                return Err(EngineError::Input {
                     spec: input.to_string(),
                     problem: format!(
                         "{} is also named by --input {}; give each file once",
                         file.display(),
                         inputs[first].as_ref()
                     ),
-                });
+                }
+                .into());
             }
             files.push(file);
         }
@@ -168,21 +170,22 @@ fn readable_files(input: &str, format: InputFormat, output: &Path) -> Result<Vec
         };
         match resolved {
             Some(InputFormat::Parquet) if compression != Compression::None => {
-                return Err(Error::Input {
+                return Err(EngineError::Input {
                     spec: input.to_string(),
                     problem: format!(
                         "{}: Parquet files cannot be read through .gz/.zst",
                         file.display()
                     ),
-                });
+                }
+                .into());
             }
             Some(_) => kept.push(file),
             None if explicit_file => {
-                return Err(Error::Input {
+                return Err(EngineError::Input {
                     spec: input.to_string(),
                     problem: "cannot tell the format from the extension; pass --format jsonl|text|parquet"
                         .into(),
-                });
+                }.into());
             }
             None => skipped.push(file.rel),
         }
@@ -195,10 +198,11 @@ fn readable_files(input: &str, format: InputFormat, output: &Path) -> Result<Vec
         );
     }
     if kept.is_empty() {
-        return Err(Error::Input {
+        return Err(EngineError::Input {
             spec: input.to_string(),
             problem: "no file has a known format (.jsonl, .txt, .parquet…); pass --format".into(),
-        });
+        }
+        .into());
     }
     Ok(kept)
 }
@@ -214,6 +218,8 @@ pub struct IngestJob {
 }
 
 impl ShardJob for IngestJob {
+    type Error = crate::Error;
+
     fn stage(&self) -> &'static str {
         "ingest"
     }
@@ -458,13 +464,13 @@ impl FileIngest<'_, '_> {
     fn reject_unread(&mut self, line: u64, reason: RejectReason, detail: String) -> Result<()> {
         self.tally.counters.records += 1;
         self.tally.counters.rejected += 1;
-        self.sink.reject(Reject {
+        Ok(self.sink.reject(Reject {
             file: self.file.display(),
             line,
             reason: reason.as_str().to_string(),
             detail,
             raw: None,
-        })
+        })?)
     }
 }
 

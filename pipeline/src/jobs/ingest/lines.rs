@@ -9,7 +9,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use super::{Compression, UTF8_BOM, detect};
-use crate::error::{IoContext, Result};
+use crate::error::Result;
+use rlpt_engine::IoContext;
 
 /// Counts compressed bytes read from disk, for progress.
 pub(super) struct CountingReader {

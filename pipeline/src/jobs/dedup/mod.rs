@@ -13,7 +13,7 @@
 //! clusters|filter` runs one, for a scheduler to chain (the clusters step is one task).
 //! A step refuses to start on an earlier step's incomplete output.
 //!
-//! [`ShardJob`]: crate::executor::ShardJob
+//! [`ShardJob`]: rlpt_engine::executor::ShardJob
 
 mod buckets;
 mod clusters;
@@ -26,10 +26,10 @@ use rlpt_stages::dedup::DedupConfig;
 use rlpt_stages::dedup::lsh::Banding;
 
 use crate::error::{Error, Result};
-use crate::executor::{Sharding, StageRun};
-use crate::layout::Layout;
-use crate::progress::ProgressMode;
-use crate::summary::StageSummary;
+use rlpt_engine::executor::{Sharding, StageRun};
+use rlpt_engine::layout::Layout;
+use rlpt_engine::progress::ProgressMode;
+use rlpt_engine::summary::StageSummary;
 
 /// The directory of removed keys inside `dedup_clusters/`.
 pub const REMOVED_DIR: &str = "_removed";

@@ -20,11 +20,12 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::atomic;
 use crate::checksum;
 use crate::error::{Error, IoContext, Result};
-use crate::inputs::WorkUnit;
+use crate::inputs::{InputFile, WorkUnit};
 use crate::layout::Layout;
 use crate::lock::{self, DirLock};
 use crate::manifest::{MANIFEST_DIR, Manifest, REJECTS_DIR, StageRecord, UnitRecord};
-use crate::progress::{Progress, ProgressMode};
+use crate::progress::{Progress, ProgressMode, RowsToBytes};
+use crate::shard_reader::TableReader;
 use crate::shard_writer::{ShardLimits, ShardRecord, ShardWriter, unit_of};
 use crate::summary::StageSummary;
 
@@ -62,6 +63,9 @@ impl OutputTable {
 /// the pure stage transform and write through the sink; everything else is the
 /// executor's.
 pub trait ShardJob: Sync {
+    /// The job's error: the engine's, or one that can carry it (a stage that runs a
+    /// model fails in ways the engine does not know).
+    type Error: From<Error>;
     /// The stage's name, as in manifests and file metadata.
     fn stage(&self) -> &'static str;
     /// The tables the stage writes, the main one first (rejects come on their own).
@@ -73,16 +77,20 @@ pub trait ShardJob: Sync {
         BTreeMap::new()
     }
     /// Processes one unit.
-    fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>) -> Result<UnitCounts>;
+    fn run_unit(&self, unit: &WorkUnit, sink: &mut UnitSink<'_>)
+    -> Result<UnitCounts, Self::Error>;
 
     /// The work units of `input`: its files and table rows in units of about the
     /// layout's `unit_bytes` (a job whose cost is not bytes plans its own).
-    fn plan_units(&self, input: &str, run: &StageRun) -> Result<Vec<WorkUnit>> {
-        crate::inputs::plan_table(input, run.layout.unit_bytes)
+    fn plan_units(&self, input: &str, run: &StageRun) -> Result<Vec<WorkUnit>, Self::Error> {
+        Ok(crate::table_units::plan_table(
+            input,
+            run.layout.unit_bytes,
+        )?)
     }
 
     /// Plans `input` and runs this process's share of its units.
-    fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary>
+    fn run(&self, input: &str, run: &StageRun) -> Result<StageSummary, Self::Error>
     where
         Self: Sized,
     {
@@ -129,9 +137,7 @@ impl Sharding {
     /// Checks `rank < world_size`.
     pub fn new(rank: usize, world_size: usize) -> Result<Self> {
         if world_size == 0 || rank >= world_size {
-            return Err(Error::Usage(format!(
-                "--rank {rank} --world-size {world_size}: the rank must be in 0..world-size"
-            )));
+            return Err(Error::Sharding { rank, world_size });
         }
         Ok(Self { rank, world_size })
     }
@@ -251,6 +257,28 @@ impl UnitSink<'_> {
     }
 }
 
+/// Streams every batch of a unit's files of `table` (each checked against the spec)
+/// into `visit`, reporting the input consumed to the sink's progress.
+pub fn for_each_batch<E: From<Error>>(
+    unit: &WorkUnit,
+    table: &'static TableSpec,
+    sink: &mut UnitSink<'_>,
+    mut visit: impl FnMut(&mut UnitSink<'_>, &InputFile, RecordBatch) -> Result<(), E>,
+) -> Result<(), E> {
+    for file in &unit.files {
+        let reader = TableReader::open_input(file, table)?;
+        let mut progress = RowsToBytes::new(file.bytes, reader.total_rows());
+        for batch in reader {
+            let batch = batch?;
+            let rows = batch.num_rows() as u64;
+            sink.begin_batch(progress.rows_done(rows));
+            visit(sink, file, batch)?;
+            sink.end_batch(rows);
+        }
+    }
+    Ok(())
+}
+
 /// The hash identifying a stage's config: xxh3-64 of the stage name and the config's
 /// JSON, in hex.
 pub fn config_hash(stage: &str, config: &Value) -> String {
@@ -265,7 +293,11 @@ const LOCK_FILE: &str = "lock";
 const UNIT_LOCKS: &str = "locks";
 
 /// Runs `job` over this rank's share of `units`, with resume.
-pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Result<StageSummary> {
+pub fn run_stage<E: From<Error>>(
+    job: &dyn ShardJob<Error = E>,
+    units: &[WorkUnit],
+    run: &StageRun,
+) -> Result<StageSummary, E> {
     let started = Instant::now();
     let config = json!({ "stage": job.config(), "layout": run.layout });
     let tables = all_tables(job);
@@ -335,7 +367,7 @@ pub fn run_stage(job: &dyn ShardJob, units: &[WorkUnit], run: &StageRun) -> Resu
 }
 
 /// The job's tables and, last, the rejects table.
-fn all_tables(job: &dyn ShardJob) -> Vec<OutputTable> {
+fn all_tables<E: From<Error>>(job: &dyn ShardJob<Error = E>) -> Vec<OutputTable> {
     let mut tables = job.output_tables();
     tables.push(OutputTable {
         dir: REJECTS_DIR,
@@ -344,14 +376,14 @@ fn all_tables(job: &dyn ShardJob) -> Vec<OutputTable> {
     tables
 }
 
-fn run_unit(
-    job: &dyn ShardJob,
+fn run_unit<E: From<Error>>(
+    job: &dyn ShardJob<Error = E>,
     tables: &[OutputTable],
     unit: &WorkUnit,
     run: &StageRun,
     config_hash: &str,
     progress: &Progress,
-) -> Result<UnitRecord> {
+) -> Result<UnitRecord, E> {
     let started = Instant::now();
     let limits = ShardLimits {
         max_rows: run.layout.max_shard_rows,

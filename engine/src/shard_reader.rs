@@ -17,10 +17,8 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use rlpt_schemas::{FileMetadata, SchemaError, TableSpec, documents};
 
 use crate::error::{Error, IoContext, Result};
-use crate::executor::UnitSink;
-use crate::inputs::{self, InputFile, RowRange, WorkUnit};
+use crate::inputs::{self, InputFile, RowRange};
 use crate::manifest::Manifest;
-use crate::progress::RowsToBytes;
 
 /// Rows per record batch when reading tables.
 pub const READ_BATCH_ROWS: usize = 4096;
@@ -207,28 +205,6 @@ impl Iterator for ParquetBatches {
     }
 }
 
-/// Streams every batch of a unit's files of `table` (each checked against the spec)
-/// into `visit`, reporting the input consumed to the sink's progress.
-pub fn for_each_batch(
-    unit: &WorkUnit,
-    table: &'static TableSpec,
-    sink: &mut UnitSink<'_>,
-    mut visit: impl FnMut(&mut UnitSink<'_>, &InputFile, RecordBatch) -> Result<()>,
-) -> Result<()> {
-    for file in &unit.files {
-        let reader = TableReader::open_input(file, table)?;
-        let mut progress = RowsToBytes::new(file.bytes, reader.total_rows());
-        for batch in reader {
-            let batch = batch?;
-            let rows = batch.num_rows() as u64;
-            sink.begin_batch(progress.rows_done(rows));
-            visit(sink, file, batch)?;
-            sink.end_batch(rows);
-        }
-    }
-    Ok(())
-}
-
 /// The rows of `batch` (read from `file`) where `keep` is true.
 pub fn filter_rows(
     batch: &RecordBatch,
@@ -270,16 +246,23 @@ impl TableReader {
     /// Opens `path` as a file of `table`; a wrong table, an unknown major version or a
     /// missing column is an error naming the file and the column.
     pub fn open(path: &Path, table: &'static TableSpec) -> Result<Self> {
-        Self::open_part(path, table, None)
+        Self::open_rows(path, table, None, READ_BATCH_ROWS)
     }
 
     /// Opens an input file of a work unit (its row range only) as a file of `table`.
     pub fn open_input(file: &InputFile, table: &'static TableSpec) -> Result<Self> {
-        Self::open_part(&file.path, table, file.rows)
+        Self::open_rows(&file.path, table, file.rows, READ_BATCH_ROWS)
     }
 
-    fn open_part(path: &Path, table: &'static TableSpec, rows: Option<RowRange>) -> Result<Self> {
-        let batches = ParquetBatches::open_part(path, READ_BATCH_ROWS, None, rows)?;
+    /// Opens `path` as a file of `table`, reading only the rows in `rows` (all when
+    /// `None`; a range past the end reads to the end) `batch_rows` at a time.
+    pub fn open_rows(
+        path: &Path,
+        table: &'static TableSpec,
+        rows: Option<RowRange>,
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let batches = ParquetBatches::open_part(path, batch_rows, None, rows)?;
         let metadata = batches.rlpt_metadata()?;
         table
             .check(batches.schema(), metadata.as_ref())
