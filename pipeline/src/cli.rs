@@ -5,19 +5,15 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use rlpt_stages::decontam::DecontamConfig;
+use rlpt_engine::executor::Sharding;
+use rlpt_engine::layout::{Layout, parse_bytes};
 use rlpt_stages::dedup::DedupConfig;
-use rlpt_stages::entropy::EntropyConfig;
-use rlpt_stages::filter::FilterConfig;
 use rlpt_stages::ingest::IngestConfig;
-use rlpt_stages::pii::PiiConfig;
-use rlpt_stages::segment::SegmentConfig;
 
 use crate::error::{Error, Result};
 use crate::jobs::ingest::InputFormat;
+use crate::jobs::table_stage::TableStageCommand;
 use crate::logging::LogFormat;
-use rlpt_engine::executor::Sharding;
-use rlpt_engine::layout::{Layout, parse_bytes};
 
 /// The default pipeline config of `rlpt run`.
 pub const DEFAULT_CONFIG: &str = "data-samples/pipeline.toml";
@@ -54,22 +50,9 @@ pub enum Command {
     /// Remove exact and near duplicates (MinHash LSH), keeping the smallest id of each
     /// cluster; every step also runs on its own, split across ranks.
     Dedup(DedupCommand),
-    /// Drop low-quality documents and other languages: whatlang language id with a
-    /// keep-list, a URL block list, Gopher quality and repetition, C4 and FineWeb rules
-    /// (published thresholds); dropped documents go to `dropped/` with the rule.
-    Filter(TableCommand<FilterConfig>),
-    /// Replace emails, IPs, phones, cards, SSNs, secrets and IBANs with placeholders,
-    /// adding a count column per kind.
-    Pii(TableCommand<PiiConfig>),
-    /// Remove benchmark text (word 13-grams ± 200 characters, the GPT-3 recipe), with a
-    /// report of every hit.
-    Decontam(TableCommand<DecontamConfig>),
-    /// Split documents into sentences and segments, and write (context, segment, next
-    /// segment) triples with token counts.
-    Segment(TableCommand<SegmentConfig>),
-    /// Tag each triple's segment tokens with the proxy model's top-k entropy, the
-    /// segment's mean and first-token entropy and a difficulty label.
-    Entropy(TableCommand<EntropyConfig>),
+    /// The table stages: filter, pii, decontam, segment, entropy.
+    #[command(flatten)]
+    Table(TableStageCommand),
     /// Describe a table directory: schema, rows, nulls, lengths, values, counters.
     Inspect(InspectCommand),
     /// Tokenize text, or export a tokenizer (from GGUF or tokenizer.json) as tokenizer.json.

@@ -3,28 +3,27 @@
 
 use std::path::Path;
 
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::{Sharding, StageRun};
+use rlpt_engine::layout::Layout;
+use rlpt_engine::progress::ProgressMode;
+use rlpt_engine::summary::{StageSummary, render_table};
 use rlpt_trainer::export::Engine;
 
 use crate::cli::{
     Cli, Command, DedupCommand, DedupSettings, DedupStep, ExportCommand, IngestCommand,
-    ModelCommand, RunCommand, SlurmCommand, TableCommand, TokenizerCommand,
+    ModelCommand, RunCommand, SlurmCommand, TokenizerCommand,
 };
-use crate::config::{PipelineConfig, StageEntry, TableEntry};
+use crate::config::{PipelineConfig, StageEntry};
 use crate::error::{Error, Result};
 use crate::inspect::inspect;
 use crate::jobs::dedup::{DedupDirs, DedupRun};
 use crate::jobs::ingest::IngestJob;
-use crate::jobs::table_stage::TableStage;
 use crate::logging::LogFormat;
 use crate::plan::{Plan, Step, StepKind};
 use crate::stdout;
 use crate::train_command::{self, Loop};
-use rlpt_engine::Error as EngineError;
-use rlpt_engine::IoContext;
-use rlpt_engine::executor::{ShardJob, Sharding, StageRun};
-use rlpt_engine::layout::Layout;
-use rlpt_engine::progress::ProgressMode;
-use rlpt_engine::summary::{StageSummary, render_table};
 use rlpt_lm::Tokenizer;
 
 /// Runs `cli`'s command.
@@ -39,11 +38,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
             let summary = ingest(command, progress)?;
             print_summaries(cli, &[summary])?;
         }
-        Command::Filter(command) => print_summaries(cli, &[table(command, progress)?])?,
-        Command::Pii(command) => print_summaries(cli, &[table(command, progress)?])?,
-        Command::Decontam(command) => print_summaries(cli, &[table(command, progress)?])?,
-        Command::Segment(command) => print_summaries(cli, &[table(command, progress)?])?,
-        Command::Entropy(command) => print_summaries(cli, &[table(command, progress)?])?,
+        Command::Table(command) => print_summaries(cli, &[command.run(progress)?])?,
         Command::Dedup(command) => {
             let summaries = dedup(command, progress)?;
             print_summaries(cli, &summaries)?;
@@ -188,26 +183,6 @@ fn jsonl_field(path: &Path, field: &str) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Runs a table stage given on the command line (its paths as given, from the
-/// current directory).
-fn table<C: clap::Args + TableStage>(
-    command: &TableCommand<C>,
-    progress: ProgressMode,
-) -> Result<StageSummary> {
-    let run = StageRun {
-        output: command.io.output.clone(),
-        layout: command.layout,
-        sharding: command.io.share.sharding()?,
-        force: command.io.share.force,
-        strict: false,
-        progress,
-    };
-    command
-        .config
-        .job(Path::new(""))?
-        .run(&command.io.input, &run)
-}
-
 fn ingest(command: &IngestCommand, progress: ProgressMode) -> Result<StageSummary> {
     let job = IngestJob {
         format: command.format,
@@ -335,17 +310,6 @@ struct RunIn<'a> {
 }
 
 impl RunIn<'_> {
-    /// Runs a table stage of the config (its paths from the config's directory).
-    fn table<C: TableStage>(
-        &self,
-        entry: &TableEntry<C>,
-        input: &str,
-        output: &Path,
-    ) -> Result<StageSummary> {
-        let run = self.stage_run(output, entry.layout, false);
-        entry.config.job(self.base)?.run(input, &run)
-    }
-
     fn stage_run(&self, output: &Path, layout: Layout, strict: bool) -> StageRun {
         StageRun {
             output: output.to_path_buf(),
@@ -366,23 +330,10 @@ fn run_step(step: &Step<'_>, place: &RunIn<'_>) -> Result<StageSummary> {
             &[input],
             &place.stage_run(output, entry.layout, entry.strict),
         ),
-        StageEntry::Filter(entry) => place.table(entry, input, output),
-        StageEntry::Pii(entry) => place.table(entry, input, output),
-        StageEntry::Decontam(entry) => place.table(entry, input, output),
-        StageEntry::Segment(entry) => place.table(entry, input, output),
-        StageEntry::Entropy(entry) => {
-            let job = entry.config.job(base)?;
-            let mut run = place.stage_run(output, entry.layout, false);
-            if let Some(previous) = job.replaced_model(output, &entry.layout)? {
-                tracing::warn!(
-                    "entropy: {} was tagged with {previous}; recomputing it with {} (and the \
-                     steps after it)",
-                    output.display(),
-                    job.model_name()
-                );
-                run.force = true;
-            }
-            job.run(input, &run)
+        StageEntry::Table(entry) => {
+            let settings = entry.settings();
+            let run = place.stage_run(output, settings.layout(), false);
+            settings.run(base, input, run)
         }
         StageEntry::Dedup(entry) => {
             let run = DedupRun {

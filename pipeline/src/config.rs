@@ -15,21 +15,20 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
-use rlpt_stages::decontam::DecontamConfig;
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::{ShardJob, StageRun};
+use rlpt_engine::layout::{Layout, deserialize_bytes};
+use rlpt_engine::summary::StageSummary;
 use rlpt_stages::dedup::DedupConfig;
-use rlpt_stages::entropy::EntropyConfig;
-use rlpt_stages::filter::FilterConfig;
 use rlpt_stages::ingest::IngestConfig;
-use rlpt_stages::pii::PiiConfig;
-use rlpt_stages::segment::SegmentConfig;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::jobs::dedup::DEFAULT_SORT_MEMORY;
 use crate::jobs::ingest::{IngestJob, InputFormat};
-use rlpt_engine::IoContext;
-use rlpt_engine::layout::{Layout, deserialize_bytes};
+use crate::jobs::table_stage::{ConfiguredTableStage, TableStage, TableStageEntry};
 
 /// Where stage outputs go when the config does not say.
 pub const DEFAULT_OUT_DIR: &str = "rlpt-out";
@@ -50,28 +49,100 @@ fn default_out_dir() -> PathBuf {
     PathBuf::from(DEFAULT_OUT_DIR)
 }
 
-/// One `[[stage]]` table.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "stage", rename_all = "kebab-case")]
+/// One `[[stage]]` table, told apart by its `stage` key.
+#[derive(Debug)]
 pub enum StageEntry {
     /// `rlpt ingest`.
     Ingest(IngestEntry),
     /// `rlpt dedup` (all four steps).
     Dedup(DedupEntry),
-    /// `rlpt filter` (the URL block list's path is relative to the config file).
-    Filter(TableEntry<FilterConfig>),
-    /// `rlpt pii`.
-    Pii(TableEntry<PiiConfig>),
-    /// `rlpt decontam` (benchmark paths are relative to the config file).
-    Decontam(TableEntry<DecontamConfig>),
-    /// `rlpt segment` (the tokenizer path is relative to the config file).
-    Segment(TableEntry<SegmentConfig>),
-    /// `rlpt entropy` (the model path is relative to the config file).
-    Entropy(TableEntry<EntropyConfig>),
+    /// A table stage (`rlpt filter`, `pii`, `decontam`, `segment`, `entropy`), its
+    /// paths relative to the config file.
+    Table(Box<TableStageEntry>),
     /// `rlpt train` (GRPO) on the previous stage's triples.
     Train(TrainEntry),
     /// `rlpt eval` of the previous `train` stage's last checkpoint.
     Eval(EvalEntry),
+}
+
+/// The stages that are not table stages, as serde reads them.
+#[derive(Deserialize)]
+#[serde(tag = "stage", rename_all = "kebab-case")]
+enum OtherStageEntry {
+    Ingest(IngestEntry),
+    Dedup(DedupEntry),
+    Train(TrainEntry),
+    Eval(EvalEntry),
+}
+
+/// Every stage's name: those [`OtherStageEntry`] reads around the table stages'.
+static STAGE_NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    [
+        &["ingest", "dedup"],
+        TableStageEntry::NAMES,
+        &["train", "eval"],
+    ]
+    .concat()
+});
+
+impl<'de> Deserialize<'de> for StageEntry {
+    /// Reads the table, checking its `stage` key as it passes (so an unknown stage is
+    /// reported at its value), then the table as that stage's entry.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StageEntryVisitor)
+    }
+}
+
+struct StageEntryVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StageEntryVisitor {
+    type Value = StageEntry;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a [[stage]] table")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StageEntry, A::Error> {
+        use serde::de::Error as _;
+        let mut table = toml::Table::new();
+        let mut stage = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "stage" {
+                stage = Some(map.next_value::<StageName>()?.0);
+            } else {
+                table.insert(key, map.next_value()?);
+            }
+        }
+        let stage = stage.ok_or_else(|| A::Error::missing_field("stage"))?;
+        table.insert("stage".into(), stage.into());
+        let value = toml::Value::Table(table);
+        if TableStageEntry::NAMES.contains(&stage) {
+            return value
+                .try_into()
+                .map(|entry| StageEntry::Table(Box::new(entry)))
+                .map_err(A::Error::custom);
+        }
+        Ok(match value.try_into().map_err(A::Error::custom)? {
+            OtherStageEntry::Ingest(entry) => StageEntry::Ingest(entry),
+            OtherStageEntry::Dedup(entry) => StageEntry::Dedup(entry),
+            OtherStageEntry::Train(entry) => StageEntry::Train(entry),
+            OtherStageEntry::Eval(entry) => StageEntry::Eval(entry),
+        })
+    }
+}
+
+/// The value of a `stage` key: one of [`STAGE_NAMES`].
+struct StageName(&'static str);
+
+impl<'de> Deserialize<'de> for StageName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let name = String::deserialize(deserializer)?;
+        match STAGE_NAMES.iter().find(|known| **known == name) {
+            Some(known) => Ok(StageName(known)),
+            None => Err(D::Error::unknown_variant(&name, &STAGE_NAMES)),
+        }
+    }
 }
 
 /// The settings of a `train` stage.
@@ -135,12 +206,32 @@ pub struct TableEntry<C> {
     unknown: BTreeMap<String, toml::Value>,
 }
 
-impl<C: serde::Serialize + Default> TableEntry<C> {
-    fn known_keys() -> Vec<String> {
-        let mut keys: Vec<String> = ["stage", "input", "output"].map(String::from).into();
-        keys.extend(object_keys(&C::default()));
-        keys.extend(object_keys(&Layout::default()));
-        keys
+impl<C: serde::Serialize + Default + TableStage> ConfiguredTableStage for TableEntry<C> {
+    fn input(&self) -> Option<&String> {
+        self.input.as_ref()
+    }
+
+    fn output(&self) -> &str {
+        &self.output
+    }
+
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn unknown_keys(&self) -> (Vec<&String>, Vec<String>) {
+        let mut known: Vec<String> = ["stage", "input", "output"].map(String::from).into();
+        known.extend(object_keys(&C::default()));
+        known.extend(object_keys(&Layout::default()));
+        (self.unknown.keys().collect(), known)
+    }
+
+    fn run(&self, base: &Path, input: &str, mut run: StageRun) -> Result<StageSummary> {
+        let job = self.config.job(base)?;
+        if C::recompute_under_run(&job, &run.output, &self.layout)? {
+            run.force = true;
+        }
+        job.run(input, &run)
     }
 }
 
@@ -233,11 +324,7 @@ impl StageEntry {
         match self {
             StageEntry::Ingest(_) => "ingest",
             StageEntry::Dedup(_) => "dedup",
-            StageEntry::Filter(_) => "filter",
-            StageEntry::Pii(_) => "pii",
-            StageEntry::Decontam(_) => "decontam",
-            StageEntry::Segment(_) => "segment",
-            StageEntry::Entropy(_) => "entropy",
+            StageEntry::Table(entry) => entry.name(),
             StageEntry::Train(_) => "train",
             StageEntry::Eval(_) => "eval",
         }
@@ -248,11 +335,7 @@ impl StageEntry {
         match self {
             StageEntry::Ingest(entry) => Some(&entry.input),
             StageEntry::Dedup(entry) => entry.input.as_ref(),
-            StageEntry::Filter(entry) => entry.input.as_ref(),
-            StageEntry::Pii(entry) => entry.input.as_ref(),
-            StageEntry::Decontam(entry) => entry.input.as_ref(),
-            StageEntry::Segment(entry) => entry.input.as_ref(),
-            StageEntry::Entropy(entry) => entry.input.as_ref(),
+            StageEntry::Table(entry) => entry.settings().input(),
             StageEntry::Train(entry) => entry.input.as_ref(),
             StageEntry::Eval(entry) => entry.input.as_ref(),
         }
@@ -263,11 +346,7 @@ impl StageEntry {
         match self {
             StageEntry::Ingest(entry) => &entry.output,
             StageEntry::Dedup(entry) => &entry.output,
-            StageEntry::Filter(entry) => &entry.output,
-            StageEntry::Pii(entry) => &entry.output,
-            StageEntry::Decontam(entry) => &entry.output,
-            StageEntry::Segment(entry) => &entry.output,
-            StageEntry::Entropy(entry) => &entry.output,
+            StageEntry::Table(entry) => entry.settings().output(),
             StageEntry::Train(entry) => &entry.output,
             StageEntry::Eval(entry) => &entry.output,
         }
@@ -279,26 +358,7 @@ impl StageEntry {
                 (entry.unknown.keys().collect(), IngestEntry::known_keys())
             }
             StageEntry::Dedup(entry) => (entry.unknown.keys().collect(), DedupEntry::known_keys()),
-            StageEntry::Filter(entry) => (
-                entry.unknown.keys().collect(),
-                TableEntry::<FilterConfig>::known_keys(),
-            ),
-            StageEntry::Pii(entry) => (
-                entry.unknown.keys().collect(),
-                TableEntry::<PiiConfig>::known_keys(),
-            ),
-            StageEntry::Decontam(entry) => (
-                entry.unknown.keys().collect(),
-                TableEntry::<DecontamConfig>::known_keys(),
-            ),
-            StageEntry::Segment(entry) => (
-                entry.unknown.keys().collect(),
-                TableEntry::<SegmentConfig>::known_keys(),
-            ),
-            StageEntry::Entropy(entry) => (
-                entry.unknown.keys().collect(),
-                TableEntry::<EntropyConfig>::known_keys(),
-            ),
+            StageEntry::Table(entry) => entry.settings().unknown_keys(),
             // serde refuses their unknown keys itself (nothing is flattened).
             StageEntry::Train(_) | StageEntry::Eval(_) => (Vec::new(), Vec::new()),
         }
@@ -456,6 +516,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `nope`"), "{err}");
+        assert!(
+            err.contains("line 2, column 9"),
+            "the error points at the name: {err}"
+        );
+        let err = load("[[stage]]\noutput = \"p\"\nstage = \"pii\"\nskip = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("integer `3`, expected a sequence"),
+            "read as pii: {err}"
+        );
         let err =
             load("outdir = \"x\"\n[[stage]]\nstage = \"ingest\"\ninput = \"a\"\noutput = \"b\"\n")
                 .unwrap_err()

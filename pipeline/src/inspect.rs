@@ -9,12 +9,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-
-use crate::error::{Error, Result};
 use rlpt_engine::Error as EngineError;
 use rlpt_engine::manifest::{Manifest, Progress, REJECTS_DIR};
 use rlpt_engine::shard_reader::{ParquetBatches, READ_BATCH_ROWS};
 use rlpt_engine::summary::add_counts;
+
+use crate::error::{Error, Result};
 
 /// String columns with at most this many distinct values, none longer than
 /// [`SHORT_VALUE_CHARS`], get value counts (a few long texts are no categories).

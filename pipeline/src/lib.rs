@@ -15,8 +15,10 @@
 //! - [`cli`], [`config`], [`plan`], [`commands`]: flags, `pipeline.toml`, its stages as
 //!   steps with resolved inputs and outputs, and running them.
 //!
-//! A new stage is a pure transform in `rlpt-stages`, a job in [`jobs`] that reads its
-//! input and calls it, a [`cli::Command`] arm and a [`config::StageEntry`] arm.
+//! A new table stage is a pure transform in `rlpt-stages`, a job in [`jobs`] that reads
+//! its input and calls it (with its `TableStage` impl), and one line in
+//! [`jobs::table_stage`]'s list, from which its subcommand and its `[[stage]]` entry
+//! come.
 
 #![deny(missing_docs)]
 

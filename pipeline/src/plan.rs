@@ -12,14 +12,6 @@ use crate::config::{PipelineConfig, StageEntry};
 use crate::error::{Error, Result};
 use crate::jobs::dedup::DedupDirs;
 
-/// The dedup steps, in the order they run (the names summaries and `--only` use).
-pub const DEDUP_STEPS: [&str; 4] = [
-    "dedup-signatures",
-    "dedup-buckets",
-    "dedup-clusters",
-    "dedup-filter",
-];
-
 /// What a step is: a stage's only step, or one of dedup's four. It owns what differs
 /// between steps — whether the step is one task, and where its manifest lives — so
 /// no caller tells steps apart by name.
@@ -43,13 +35,25 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    /// Dedup's steps, in the order they run (names as [`DEDUP_STEPS`]).
-    const DEDUP: [StepKind; 4] = [
+    /// Dedup's steps, in the order they run.
+    pub const DEDUP: [StepKind; 4] = [
         StepKind::DedupSignatures,
         StepKind::DedupBuckets,
         StepKind::DedupClusters,
         StepKind::DedupFilter,
     ];
+
+    /// The step's name (summaries and `--only` use it): a dedup step's own, else its
+    /// stage's.
+    pub fn name(self, stage: &'static str) -> &'static str {
+        match self {
+            Self::DedupSignatures => "dedup-signatures",
+            Self::DedupBuckets => "dedup-buckets",
+            Self::DedupClusters => "dedup-clusters",
+            Self::DedupFilter => "dedup-filter",
+            Self::Units | Self::Train | Self::Eval => stage,
+        }
+    }
 
     /// Whether the step is one task rather than work units shared across ranks.
     pub fn single_task(self) -> bool {
@@ -154,17 +158,17 @@ impl<'a> Plan<'a> {
                 }
                 _ => {}
             }
-            let kinds: Vec<(&'static str, StepKind)> = match entry {
-                StageEntry::Dedup(_) => DEDUP_STEPS.into_iter().zip(StepKind::DEDUP).collect(),
-                StageEntry::Train(_) => vec![(entry.name(), StepKind::Train)],
-                StageEntry::Eval(_) => vec![(entry.name(), StepKind::Eval)],
-                _ => vec![(entry.name(), StepKind::Units)],
+            let kinds: Vec<StepKind> = match entry {
+                StageEntry::Dedup(_) => StepKind::DEDUP.into(),
+                StageEntry::Train(_) => vec![StepKind::Train],
+                StageEntry::Eval(_) => vec![StepKind::Eval],
+                _ => vec![StepKind::Units],
             };
-            for (name, kind) in kinds {
+            for kind in kinds {
                 steps.push(Step {
                     number: steps.len() + 1,
                     entry,
-                    name,
+                    name: kind.name(entry.name()),
                     kind,
                     input: input.clone(),
                     output: output.clone(),
@@ -222,6 +226,13 @@ impl<'a> Plan<'a> {
 mod tests {
     use super::*;
 
+    const DEDUP_NAMES: [&str; 4] = [
+        "dedup-signatures",
+        "dedup-buckets",
+        "dedup-clusters",
+        "dedup-filter",
+    ];
+
     fn sample() -> (PipelineConfig, PathBuf) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/pipeline.toml");
         (PipelineConfig::load(&path).unwrap(), path)
@@ -240,7 +251,7 @@ mod tests {
             "filter", "pii", "decontam", "segment", "entropy", "train", "eval",
         ];
         let expected: Vec<&str> = std::iter::once("ingest")
-            .chain(DEDUP_STEPS)
+            .chain(DEDUP_NAMES)
             .chain(stages_after_dedup)
             .collect();
         assert_eq!(names(&all), expected);
@@ -268,7 +279,7 @@ mod tests {
             plan.select(&names, None).map(|s| super::tests::names(&s))
         };
         assert_eq!(only(&["dedup-buckets"]).unwrap(), ["dedup-buckets"]);
-        assert_eq!(only(&["dedup"]).unwrap(), DEDUP_STEPS);
+        assert_eq!(only(&["dedup"]).unwrap(), DEDUP_NAMES);
         assert_eq!(only(&["tagged", "pii"]).unwrap(), ["pii", "entropy"]);
         assert_eq!(
             names(&plan.select(&[], Some("entropy")).unwrap()),

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
+use rlpt_engine::IoContext;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use rlpt_engine::IoContext;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const WIDTH: u32 = 1400;

@@ -16,15 +16,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::IoContext;
+use rlpt_engine::manifest::Manifest;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{SlurmSubmitCommand, SubmissionArgs};
 use crate::config::{PipelineConfig, StageEntry};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Step};
-use rlpt_engine::Error as EngineError;
-use rlpt_engine::IoContext;
-use rlpt_engine::manifest::Manifest;
 
 /// Where `submit` writes its scripts, logs and `jobs.json`, under the output directory.
 pub const SLURM_DIR: &str = "_slurm";

@@ -4,8 +4,9 @@
 
 use std::io::Write;
 
-use crate::error::{Error, Result};
 use rlpt_engine::IoContext;
+
+use crate::error::{Error, Result};
 
 /// Writes `text` to stdout and flushes it.
 pub fn write(text: &str) -> Result<()> {

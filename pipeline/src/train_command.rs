@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use candle_core::DType;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rlpt_engine::IoContext;
+use rlpt_engine::progress::ProgressMode;
+use rlpt_engine::summary::StageSummary;
 use rlpt_trainer::export::{DatasetExport, Engine, HfExport};
 use rlpt_trainer::tasks::TaskKind;
 use rlpt_trainer::{EvalOptions, Split, TrainConfig, checkpoint};
@@ -16,9 +19,6 @@ use serde_json::Value;
 use crate::cli::{EvalCommand, ExportDatasetCommand, ExportHfCommand, TrainCommand};
 use crate::config::{EvalEntry, TrainEntry};
 use crate::error::Result;
-use rlpt_engine::IoContext;
-use rlpt_engine::progress::ProgressMode;
-use rlpt_engine::summary::StageSummary;
 
 /// Which loop a [`TrainCommand`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

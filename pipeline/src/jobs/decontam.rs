@@ -9,6 +9,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::{
+    OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, for_each_batch,
+};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::shard_reader::ids_and_texts;
 use rlpt_schemas::{contamination, documents};
 use rlpt_stages::decontam::{
     BenchmarkItem, BenchmarkSpec, ContaminationIndex, DecontamConfig, DecontamCounters,
@@ -19,11 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
 use crate::jobs::document_edit::DocumentEdit;
-use rlpt_engine::IoContext;
-use rlpt_engine::executor::for_each_batch;
-use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
-use rlpt_engine::inputs::{InputFile, WorkUnit};
-use rlpt_engine::shard_reader::ids_and_texts;
+use crate::jobs::table_stage::TableStage;
 
 /// The subdirectory of the contamination report.
 pub const REPORT_DIR: &str = "contamination";
@@ -267,5 +269,59 @@ fn problem(spec: &BenchmarkSpec, problem: String) -> Error {
     Error::Config {
         path: spec.path.clone().into(),
         problem: format!("benchmark `{}`: {problem}", spec.name),
+    }
+}
+
+impl TableStage for DecontamConfig {
+    type Job = DecontamJob;
+
+    fn job(&self, base: &Path) -> Result<DecontamJob> {
+        let mut config = self.clone();
+        config.benchmarks = relative_benchmarks(&config.benchmarks, base)?;
+        DecontamJob::new(&config)
+    }
+}
+
+/// Benchmark specs (`NAME=PATH[:FIELDS]`) with their paths taken from `base`.
+fn relative_benchmarks(specs: &[String], base: &Path) -> Result<Vec<String>> {
+    specs
+        .iter()
+        .map(|text| {
+            let spec = BenchmarkSpec::parse(text).map_err(Error::Usage)?;
+            let path = base.join(&spec.path);
+            let fields = if spec.fields.is_empty() {
+                String::new()
+            } else {
+                format!(":{}", spec.fields.join(","))
+            };
+            Ok(format!("{}={}{fields}", spec.name, path.display()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On the command line (base: the current directory) a spec is unchanged, so
+    /// its config hash is what it was; under `rlpt run` its path moves to the
+    /// config's directory and its fields stay.
+    #[test]
+    fn benchmark_paths_resolve_against_the_base() {
+        let specs = vec![
+            "champ=data/champ.jsonl:problem,solution".to_string(),
+            "gsm=/abs/gsm8k.jsonl".to_string(),
+            "local=bench.v1.jsonl".to_string(),
+        ];
+        assert_eq!(relative_benchmarks(&specs, Path::new("")).unwrap(), specs);
+        assert_eq!(
+            relative_benchmarks(&specs, Path::new("configs")).unwrap(),
+            [
+                "champ=configs/data/champ.jsonl:problem,solution",
+                "gsm=/abs/gsm8k.jsonl",
+                "local=configs/bench.v1.jsonl",
+            ]
+        );
+        assert!(relative_benchmarks(&["no-name".to_string()], Path::new("")).is_err());
     }
 }

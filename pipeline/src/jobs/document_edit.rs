@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, LargeStringArray, RecordBatch};
 use arrow_schema::{Field, Schema};
-
-use crate::error::Result;
 use rlpt_engine::Error as EngineError;
 use rlpt_engine::inputs::InputFile;
 use rlpt_engine::shard_reader::filter_rows;
+
+use crate::error::Result;
 
 /// An edit of one `documents` batch.
 pub struct DocumentEdit<'a> {

@@ -26,6 +26,15 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 use candle_core::Tensor;
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::executor::{
+    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, for_each_batch,
+};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::layout::Layout;
+use rlpt_engine::manifest::Manifest;
+use rlpt_engine::shard_reader::{ParquetBatches, filter_rows};
+use rlpt_engine::table_units::plan_table_by_cost;
 use rlpt_lm::{KvCache, Mode, Model, Tokenizer, WeightFormat};
 use rlpt_schemas::triples::{self, ENTROPY_COLUMNS};
 use rlpt_stages::entropy::{
@@ -34,14 +43,7 @@ use rlpt_stages::entropy::{
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use rlpt_engine::Error as EngineError;
-use rlpt_engine::executor::for_each_batch;
-use rlpt_engine::executor::{OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map};
-use rlpt_engine::inputs::{InputFile, WorkUnit};
-use rlpt_engine::layout::Layout;
-use rlpt_engine::manifest::Manifest;
-use rlpt_engine::shard_reader::{ParquetBatches, filter_rows};
-use rlpt_engine::table_units::plan_table_by_cost;
+use crate::jobs::table_stage::TableStage;
 
 /// The entropy stage as the executor runs it.
 pub struct EntropyJob {
@@ -454,6 +456,32 @@ fn tagged_batch(
     })?;
     let keep: BooleanArray = kept.iter().map(|&k| Some(k)).collect();
     Ok(filter_rows(&out, &keep, file)?)
+}
+
+impl TableStage for EntropyConfig {
+    type Job = EntropyJob;
+
+    fn job(&self, base: &Path) -> Result<EntropyJob> {
+        let mut config = self.clone();
+        config.model = base.join(&config.model);
+        config.fallback_model = config.fallback_model.map(|m| base.join(m));
+        EntropyJob::new(&config)
+    }
+
+    /// A directory another model tagged is recomputed (and the steps after it), with a
+    /// warning: a pipeline that changed its proxy model means it.
+    fn recompute_under_run(job: &EntropyJob, output: &Path, layout: &Layout) -> Result<bool> {
+        let Some(previous) = job.replaced_model(output, layout)? else {
+            return Ok(false);
+        };
+        tracing::warn!(
+            "entropy: {} was tagged with {previous}; recomputing it with {} (and the steps \
+             after it)",
+            output.display(),
+            job.model_name()
+        );
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

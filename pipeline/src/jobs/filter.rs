@@ -5,10 +5,17 @@
 //! `dropped/` table with the rule and the measure that failed.
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Float32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field};
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::{
+    OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, for_each_batch,
+};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::shard_reader::ids_and_texts;
 use rlpt_schemas::{documents, dropped};
 use rlpt_stages::filter::{
     Document, FilterConfig, FilterCounters, FilterRule, Filtered, QualityFilter, UrlBlocklist,
@@ -18,11 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
 use crate::jobs::document_edit::DocumentEdit;
-use rlpt_engine::IoContext;
-use rlpt_engine::executor::for_each_batch;
-use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
-use rlpt_engine::inputs::{InputFile, WorkUnit};
-use rlpt_engine::shard_reader::ids_and_texts;
+use crate::jobs::table_stage::TableStage;
 
 /// The subdirectory of the dropped documents.
 pub const DROPPED_DIR: &str = "dropped";
@@ -194,4 +197,14 @@ fn dropped_batch(ids: &StringArray, texts: &[&str], results: &[Filtered]) -> Rec
         ],
     )
     .expect("columns match the dropped schema")
+}
+
+impl TableStage for FilterConfig {
+    type Job = FilterJob;
+
+    fn job(&self, base: &Path) -> Result<FilterJob> {
+        let mut config = self.clone();
+        config.url_blocklist = config.url_blocklist.map(|list| base.join(list));
+        FilterJob::new(&config)
+    }
 }

@@ -3,20 +3,23 @@
 //! …, replacing those of an earlier run); documents over `--drop-above` are left out.
 //! Every other column is kept as it is.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field};
+use rlpt_engine::executor::{
+    OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, for_each_batch,
+};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::shard_reader::ids_and_texts;
 use rlpt_schemas::documents;
 use rlpt_stages::pii::{PiiConfig, PiiCounters, PiiKind, Scrubbed, Scrubber};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::jobs::document_edit::DocumentEdit;
-use rlpt_engine::executor::for_each_batch;
-use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
-use rlpt_engine::inputs::{InputFile, WorkUnit};
-use rlpt_engine::shard_reader::ids_and_texts;
+use crate::jobs::table_stage::TableStage;
 
 /// Prefix of the count columns.
 const COUNT_PREFIX: &str = "pii_";
@@ -102,4 +105,12 @@ fn scrubbed_batch(
         keep: scrubbed.iter().map(|d| Some(!d.dropped)).collect(),
     }
     .apply(batch, file)
+}
+
+impl TableStage for PiiConfig {
+    type Job = PiiJob;
+
+    fn job(&self, _base: &Path) -> Result<PiiJob> {
+        PiiJob::new(self)
+    }
 }

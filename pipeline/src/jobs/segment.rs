@@ -5,21 +5,24 @@
 //! rejected with its row and the tokenizer's message; the run goes on.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, LargeStringArray, RecordBatch, StringArray, UInt32Array};
 use rayon::prelude::*;
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::executor::{
+    OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, for_each_batch,
+};
+use rlpt_engine::inputs::WorkUnit;
+use rlpt_engine::shard_reader::ids_and_texts;
 use rlpt_lm::Tokenizer;
 use rlpt_schemas::{Reject, documents, triples};
 use rlpt_stages::segment::{SegmentConfig, SegmentCounters, Segmented, Segmenter, TokenCounter};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use rlpt_engine::Error as EngineError;
-use rlpt_engine::executor::for_each_batch;
-use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map};
-use rlpt_engine::inputs::WorkUnit;
-use rlpt_engine::shard_reader::ids_and_texts;
+use crate::jobs::table_stage::TableStage;
 
 /// The segment stage as the executor runs it.
 pub struct SegmentJob {
@@ -172,4 +175,14 @@ fn triples_batch(docs: &[DocTriples<'_>]) -> RecordBatch {
     ];
     RecordBatch::try_new(triples::spec().arrow_schema(), columns)
         .expect("columns match the triples schema")
+}
+
+impl TableStage for SegmentConfig {
+    type Job = SegmentJob;
+
+    fn job(&self, base: &Path) -> Result<SegmentJob> {
+        let mut config = self.clone();
+        config.tokenizer = base.join(&config.tokenizer);
+        SegmentJob::new(&config)
+    }
 }

@@ -1,23 +1,106 @@
-//! From a table stage's settings to its job, one way for the command line and for
-//! `rlpt run`: the settings' relative paths (a URL block list, benchmark files, a
-//! tokenizer, a model) are resolved against a directory — the config file's under
-//! `rlpt run`, the current one on the command line, where they stay as given.
+//! The table stages (each reads a table and writes one): the one list of them, and
+//! the one way from a stage's settings to its job.
+//!
+//! [`table_stages!`] below names every table stage once; the command line's
+//! subcommands ([`TableStageCommand`], flattened into `cli::Command`) and the
+//! `[[stage]]` entries of `pipeline.toml` ([`TableStageEntry`], one case of
+//! `config::StageEntry`) and their dispatch come from that list. [`TableStage`] turns
+//! a stage's settings into its job, with the settings' relative paths (a URL block
+//! list, benchmark files, a tokenizer, a model) resolved against a directory — the
+//! config file's under `rlpt run`, the current one on the command line, where they
+//! stay as given.
 
 use std::path::Path;
 
-use rlpt_stages::decontam::{BenchmarkSpec, DecontamConfig};
+use rlpt_engine::executor::{ShardJob, StageRun};
+use rlpt_engine::layout::Layout;
+use rlpt_engine::progress::ProgressMode;
+use rlpt_engine::summary::StageSummary;
+use rlpt_stages::decontam::DecontamConfig;
 use rlpt_stages::entropy::EntropyConfig;
 use rlpt_stages::filter::FilterConfig;
 use rlpt_stages::pii::PiiConfig;
 use rlpt_stages::segment::SegmentConfig;
 
-use crate::error::{Error, Result};
-use crate::jobs::decontam::DecontamJob;
-use crate::jobs::entropy::EntropyJob;
-use crate::jobs::filter::FilterJob;
-use crate::jobs::pii::PiiJob;
-use crate::jobs::segment::SegmentJob;
-use rlpt_engine::executor::ShardJob;
+use crate::cli::TableCommand;
+use crate::config::TableEntry;
+use crate::error::Result;
+
+/// Declares the table stages, each as `"name" => Variant(Settings)` with its help
+/// text: the subcommand `rlpt name` and the entry `stage = "name"` both take
+/// `Settings` (which implements [`TableStage`]) besides input, output and layout.
+macro_rules! table_stages {
+    ($($(#[doc = $doc:literal])* $name:literal => $variant:ident($settings:ty),)+) => {
+        /// The table stages on the command line (`rlpt filter`, …).
+        #[derive(Debug, clap::Subcommand)]
+        pub enum TableStageCommand {
+            $(
+                $(#[doc = $doc])*
+                #[command(name = $name)]
+                $variant(TableCommand<$settings>),
+            )+
+        }
+
+        /// The table stages in `pipeline.toml` (`stage = "filter"`, …).
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(tag = "stage")]
+        pub enum TableStageEntry {
+            $(
+                $(#[doc = $doc])*
+                #[serde(rename = $name)]
+                $variant(TableEntry<$settings>),
+            )+
+        }
+
+        impl TableStageCommand {
+            /// Runs the stage given on the command line (its paths as given, from the
+            /// current directory).
+            pub fn run(&self, progress: ProgressMode) -> Result<StageSummary> {
+                match self {
+                    $(Self::$variant(command) => command.run(progress),)+
+                }
+            }
+        }
+
+        impl TableStageEntry {
+            /// Every table stage's name, in the order they are declared.
+            pub const NAMES: &[&str] = &[$($name),+];
+
+            /// The stage's name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)+
+                }
+            }
+
+            /// The entry's settings, whatever its stage.
+            pub fn settings(&self) -> &dyn ConfiguredTableStage {
+                match self {
+                    $(Self::$variant(entry) => entry,)+
+                }
+            }
+        }
+    };
+}
+
+table_stages! {
+    /// Drop low-quality documents and other languages: whatlang language id with a
+    /// keep-list, a URL block list, Gopher quality and repetition, C4 and FineWeb rules
+    /// (published thresholds); dropped documents go to `dropped/` with the rule.
+    "filter" => Filter(FilterConfig),
+    /// Replace emails, IPs, phones, cards, SSNs, secrets and IBANs with placeholders,
+    /// adding a count column per kind.
+    "pii" => Pii(PiiConfig),
+    /// Remove benchmark text (word 13-grams ± 200 characters, the GPT-3 recipe), with a
+    /// report of every hit.
+    "decontam" => Decontam(DecontamConfig),
+    /// Split documents into sentences and segments, and write (context, segment, next
+    /// segment) triples with token counts.
+    "segment" => Segment(SegmentConfig),
+    /// Tag each triple's segment tokens with the proxy model's top-k entropy, the
+    /// segment's mean and first-token entropy and a difficulty label.
+    "entropy" => Entropy(EntropyConfig),
+}
 
 /// The settings of a stage that reads a table and writes one.
 pub trait TableStage {
@@ -26,97 +109,42 @@ pub trait TableStage {
 
     /// The job, with the settings' relative paths taken from `base`.
     fn job(&self, base: &Path) -> Result<Self::Job>;
-}
 
-impl TableStage for FilterConfig {
-    type Job = FilterJob;
-
-    fn job(&self, base: &Path) -> Result<FilterJob> {
-        let mut config = self.clone();
-        config.url_blocklist = config.url_blocklist.map(|list| base.join(list));
-        FilterJob::new(&config)
+    /// Whether `rlpt run` recomputes `output` rather than refusing it for another
+    /// config (the command line always refuses without `--force`). No by default.
+    fn recompute_under_run(_job: &Self::Job, _output: &Path, _layout: &Layout) -> Result<bool> {
+        Ok(false)
     }
 }
 
-impl TableStage for PiiConfig {
-    type Job = PiiJob;
-
-    fn job(&self, _base: &Path) -> Result<PiiJob> {
-        PiiJob::new(self)
-    }
+/// A `[[stage]]` entry of a table stage, whatever the stage: what the plan and
+/// `rlpt run` ask of it.
+pub trait ConfiguredTableStage {
+    /// The input it names, if any (else the previous stage's output).
+    fn input(&self) -> Option<&String>;
+    /// The output it names, relative to `out_dir`.
+    fn output(&self) -> &str;
+    /// Its unit and shard sizes.
+    fn layout(&self) -> Layout;
+    /// The keys it has that no setting takes, and the keys it takes.
+    fn unknown_keys(&self) -> (Vec<&String>, Vec<String>);
+    /// Runs the stage over `input` as `run` says, its paths taken from `base` (the
+    /// config's directory).
+    fn run(&self, base: &Path, input: &str, run: StageRun) -> Result<StageSummary>;
 }
 
-impl TableStage for DecontamConfig {
-    type Job = DecontamJob;
-
-    fn job(&self, base: &Path) -> Result<DecontamJob> {
-        let mut config = self.clone();
-        config.benchmarks = relative_benchmarks(&config.benchmarks, base)?;
-        DecontamJob::new(&config)
-    }
-}
-
-impl TableStage for SegmentConfig {
-    type Job = SegmentJob;
-
-    fn job(&self, base: &Path) -> Result<SegmentJob> {
-        let mut config = self.clone();
-        config.tokenizer = base.join(&config.tokenizer);
-        SegmentJob::new(&config)
-    }
-}
-
-impl TableStage for EntropyConfig {
-    type Job = EntropyJob;
-
-    fn job(&self, base: &Path) -> Result<EntropyJob> {
-        let mut config = self.clone();
-        config.model = base.join(&config.model);
-        config.fallback_model = config.fallback_model.map(|m| base.join(m));
-        EntropyJob::new(&config)
-    }
-}
-
-/// Benchmark specs (`NAME=PATH[:FIELDS]`) with their paths taken from `base`.
-fn relative_benchmarks(specs: &[String], base: &Path) -> Result<Vec<String>> {
-    specs
-        .iter()
-        .map(|text| {
-            let spec = BenchmarkSpec::parse(text).map_err(Error::Usage)?;
-            let path = base.join(&spec.path);
-            let fields = if spec.fields.is_empty() {
-                String::new()
-            } else {
-                format!(":{}", spec.fields.join(","))
-            };
-            Ok(format!("{}={}{fields}", spec.name, path.display()))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// On the command line (base: the current directory) a spec is unchanged, so
-    /// its config hash is what it was; under `rlpt run` its path moves to the
-    /// config's directory and its fields stay.
-    #[test]
-    fn benchmark_paths_resolve_against_the_base() {
-        let specs = vec![
-            "champ=data/champ.jsonl:problem,solution".to_string(),
-            "gsm=/abs/gsm8k.jsonl".to_string(),
-            "local=bench.v1.jsonl".to_string(),
-        ];
-        assert_eq!(relative_benchmarks(&specs, Path::new("")).unwrap(), specs);
-        assert_eq!(
-            relative_benchmarks(&specs, Path::new("configs")).unwrap(),
-            [
-                "champ=configs/data/champ.jsonl:problem,solution",
-                "gsm=/abs/gsm8k.jsonl",
-                "local=configs/bench.v1.jsonl",
-            ]
-        );
-        assert!(relative_benchmarks(&["no-name".to_string()], Path::new("")).is_err());
+impl<C: clap::Args + TableStage> TableCommand<C> {
+    /// Runs the stage over the command's input into its output, the settings' paths as
+    /// given.
+    pub fn run(&self, progress: ProgressMode) -> Result<StageSummary> {
+        let run = StageRun {
+            output: self.io.output.clone(),
+            layout: self.layout,
+            sharding: self.io.share.sharding()?,
+            force: self.io.share.force,
+            strict: false,
+            progress,
+        };
+        self.config.job(Path::new(""))?.run(&self.io.input, &run)
     }
 }

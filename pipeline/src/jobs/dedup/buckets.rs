@@ -8,12 +8,6 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{RecordBatch, UInt64Array};
-use rlpt_schemas::dedup;
-use rlpt_stages::dedup::cluster::BucketPairs;
-use serde_json::{Value, json};
-
-use super::{DedupDirs, DedupRun};
-use crate::error::Result;
 use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, run_stage};
 use rlpt_engine::external_sort::ExternalSorter;
 use rlpt_engine::inputs::WorkUnit;
@@ -21,6 +15,12 @@ use rlpt_engine::progress::RowsToBytes;
 use rlpt_engine::shard_reader::ParquetBatches;
 use rlpt_engine::summary::StageSummary;
 use rlpt_engine::table_units::table_inputs;
+use rlpt_schemas::dedup;
+use rlpt_stages::dedup::cluster::BucketPairs;
+use serde_json::{Value, json};
+
+use super::{DedupDirs, DedupRun};
+use crate::error::Result;
 
 /// Pairs are written in batches of this many.
 const PAIR_BATCH: usize = 65_536;

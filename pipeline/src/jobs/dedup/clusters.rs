@@ -11,6 +11,11 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{BooleanArray, Float32Array, RecordBatch, StringArray, UInt64Array};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::progress::RowsToBytes;
+use rlpt_engine::shard_reader::ParquetBatches;
+use rlpt_engine::summary::StageSummary;
+use rlpt_engine::table_units::table_inputs;
 use rlpt_schemas::dedup;
 use rlpt_stages::dedup::cluster::{ClusterRow, Clustering, Member};
 use serde_json::Value;
@@ -20,11 +25,6 @@ use crate::error::Result;
 use rlpt_engine::executor::{
     OutputTable, ShardJob, Sharding, UnitCounts, UnitSink, counter_map, run_stage,
 };
-use rlpt_engine::inputs::{InputFile, WorkUnit};
-use rlpt_engine::progress::RowsToBytes;
-use rlpt_engine::shard_reader::ParquetBatches;
-use rlpt_engine::summary::StageSummary;
-use rlpt_engine::table_units::table_inputs;
 
 /// Rows per written batch, and per batch read.
 const BATCH_ROWS: usize = 65_536;

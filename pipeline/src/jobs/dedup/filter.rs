@@ -14,6 +14,16 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::statistics::Statistics;
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::IoContext;
+use rlpt_engine::executor::{
+    OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, for_each_batch, run_stage,
+};
+use rlpt_engine::inputs::{InputFile, WorkUnit};
+use rlpt_engine::manifest::Manifest;
+use rlpt_engine::shard_reader::filter_rows;
+use rlpt_engine::summary::StageSummary;
+use rlpt_engine::table_units::plan_table;
 use rlpt_schemas::{dedup, documents};
 use rlpt_stages::dedup::{doc_key, unit_and_row};
 use serde::Serialize;
@@ -21,15 +31,6 @@ use serde_json::Value;
 
 use super::{DedupDirs, DedupRun};
 use crate::error::{Error, Result};
-use rlpt_engine::Error as EngineError;
-use rlpt_engine::IoContext;
-use rlpt_engine::executor::for_each_batch;
-use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
-use rlpt_engine::inputs::{InputFile, WorkUnit};
-use rlpt_engine::manifest::Manifest;
-use rlpt_engine::shard_reader::filter_rows;
-use rlpt_engine::summary::StageSummary;
-use rlpt_engine::table_units::plan_table;
 
 pub(super) fn run(run: &DedupRun, input: &str, dirs: &DedupDirs) -> Result<StageSummary> {
     let removed = removed_shards(&dirs.clusters())?;

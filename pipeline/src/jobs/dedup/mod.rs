@@ -22,14 +22,14 @@ mod signatures;
 
 use std::path::{Path, PathBuf};
 
-use rlpt_stages::dedup::DedupConfig;
-use rlpt_stages::dedup::lsh::Banding;
-
-use crate::error::{Error, Result};
 use rlpt_engine::executor::{Sharding, StageRun};
 use rlpt_engine::layout::Layout;
 use rlpt_engine::progress::ProgressMode;
 use rlpt_engine::summary::StageSummary;
+use rlpt_stages::dedup::DedupConfig;
+use rlpt_stages::dedup::lsh::Banding;
+
+use crate::error::{Error, Result};
 
 /// The directory of removed keys inside `dedup_clusters/`.
 pub const REMOVED_DIR: &str = "_removed";

@@ -5,19 +5,20 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
+use rlpt_engine::Error as EngineError;
+use rlpt_engine::executor::{
+    OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, for_each_batch, run_stage,
+};
+use rlpt_engine::inputs::WorkUnit;
+use rlpt_engine::shard_reader::ids_and_texts;
+use rlpt_engine::summary::StageSummary;
+use rlpt_engine::table_units::plan_table;
 use rlpt_schemas::{dedup, documents};
 use rlpt_stages::dedup::{DedupConfig, Sketch, SketchCounters, Sketcher, doc_key, id_hash};
 use serde_json::{Value, json};
 
 use super::{DedupDirs, DedupRun};
 use crate::error::{Error, Result};
-use rlpt_engine::Error as EngineError;
-use rlpt_engine::executor::for_each_batch;
-use rlpt_engine::executor::{OutputTable, ShardJob, UnitCounts, UnitSink, counter_map, run_stage};
-use rlpt_engine::inputs::WorkUnit;
-use rlpt_engine::shard_reader::ids_and_texts;
-use rlpt_engine::summary::StageSummary;
-use rlpt_engine::table_units::plan_table;
 
 pub(super) fn run(run: &DedupRun, input: &str, dirs: &DedupDirs) -> Result<StageSummary> {
     let job = SignaturesJob::new(&run.config)?;

@@ -8,9 +8,10 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 
+use rlpt_engine::IoContext;
+
 use super::{Compression, UTF8_BOM, detect};
 use crate::error::Result;
-use rlpt_engine::IoContext;
 
 /// Counts compressed bytes read from disk, for progress.
 pub(super) struct CountingReader {

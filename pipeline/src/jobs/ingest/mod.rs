@@ -27,17 +27,17 @@ mod parquet_input;
 
 use lines::{Line, LineReader, open_decoded};
 use parquet_input::{ParquetColumns, text_cell};
-
-use crate::error::Result;
 use rlpt_engine::Error as EngineError;
-use rlpt_engine::executor::{
-    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
-};
 use rlpt_engine::inputs::{self, InputFile, WorkUnit};
 use rlpt_engine::layout::Layout;
 use rlpt_engine::progress::RowsToBytes;
 use rlpt_engine::shard_reader::ParquetBatches;
 use rlpt_engine::summary::StageSummary;
+
+use crate::error::Result;
+use rlpt_engine::executor::{
+    OutputTable, ShardJob, StageRun, UnitCounts, UnitSink, counter_map, run_stage,
+};
 
 /// A batch of raw records holds at most this many bytes…
 const BATCH_BYTES: usize = 8 << 20;

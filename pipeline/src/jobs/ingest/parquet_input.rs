@@ -6,10 +6,10 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema};
+use rlpt_engine::Error as EngineError;
 use rlpt_stages::ingest::{IngestConfig, TextCell};
 
 use crate::error::Result;
-use rlpt_engine::Error as EngineError;
 
 /// Where the text, id and other columns are in a Parquet input.
 pub(super) struct ParquetColumns {
