@@ -187,7 +187,10 @@ fn fetched_corpora_get_the_tokenizers_crate_ids() {
         }
     }
     let tokens = assert_same_ids(texts);
-    assert!(tokens > 100_000, "only {tokens} tokens of the fetched corpora compared");
+    assert!(
+        tokens > 100_000,
+        "only {tokens} tokens of the fetched corpora compared"
+    );
 }
 
 #[test]
