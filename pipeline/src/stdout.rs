@@ -1,4 +1,4 @@
-//! Everything rlpt prints on stdout goes through [`write`]: when the reader closes the
+//! Everything rlpt prints on stdout goes through [`write()`]: when the reader closes the
 //! pipe (`rlpt tokenizer encode … | head -1`) the command ends quietly with exit 0, as
 //! Unix tools do, instead of panicking in `println!`.
 

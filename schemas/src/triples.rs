@@ -7,7 +7,7 @@
 //! `context + segment` is always an exact slice of the source document.
 //!
 //! The entropy stage adds `seg_entropy_mean`, `seg_entropy_first` (f32),
-//! `token_entropy` (list<f32>), `token_offsets` (list<u32>) and `difficulty` (utf8),
+//! `token_entropy` (`list<f32>`), `token_offsets` (`list<u32>`) and `difficulty` (utf8),
 //! and the model in the metadata (`rlpt.model`, `rlpt.model_checksum`).
 
 use std::sync::LazyLock;
@@ -24,9 +24,9 @@ use crate::table::{ColumnSpec, SchemaVersion, TableSpec, TypeFamily};
 pub const SEG_ENTROPY_MEAN: &str = "seg_entropy_mean";
 /// Column (after entropy, f32): the proxy entropy of the segment's first token.
 pub const SEG_ENTROPY_FIRST: &str = "seg_entropy_first";
-/// Column (after entropy, list<f32>): each segment token's proxy entropy, in nats.
+/// Column (after entropy, `list<f32>`): each segment token's proxy entropy, in nats.
 pub const TOKEN_ENTROPY: &str = "token_entropy";
-/// Column (after entropy, list<u32>): each segment token's byte offset in the segment.
+/// Column (after entropy, `list<u32>`): each segment token's byte offset in the segment.
 pub const TOKEN_OFFSETS: &str = "token_offsets";
 /// Column (after entropy, utf8): `trivial`, `easy`, `medium` or `hard`.
 pub const DIFFICULTY: &str = "difficulty";

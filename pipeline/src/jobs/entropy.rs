@@ -1,6 +1,6 @@
 //! The IO and model side of `rlpt entropy`: each unit's triples through the proxy
 //! model, adding `seg_entropy_mean`, `seg_entropy_first` (f32), `token_entropy`
-//! (list<f32>), `token_offsets` (list<u32>) and `difficulty` (replacing those of an
+//! (`list<f32>`), `token_offsets` (`list<u32>`) and `difficulty` (replacing those of an
 //! earlier run), and dropping triples under `--min-entropy`.
 //!
 //! Each triple's text is `context + segment`, tokenized by the model's tokenizer; the

@@ -1,7 +1,7 @@
 //! The table stages (each reads a table and writes one): the one list of them, and
 //! the one way from a stage's settings to its job.
 //!
-//! [`table_stages!`] below names every table stage once; the command line's
+//! `table_stages!` below names every table stage once; the command line's
 //! subcommands ([`TableStageCommand`], flattened into `cli::Command`) and the
 //! `[[stage]]` entries of `pipeline.toml` ([`TableStageEntry`], one case of
 //! `config::StageEntry`) and their dispatch come from that list. [`TableStage`] turns

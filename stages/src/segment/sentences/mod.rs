@@ -2,13 +2,13 @@
 //! URLs, emails, closing quotes after terminal punctuation, Spanish ¿ ¡ and CJK 。！？
 //! right), with the boundaries it misses added and the false ones it makes removed.
 //!
-//! Added ([`lists`]): items of a list written on one line (`1.) … 2.) …`, `a. … b. …`,
+//! Added (`lists.rs`): items of a list written on one line (`1.) … 2.) …`, `a. … b. …`,
 //! `(i) … (ii) …`, `• … • …`) and sentences glued without a space (`out.Nobody`).
 //!
 //! Removed:
-//! - inside protected regions ([`protected`]): TeX math and code;
+//! - inside protected regions (`protected.rs`): TeX math and code;
 //! - after a title or an abbreviation that always continues (Mr., Dr., Mt., e.g., cf.,
-//!   vs., approx., Sr., Mme, pág., av.; [`words`]), after a reference before its number
+//!   vs., approx., Sr., Mme, pág., av.; `words.rs`), after a reference before its number
 //!   (No. 5, p. 12, n°. 40); after an initialism (U.S., D.C., E.U., J.-C.) unless the next
 //!   word starts sentences (The, How, Il, El, …); after an initial (J. R. R. Tolkien,
 //!   M. Dupont, Samuel L. Hart) unless the next word starts sentences — but a capital
