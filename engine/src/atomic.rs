@@ -3,9 +3,12 @@
 //! never a half-written one; a leftover `.tmp` is garbage a rerun deletes. A file that
 //! several processes may write at once (`stage.json`, written by every rank, always
 //! with the same bytes) gets a temporary name of its own per write, so their writes
-//! never mix; each such write first deletes the temporaries writes killed before their
-//! rename left behind, and a write whose own temporary another one deleted that way
-//! counts as done once the file holds its bytes (else it writes again).
+//! never mix; once its rename is done, each such write deletes the other temporaries
+//! of that name (those a killed write left behind, and those of writes still going),
+//! and a write whose own temporary another one deleted that way counts as done, since
+//! the file then holds the deleter's bytes (if they differ from its own it writes
+//! again). Deleting only after the rename keeps the file present whenever a write
+//! finds its temporary gone.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -38,21 +41,21 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> FileResult<()> {
 pub fn write_shared_file(path: &Path, bytes: &[u8]) -> FileResult<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     const ATTEMPTS: usize = 4;
-    remove_shared_temporaries(path)?;
     for attempt in 1.. {
         let write = WRITES.fetch_add(1, Ordering::Relaxed);
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{}-{write}{TMP_SUFFIX}", std::process::id()));
         match write_via(Path::new(&tmp), path, bytes) {
+            Ok(()) => return remove_shared_temporaries(path),
             Err(FileError { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound && attempt < ATTEMPTS =>
             {
-                // Another writer may have removed our temporary as a leftover.
+                // A writer that finished first removed our temporary with the rest.
                 if fs::read(path).is_ok_and(|written| written == bytes) {
                     return Ok(());
                 }
             }
-            done => return done,
+            failed => return failed,
         }
     }
     unreachable!("the last attempt returns")
