@@ -11,7 +11,7 @@ mod attention;
 mod checkpointed;
 mod config;
 mod ops;
-mod thin;
+mod projection;
 mod weights;
 
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
 
 use super::config::{Architecture, ModelConfig};
-use super::thin;
+use super::projection;
 use crate::error::{Error, Result};
 
 /// How a model's matrices are held in memory.
@@ -60,8 +60,9 @@ impl Linear {
 }
 
 /// `x·Wᵀ` as one matrix product over every leading position: a batch of short
-/// sequences is one `[batch × len, in]` GEMM, not `batch` thin ones; a decoding
-/// step's few rows take the thin product, which reads each weight once.
+/// sequences is one `[batch × len, in]` product, not `batch` thin ones. On the CPU
+/// it is [`projection`]'s op (the thin product for a decoding step's few rows, a weight
+/// gradient already in the weight's layout); elsewhere candle's matmul.
 fn dense_forward(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let dims = x.dims();
     let (&inner, leading) = dims
@@ -71,8 +72,8 @@ fn dense_forward(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let mut out_dims = leading.to_vec();
     out_dims.push(weight.dim(0)?);
     let flat = x.reshape((rows, inner))?;
-    let product = if thin::applies(&flat, weight) {
-        thin::forward(&flat, weight)?
+    let product = if projection::applies(&flat, weight) {
+        projection::forward(&flat, weight)?
     } else {
         flat.matmul(&weight.t()?)?
     };

@@ -1,14 +1,22 @@
-//! `x·Wᵀ` for the few rows of a decoding step (at most [`MAX_ROWS`]) on the CPU.
+//! `x·Wᵀ` on the CPU, a candle op with its own backward pass.
 //!
-//! A GEMM library packs the weight matrix into its own layout on every call; with a
-//! handful of rows that packing costs more than the product, and a decoding step of a
-//! small batch is bound by reading the weights from memory. Here each block of four
-//! weight rows is read from memory once and multiplied with every row of `x` while it
-//! sits in L1 (register tiles of 4 × 4 dot products, 16 lanes wide), the weight rows
-//! split across rayon's threads. f32, and bf16 (bf16 weights widened to f32 in
-//! registers, half the bytes read; sums in f32). A candle op with a backward pass, so
-//! a graph may hold it.
+//! The backward pass gives the weight's gradient as `gradᵀ·x`, already in the weight's
+//! `[out, in]` layout: candle's `x.matmul(&w.t())` gives it as the transpose of
+//! `xᵀ·grad`, a strided view its backward then copies into place, one element at a
+//! time, for every weight of every layer (a quarter of the main thread's time in
+//! SmolLM2's GRPO update).
+//!
+//! Many rows go to candle's GEMM. The few rows of a decoding step (at most
+//! [`MAX_ROWS`]) take the thin product: a GEMM library packs the weight matrix into its
+//! own layout on every call, and with a handful of rows that packing costs more than
+//! the product; a decoding step of a small batch is bound by reading the weights from
+//! memory. The thin product reads each block of four weight rows from memory once and
+//! multiplies it with every row of `x` while it sits in L1 (register tiles of 4 × 4
+//! dot products, 16 lanes wide), the weight rows split across rayon's threads. f32,
+//! and bf16 (bf16 weights widened to f32 in registers, half the bytes read; sums in
+//! f32).
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use half::bf16;
 use rayon::prelude::*;
@@ -21,26 +29,24 @@ pub(crate) const MAX_ROWS: usize = 64;
 /// Weight rows (and rows of `x`) one register tile covers.
 const TILE: usize = 4;
 
-/// Whether `x·Wᵀ` (`x: [rows, in]`, `weight: [out, in]`) takes the thin product.
+/// Whether `x·Wᵀ` (`x: [rows, in]`, `weight: [out, in]`) takes this op.
 pub(crate) fn applies(x: &Tensor, weight: &Tensor) -> bool {
     x.device().is_cpu()
         && x.rank() == 2
-        && x.dim(0).is_ok_and(|rows| rows <= MAX_ROWS)
         && x.dtype() == weight.dtype()
         && matches!(x.dtype(), DType::F32 | DType::BF16)
 }
 
 /// `x·Wᵀ` for `x: [rows, in]` and `weight: [out, in]`: `[rows, out]`.
 pub(crate) fn forward(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op2(&weight.contiguous()?, ThinProjection)
+    x.contiguous()?.apply_op2(&weight.contiguous()?, Projection)
 }
 
-struct ThinProjection;
+struct Projection;
 
-impl CustomOp2 for ThinProjection {
+impl CustomOp2 for Projection {
     fn name(&self) -> &'static str {
-        "thin-projection"
+        "projection"
     }
 
     fn cpu_fwd(
@@ -53,9 +59,14 @@ impl CustomOp2 for ThinProjection {
         let (rows, inner) = x_layout.shape().dims2()?;
         let (outer, weight_inner) = weight_layout.shape().dims2()?;
         if inner != weight_inner {
-            bail!("thin-projection: x has {inner} features, the weight {weight_inner}");
+            bail!("projection: x has {inner} features, the weight {weight_inner}");
         }
         let shape = Shape::from((rows, outer));
+        if rows > MAX_ROWS {
+            let transposed = weight_layout.transpose(0, 1)?;
+            let product = x.matmul(weight, (1, rows, outer, inner), x_layout, &transposed)?;
+            return Ok((product, shape));
+        }
         let dims = [rows, inner, outer];
         let product = match (x, weight) {
             (CpuStorage::F32(x), CpuStorage::F32(weight)) => CpuStorage::F32(product(
@@ -71,7 +82,7 @@ impl CustomOp2 for ThinProjection {
                 let product = product(&x, contiguous(weight, weight_layout)?, dims);
                 CpuStorage::BF16(product.into_iter().map(bf16::from_f32).collect())
             }
-            _ => bail!("thin-projection: f32 or bf16 operands of one dtype"),
+            _ => bail!("projection: f32 or bf16 operands of one dtype"),
         };
         Ok((product, shape))
     }
@@ -96,7 +107,7 @@ impl CustomOp2 for ThinProjection {
 fn contiguous<'a, T>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&storage[start..end]),
-        None => bail!("thin-projection: operands must be contiguous"),
+        None => bail!("projection: operands must be contiguous"),
     }
 }
 
@@ -335,11 +346,11 @@ mod tests {
         Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap()
     }
 
-    /// Every tile shape (rows and weight rows off the tile, features off 16) and both
-    /// dtypes give the GEMM's product.
+    /// Every tile shape (rows and weight rows off the tile, features off 16), rows past
+    /// the thin product's limit, and both dtypes give the GEMM's product.
     #[test]
     fn equals_the_gemm() {
-        for rows in [1, 3, 4, 7, 8, 16, 33, MAX_ROWS] {
+        for rows in [1, 3, 4, 7, 8, 16, 33, MAX_ROWS, MAX_ROWS + 1, 150] {
             for (outer, inner) in [(1, 1), (5, 17), (64, 576), (70, 33), (130, 160)] {
                 let x = matrix(rows, inner, rows as f32);
                 let weight = matrix(outer, inner, outer as f32 + 0.5);
@@ -383,19 +394,25 @@ mod tests {
         }
     }
 
+    /// The gradients equal autograd's through candle's matmul, for a thin product and a
+    /// GEMM, and the weight's comes contiguous in the weight's layout (candle's is a
+    /// transposed view).
     #[test]
     fn gradients_are_the_products() {
-        let x = Var::from_tensor(&matrix(3, 20, 1.0)).unwrap();
-        let weight = Var::from_tensor(&matrix(7, 20, 2.0)).unwrap();
-        let target = matrix(3, 7, 3.0);
-        let loss_of = |product: Tensor| (product * &target).unwrap().sum_all().unwrap();
-        let thin = loss_of(forward(&x, &weight).unwrap()).backward().unwrap();
-        let gemm = loss_of(x.matmul(&weight.t().unwrap()).unwrap())
-            .backward()
-            .unwrap();
-        for var in [&x, &weight] {
-            let difference = max_difference(thin.get(var).unwrap(), gemm.get(var).unwrap());
-            assert!(difference < 1e-5);
+        for rows in [3, MAX_ROWS + 6] {
+            let x = Var::from_tensor(&matrix(rows, 20, 1.0)).unwrap();
+            let weight = Var::from_tensor(&matrix(7, 20, 2.0)).unwrap();
+            let target = matrix(rows, 7, 3.0);
+            let loss_of = |product: Tensor| (product * &target).unwrap().sum_all().unwrap();
+            let ours = loss_of(forward(&x, &weight).unwrap()).backward().unwrap();
+            let gemm = loss_of(x.matmul(&weight.t().unwrap()).unwrap())
+                .backward()
+                .unwrap();
+            for var in [&x, &weight] {
+                let ours = ours.get(var).unwrap();
+                assert!(max_difference(ours, gemm.get(var).unwrap()) < 1e-5);
+                assert!(ours.is_contiguous(), "{rows} rows");
+            }
         }
     }
 
