@@ -3,8 +3,8 @@
 //! The backward pass gives the weight's gradient as `gradᵀ·x`, already in the weight's
 //! `[out, in]` layout: candle's `x.matmul(&w.t())` gives it as the transpose of
 //! `xᵀ·grad`, a strided view its backward then copies into place, one element at a
-//! time, for every weight of every layer (a quarter of the main thread's time in
-//! SmolLM2's GRPO update).
+//! time, for every weight of every layer (SmolLM2's GRPO update at the TRL bench's
+//! settings: 4.5–4.8 s a step with that copy, 4.0–4.3 s without).
 //!
 //! Many rows go to candle's GEMM. The few rows of a decoding step (at most
 //! [`MAX_ROWS`]) take the thin product: a GEMM library packs the weight matrix into its
