@@ -10,6 +10,7 @@
 mod attention;
 mod checkpointed;
 mod config;
+mod fused;
 mod ops;
 mod projection;
 mod weights;
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
 
 pub use checkpointed::PromptedBatch;
 pub use config::{Architecture, ModelConfig, RopeScaling, SpecialTokenIds};
@@ -623,9 +624,10 @@ impl Model {
         ))?;
         let x = (x + layer.o.forward(&merged)?)?;
         let h = ops::rms_norm(&x, &layer.ffn_norm, self.config.rms_norm_eps, mode)?;
-        let mlp = layer
-            .down
-            .forward(&(layer.gate.forward(&h)?.silu()? * layer.up.forward(&h)?)?)?;
+        let mlp = layer.down.forward(&ops::swiglu(
+            &layer.gate.forward(&h)?,
+            &layer.up.forward(&h)?,
+        )?)?;
         x + mlp
     }
 
@@ -680,11 +682,8 @@ impl Model {
             } else {
                 (logits * scale)?
             };
-            let max = logits.max_keepdim(D::Minus1)?.detach();
-            let shifted = logits.broadcast_sub(&max)?;
-            let log_norm = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-            let chosen = shifted.gather(&targets.narrow(0, start, len)?.unsqueeze(1)?, 1)?;
-            chunks.push((chosen - log_norm)?.squeeze(1)?);
+            let targets = targets.narrow(0, start, len)?;
+            chunks.push(ops::target_log_probs(&logits, &targets)?);
         }
         Tensor::cat(&chunks, 0)?.reshape((batch, seq))
     }

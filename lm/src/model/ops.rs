@@ -1,8 +1,11 @@
 //! The decoder's normalisation, softmax and rotary-embedding operations in two forms:
-//! candle's fused kernels (fast, no backward pass) for inference, and compositions of
-//! differentiable tensor ops for training. Tests check both give the same numbers.
+//! candle's fused kernels (fast, no backward pass) for inference, and, for training,
+//! `fused.rs`'s ops with their own backward passes (CPU, f32) or compositions of
+//! differentiable tensor ops (elsewhere). Tests check they give the same numbers.
 
 use candle_core::{D, DType, Result, Tensor};
+
+use super::fused;
 
 /// Which form of the operations a forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +23,9 @@ pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Res
     let weight32 = weight.to_dtype(DType::F32)?;
     let normed = match mode {
         Mode::Inference => candle_nn::ops::rms_norm(&x32.contiguous()?, &weight32, eps as f32)?,
+        Mode::Differentiable if fused::applies(&[&x32, &weight32]) => {
+            fused::rms_norm(&x32, &weight32, eps)?
+        }
         Mode::Differentiable => {
             let mean_square = x32.sqr()?.mean_keepdim(D::Minus1)?;
             x32.broadcast_div(&(mean_square + eps)?.sqrt()?)?
@@ -44,6 +50,30 @@ pub(crate) fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
     probabilities.to_dtype(dtype)
 }
 
+/// `silu(gate) · up`, one fused op on the CPU in f32 (the same numbers as candle's
+/// `silu` then a product), candle's two ops otherwise.
+pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if fused::applies(&[gate, up]) {
+        fused::swiglu(gate, up)
+    } else {
+        gate.silu()? * up
+    }
+}
+
+/// log softmax(`logits`)[target] of each row (`logits: [rows, vocab]` f32, `targets:
+/// [rows]` u32), `[rows]`: one fused op on the CPU, a differentiable composition
+/// elsewhere.
+pub(crate) fn target_log_probs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if fused::applies(&[logits]) {
+        return fused::target_log_probs(logits, targets);
+    }
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_norm = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let chosen = shifted.gather(&targets.unsqueeze(1)?, 1)?;
+    (chosen - log_norm)?.squeeze(1)
+}
+
 /// Rotary embedding, halves convention (Hugging Face's `rotate_half`), of
 /// `x: [batch, heads, seq, head_dim]` with `cos`, `sin: [batch, seq, head_dim / 2]`.
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -51,6 +81,7 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result
     let sin = sin.to_dtype(x.dtype())?;
     match mode {
         Mode::Inference => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin),
+        Mode::Differentiable if fused::applies(&[x, &cos, &sin]) => fused::rope(x, &cos, &sin),
         Mode::Differentiable => {
             let half = x.dim(D::Minus1)? / 2;
             let first = x.narrow(D::Minus1, 0, half)?;
