@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+mod allocator;
 pub mod cli;
 pub mod commands;
 pub mod config;

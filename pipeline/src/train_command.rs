@@ -77,6 +77,7 @@ fn run_loop(
     progress: ProgressMode,
 ) -> Result<rlpt_trainer::Summary> {
     let files = triples_files(&config.input)?;
+    crate::allocator::keep_freed_memory();
     let bar = StepBar::new(progress, config.steps, which);
     let mut on_step = |step: u64, metrics: &Value| bar.step(step, metrics);
     let summary = match which {
