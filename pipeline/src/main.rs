@@ -11,8 +11,9 @@ use rlpt_pipeline::{Error, commands};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let threads = set_threads(cli.threads);
     logging::init(cli.log_format, cli.quiet, cli.verbose);
-    let result = set_threads(cli.threads).and_then(|()| commands::execute(&cli));
+    let result = threads.and_then(|()| commands::execute(&cli));
     match result {
         Ok(()) | Err(Error::StdoutClosed) => ExitCode::SUCCESS,
         Err(err) => {
@@ -33,15 +34,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Sizes rayon's pool (`--threads`, else rayon's default) and tells candle its matrix
+/// products' thread count through `RAYON_NUM_THREADS`, read once here: without that
+/// variable candle counts physical cores from `/proc/cpuinfo` on every matrix product
+/// (thousands a GRPO step; the kernel formatting that file showed in its profile).
+/// Without `--threads` each keeps its own default: rayon the logical CPUs, candle the
+/// physical cores.
 fn set_threads(threads: Option<usize>) -> Result<(), Error> {
-    let Some(threads) = threads else {
-        return Ok(());
-    };
-    if threads == 0 {
+    if threads == Some(0) {
         return Err(Error::Usage("--threads must be at least 1".into()));
     }
+    let pool = match threads {
+        Some(threads) => threads,
+        None if std::env::var_os("RAYON_NUM_THREADS").is_some() => return Ok(()),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let products = threads.unwrap_or_else(candle_core::utils::get_num_threads);
+    // SAFETY: called first thing in `main`, before any thread exists that could read
+    // the environment.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", products.to_string()) };
     rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .num_threads(pool)
         .build_global()
-        .map_err(|err| Error::Usage(format!("--threads {threads}: {err}")))
+        .map_err(|err| Error::Usage(format!("--threads {pool}: {err}")))
 }
