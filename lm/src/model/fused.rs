@@ -57,12 +57,19 @@ pub(crate) fn target_log_probs(logits: &Tensor, targets: &Tensor) -> Result<Tens
         .apply_op2(&targets.contiguous()?, TargetLogProbs)
 }
 
-/// The elements of a contiguous f32 operand.
-fn f32s<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(values), Some((start, end))) => Ok(&values[start..end]),
-        _ => bail!("{op}: contiguous f32 operands"),
+/// The elements of contiguous f32 operands, in order.
+fn f32_operands<'a, const N: usize>(
+    op: &str,
+    operands: [(&'a CpuStorage, &Layout); N],
+) -> Result<[&'a [f32]; N]> {
+    let mut slices: [&[f32]; N] = [&[]; N];
+    for (slice, (storage, layout)) in slices.iter_mut().zip(operands) {
+        *slice = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(values), Some((start, end))) => &values[start..end],
+            _ => bail!("{op}: contiguous f32 operands"),
+        };
     }
+    Ok(slices)
 }
 
 /// The width of rows `[.., width]` and their count.
@@ -74,18 +81,24 @@ fn rows_of(layout: &Layout) -> Result<(usize, usize)> {
     Ok((layout.shape().elem_count() / width, width))
 }
 
-/// `out` in rows of `width`, `fill(row index, out row)` on rayon's threads.
-fn by_rows(out: &mut [f32], width: usize, fill: impl Fn(usize, &mut [f32]) + Sync) {
-    if width == 0 {
-        return;
+/// An output of `layout`'s shape in rows of `width`, `fill(row index, out row)` on
+/// rayon's threads in fixed blocks of rows.
+fn filled_rows(
+    layout: &Layout,
+    width: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) -> (CpuStorage, Shape) {
+    let mut out = vec![0.0f32; layout.shape().elem_count()];
+    if width > 0 {
+        out.par_chunks_mut(width * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, block)| {
+                for (i, row) in block.chunks_exact_mut(width).enumerate() {
+                    fill(task * ROWS_PER_TASK + i, row);
+                }
+            });
     }
-    out.par_chunks_mut(width * ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(task, block)| {
-            for (i, row) in block.chunks_exact_mut(width).enumerate() {
-                fill(task * ROWS_PER_TASK + i, row);
-            }
-        });
+    (CpuStorage::F32(out), layout.shape().clone())
 }
 
 /// 1 / √(mean(x²) + eps) of one row.
@@ -110,10 +123,7 @@ impl CustomOp2 for RmsNorm {
         weight: &CpuStorage,
         weight_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, weight) = (
-            f32s(x, x_layout, self.name())?,
-            f32s(weight, weight_layout, self.name())?,
-        );
+        let [x, weight] = f32_operands(self.name(), [(x, x_layout), (weight, weight_layout)])?;
         let (_, width) = rows_of(x_layout)?;
         if weight.len() != width {
             bail!(
@@ -121,15 +131,13 @@ impl CustomOp2 for RmsNorm {
                 weight.len()
             );
         }
-        let mut out = vec![0.0f32; x.len()];
-        by_rows(&mut out, width, |r, out| {
+        Ok(filled_rows(x_layout, width, |r, out| {
             let row = &x[r * width..(r + 1) * width];
             let scale = inverse_rms(row, self.eps);
             for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
                 *o = v * scale * w;
             }
-        });
-        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+        }))
     }
 
     fn bwd(
@@ -167,15 +175,12 @@ impl CustomOp3 for RmsNormInputGrad {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let (x, weight, grad) = (
-            f32s(x, x_layout, name)?,
-            f32s(weight, weight_layout, name)?,
-            f32s(grad, grad_layout, name)?,
-        );
+        let [x, weight, grad] = f32_operands(
+            self.name(),
+            [(x, x_layout), (weight, weight_layout), (grad, grad_layout)],
+        )?;
         let (_, width) = rows_of(x_layout)?;
-        let mut out = vec![0.0f32; x.len()];
-        by_rows(&mut out, width, |r, out| {
+        Ok(filled_rows(x_layout, width, |r, out| {
             let span = r * width..(r + 1) * width;
             let (row, grad) = (&x[span.clone()], &grad[span]);
             let scale = inverse_rms(row, self.eps);
@@ -189,8 +194,7 @@ impl CustomOp3 for RmsNormInputGrad {
             for (((o, v), g), w) in out.iter_mut().zip(row).zip(grad).zip(weight) {
                 *o = scale * g * w - v * correction;
             }
-        });
-        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+        }))
     }
 }
 
@@ -212,10 +216,7 @@ impl CustomOp2 for RmsNormWeightGrad {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, grad) = (
-            f32s(x, x_layout, self.name())?,
-            f32s(grad, grad_layout, self.name())?,
-        );
+        let [x, grad] = f32_operands(self.name(), [(x, x_layout), (grad, grad_layout)])?;
         let (_, width) = rows_of(x_layout)?;
         let mut sums = vec![0.0f32; width];
         if width > 0 {
@@ -261,12 +262,10 @@ impl CustomOp3 for Rope {
         sin: &CpuStorage,
         sin_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let (x, cos, sin) = (
-            f32s(x, x_layout, name)?,
-            f32s(cos, cos_layout, name)?,
-            f32s(sin, sin_layout, name)?,
-        );
+        let [x, cos, sin] = f32_operands(
+            self.name(),
+            [(x, x_layout), (cos, cos_layout), (sin, sin_layout)],
+        )?;
         let (batch, heads, seq, width) = x_layout.shape().dims4()?;
         let half = width / 2;
         if width % 2 != 0 || cos_layout.shape().dims3()? != (batch, seq, half) {
@@ -283,8 +282,7 @@ impl CustomOp3 for Rope {
                 sin_layout.shape()
             );
         }
-        let mut out = vec![0.0f32; x.len()];
-        by_rows(&mut out, width, |r, out| {
+        Ok(filled_rows(x_layout, width, |r, out| {
             let (b, position) = (r / (heads * seq), r % seq);
             let table = (b * seq + position) * half..(b * seq + position + 1) * half;
             let (cos, sin) = (&cos[table.clone()], &sin[table]);
@@ -295,8 +293,7 @@ impl CustomOp3 for Rope {
                 out_first[i] = first[i] * cos[i] - second[i] * sin[i];
                 out_second[i] = second[i] * cos[i] + first[i] * sin[i];
             }
-        });
-        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+        }))
     }
 
     fn bwd(
@@ -336,10 +333,7 @@ impl CustomOp2 for SwiGlu {
         up: &CpuStorage,
         up_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (gate, up) = (
-            f32s(gate, gate_layout, self.name())?,
-            f32s(up, up_layout, self.name())?,
-        );
+        let [gate, up] = f32_operands(self.name(), [(gate, gate_layout), (up, up_layout)])?;
         if gate_layout.shape() != up_layout.shape() {
             bail!(
                 "swiglu: gate {:?}, up {:?}",
@@ -348,15 +342,13 @@ impl CustomOp2 for SwiGlu {
             );
         }
         let (_, width) = rows_of(gate_layout)?;
-        let mut out = vec![0.0f32; gate.len()];
-        by_rows(&mut out, width, |r, out| {
+        Ok(filled_rows(gate_layout, width, |r, out| {
             let span = r * width..(r + 1) * width;
             for ((o, a), u) in out.iter_mut().zip(&gate[span.clone()]).zip(&up[span]) {
                 // candle's silu, to the bit.
                 *o = a / (1.0 + (-a).exp()) * u;
             }
-        });
-        Ok((CpuStorage::F32(out), gate_layout.shape().clone()))
+        }))
     }
 
     fn bwd(
@@ -391,23 +383,19 @@ impl CustomOp3 for SwiGluGateGrad {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let (gate, up, grad) = (
-            f32s(gate, gate_layout, name)?,
-            f32s(up, up_layout, name)?,
-            f32s(grad, grad_layout, name)?,
-        );
+        let [gate, up, grad] = f32_operands(
+            self.name(),
+            [(gate, gate_layout), (up, up_layout), (grad, grad_layout)],
+        )?;
         let (_, width) = rows_of(gate_layout)?;
-        let mut out = vec![0.0f32; gate.len()];
-        by_rows(&mut out, width, |r, out| {
+        Ok(filled_rows(gate_layout, width, |r, out| {
             let span = r * width..(r + 1) * width;
             let inputs = gate[span.clone()].iter().zip(&up[span.clone()]);
             for ((o, (a, u)), g) in out.iter_mut().zip(inputs).zip(&grad[span]) {
                 let s = sigmoid(*a);
                 *o = g * u * s * (1.0 + a * (1.0 - s));
             }
-        });
-        Ok((CpuStorage::F32(out), gate_layout.shape().clone()))
+        }))
     }
 }
 
@@ -457,7 +445,7 @@ impl CustomOp2 for TargetLogProbs {
         targets: &CpuStorage,
         targets_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let logits = f32s(logits, logits_layout, self.name())?;
+        let [logits] = f32_operands(self.name(), [(logits, logits_layout)])?;
         let (rows, vocab) = logits_layout.shape().dims2()?;
         let targets = target_ids(targets, targets_layout, rows, vocab)?;
         let log_probs: Vec<f32> = (0..rows)
@@ -505,12 +493,11 @@ impl CustomOp3 for TargetLogProbsGrad {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let logits = f32s(logits, logits_layout, self.name())?;
-        let grad = f32s(grad, grad_layout, self.name())?;
+        let [logits, grad] =
+            f32_operands(self.name(), [(logits, logits_layout), (grad, grad_layout)])?;
         let (rows, vocab) = logits_layout.shape().dims2()?;
         let targets = target_ids(targets, targets_layout, rows, vocab)?;
-        let mut out = vec![0.0f32; logits.len()];
-        by_rows(&mut out, vocab, |r, out| {
+        Ok(filled_rows(logits_layout, vocab, |r, out| {
             let row = &logits[r * vocab..(r + 1) * vocab];
             let (max, log_norm) = max_and_log_norm(row);
             let shift = max + log_norm;
@@ -518,8 +505,7 @@ impl CustomOp3 for TargetLogProbsGrad {
                 *o = -grad[r] * (v - shift).exp();
             }
             out[targets[r] as usize] += grad[r];
-        });
-        Ok((CpuStorage::F32(out), logits_layout.shape().clone()))
+        }))
     }
 }
 
@@ -528,17 +514,8 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-    use crate::model::max_difference;
     use crate::model::ops::{self, Mode};
-
-    /// Values spread over [-2, 2] without a pattern the ops could hide.
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let count: usize = shape.iter().product();
-        let values: Vec<f32> = (0..count)
-            .map(|i| 2.0 * ((i as f32 + 1.0) * (seed as f32 * 0.618 + 1.37)).sin())
-            .collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
+    use crate::model::{max_difference, spread_values as random};
 
     /// Gradients of `sum(f(inputs) ⊙ probe)` with respect to each input.
     fn gradients(

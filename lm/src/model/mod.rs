@@ -892,6 +892,17 @@ pub(crate) fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// Values spread over [-2, 2] without a pattern the ops could hide, `shape` f32 on the
+/// CPU (the model's tests' inputs).
+#[cfg(test)]
+pub(crate) fn spread_values(shape: &[usize], seed: u64) -> Tensor {
+    let count: usize = shape.iter().product();
+    let values: Vec<f32> = (0..count)
+        .map(|i| 2.0 * ((i as f32 + 1.0) * (seed as f32 * 0.618 + 1.37)).sin())
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,19 +98,10 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     use super::*;
-    use crate::model::max_difference;
-
-    /// Values spread over [-2, 2] without a pattern the ops could hide.
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let count: usize = shape.iter().product();
-        let values: Vec<f32> = (0..count)
-            .map(|i| 2.0 * ((i as f32 + 1.0) * (seed as f32 * 0.618 + 1.37)).sin())
-            .collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
+    use crate::model::{max_difference, spread_values as random};
 
     #[test]
     fn fused_and_differentiable_forms_agree() {
