@@ -39,7 +39,8 @@ fn main() -> ExitCode {
 /// variable candle counts physical cores from `/proc/cpuinfo` on every matrix product
 /// (thousands a GRPO step; the kernel formatting that file showed in its profile).
 /// Without `--threads` each keeps its own default: rayon the logical CPUs, candle the
-/// physical cores.
+/// physical cores. Child processes inherit the variable; the Slurm job scripts pass
+/// `--threads` themselves.
 fn set_threads(threads: Option<usize>) -> Result<(), Error> {
     if threads == Some(0) {
         return Err(Error::Usage("--threads must be at least 1".into()));
