@@ -8,8 +8,9 @@
 //! gradient, and candle adds each first gradient into a freshly zeroed tensor: a
 //! decoder block's elementwise work was some seventy allocations and passes over its
 //! activations (and the log-softmax of the head, five ops, as many tensors the size
-//! of the logits — 50 MB for 256 rows of SmolLM2). Here each operation is one op; its backward pass reads its inputs and
-//! the output's gradient once and writes the inputs' gradients once.
+//! of the logits — 50 MB for 256 rows of SmolLM2). Here each operation is one op; its
+//! backward pass reads its inputs and the output's gradient once and writes the
+//! inputs' gradients once.
 //!
 //! Each backward pass is built from detached operands (as `projection.rs` explains, a
 //! gradient built on a tracked input would keep that input's graph alive). Rows are
