@@ -10,9 +10,10 @@
 //! [`MAX_ROWS`]) take the thin product: a GEMM library packs the weight matrix into its
 //! own layout on every call, and with a handful of rows that packing costs more than
 //! the product; a decoding step of a small batch is bound by reading the weights from
-//! memory. The thin product reads each block of four weight rows from memory once and
-//! multiplies it with every row of `x` while it sits in L1 (register tiles of 4 × 4
-//! dot products, 16 lanes wide), the weight rows split across rayon's threads. f32,
+//! memory. The thin product reads each block of three weight rows from memory once
+//! (prefetching the next block while it computes) and multiplies it with every row of
+//! `x` while it sits in L1 (register tiles of 8 × 3 dot products, 16 lanes wide), the
+//! weight rows split across rayon's threads. f32,
 //! and bf16 (bf16 weights widened to f32 in registers, half the bytes read; sums in
 //! f32).
 
@@ -26,8 +27,12 @@ use rayon::prelude::*;
 /// faster through the thin product than through the GEMM, 8 sequences 3×.
 pub(crate) const MAX_ROWS: usize = 64;
 
-/// Weight rows (and rows of `x`) one register tile covers.
-const TILE: usize = 4;
+/// Weight rows one register tile covers.
+const WEIGHT_TILE: usize = 3;
+
+/// Rows of `x` one register tile covers (8 × 3 sums and 3 weight vectors fill most of
+/// AVX-512's 32 registers).
+const X_BLOCK: usize = 8;
 
 /// Whether `x·Wᵀ` (`x: [rows, in]`, `weight: [out, in]`) takes this op.
 pub(crate) fn applies(x: &Tensor, weight: &Tensor) -> bool {
@@ -177,7 +182,10 @@ fn product<W: Weight>(x: &[f32], weight: &[W], [rows, inner, outer]: [usize; 3])
     }
     // Each task's weight rows, a multiple of the tile, about four tasks per thread.
     let tasks = 4 * rayon::current_num_threads();
-    let per_task = outer.div_ceil(tasks).next_multiple_of(TILE).max(4 * TILE);
+    let per_task = outer
+        .div_ceil(tasks)
+        .next_multiple_of(WEIGHT_TILE)
+        .max(4 * WEIGHT_TILE);
     // Computed as [outer, rows] (a task's output is then one slice), then transposed.
     let mut by_weight_row = vec![0.0f32; outer * rows];
     by_weight_row
@@ -229,9 +237,14 @@ fn portable_dots<W: Weight>(x: &[f32], weight: &[W], rows: usize, inner: usize, 
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{TILE, Weight};
+    use super::{WEIGHT_TILE, Weight, X_BLOCK};
 
-    /// [`super::dots`] in register tiles: `M` rows of `x` against `N` weight rows.
+    /// [`super::dots`] in register tiles: up to [`X_BLOCK`] rows of `x` against
+    /// [`WEIGHT_TILE`] weight rows. The first block of `x` rows also prefetches the next
+    /// tile's weight rows, so they arrive from memory while this tile is computed: a
+    /// decoding step is bound by reading the weights, and one core keeps too few
+    /// reads in flight without being asked for the next rows early (SmolLM2's decoding
+    /// step with 8 sequences read its weights at 9–13 GB/s without, 18–19 with).
     ///
     /// # Safety
     /// AVX-512 F/BW/VL are available; `x` holds `rows × inner` values, `weight` a
@@ -254,28 +267,19 @@ mod avx512 {
         };
         let mut j = 0;
         while j < weight_rows {
-            let n = (weight_rows - j).min(TILE);
+            let n = (weight_rows - j).min(WEIGHT_TILE);
+            let ahead = (weight_rows - j - n).min(WEIGHT_TILE);
             let mut i = 0;
             while i < rows {
-                let m = (rows - i).min(TILE);
-                // SAFETY: rows i..i+m of x and j..j+n of weight are in bounds.
+                let m = (rows - i).min(X_BLOCK);
+                let prefetch = if i == 0 { ahead } else { 0 };
+                // SAFETY: rows i..i+m of x and j..j+n+prefetch of weight are in bounds.
                 unsafe {
-                    match (m, n) {
-                        (TILE, TILE) => operands.tile::<TILE, TILE>(i, j, out),
-                        (TILE, _) => {
-                            for r in j..j + n {
-                                operands.tile::<TILE, 1>(i, r, out);
-                            }
-                        }
-                        (_, TILE) => {
-                            for a in i..i + m {
-                                operands.tile::<1, TILE>(a, j, out);
-                            }
-                        }
-                        _ => {
-                            for (a, r) in (i..i + m).flat_map(|a| (j..j + n).map(move |r| (a, r))) {
-                                operands.tile::<1, 1>(a, r, out);
-                            }
+                    if n == WEIGHT_TILE {
+                        operands.block::<WEIGHT_TILE>(m, i, j, prefetch, out);
+                    } else {
+                        for r in j..j + n {
+                            operands.block::<1>(m, i, r, 0, out);
                         }
                     }
                 }
@@ -294,13 +298,47 @@ mod avx512 {
     }
 
     impl<W: Weight> Operands<'_, W> {
-        /// `M × N` dot products: rows `i..i + M` of `x` with weight rows `j..j + N`,
-        /// into `out[(j + r) * rows + i + a]`.
+        /// [`Self::tile`] for `m` (1 to [`X_BLOCK`]) rows of `x`.
         ///
         /// # Safety
-        /// AVX-512 F/BW/VL are available; the rows are in bounds.
+        /// As [`Self::tile`].
         #[inline(always)]
-        unsafe fn tile<const M: usize, const N: usize>(&self, i: usize, j: usize, out: &mut [f32]) {
+        unsafe fn block<const N: usize>(
+            &self,
+            m: usize,
+            i: usize,
+            j: usize,
+            prefetch: usize,
+            out: &mut [f32],
+        ) {
+            unsafe {
+                match m {
+                    1 => self.tile::<1, N>(i, j, prefetch, out),
+                    2 => self.tile::<2, N>(i, j, prefetch, out),
+                    3 => self.tile::<3, N>(i, j, prefetch, out),
+                    4 => self.tile::<4, N>(i, j, prefetch, out),
+                    5 => self.tile::<5, N>(i, j, prefetch, out),
+                    6 => self.tile::<6, N>(i, j, prefetch, out),
+                    7 => self.tile::<7, N>(i, j, prefetch, out),
+                    _ => self.tile::<X_BLOCK, N>(i, j, prefetch, out),
+                }
+            }
+        }
+
+        /// `M × N` dot products: rows `i..i + M` of `x` with weight rows `j..j + N`,
+        /// into `out[(j + r) * rows + i + a]`, prefetching the `prefetch` weight rows
+        /// after them.
+        ///
+        /// # Safety
+        /// AVX-512 F/BW/VL are available; the rows (prefetched ones too) are in bounds.
+        #[inline(always)]
+        unsafe fn tile<const M: usize, const N: usize>(
+            &self,
+            i: usize,
+            j: usize,
+            prefetch: usize,
+            out: &mut [f32],
+        ) {
             let (x, weight, rows, inner) = (self.x, self.weight, self.rows, self.inner);
             unsafe {
                 let mut sums = [[_mm512_setzero_ps(); N]; M];
@@ -310,6 +348,10 @@ mod avx512 {
                     let mut w = [_mm512_setzero_ps(); N];
                     for (r, w) in w.iter_mut().enumerate() {
                         *w = W::load16(weight.as_ptr().add((j + r) * inner + k), count);
+                    }
+                    for r in 0..prefetch {
+                        let next = weight.as_ptr().add((j + N + r) * inner + k);
+                        _mm_prefetch::<_MM_HINT_T0>(next.cast());
                     }
                     for (a, sums) in sums.iter_mut().enumerate() {
                         let xv = f32::load16(x.as_ptr().add((i + a) * inner + k), count);
