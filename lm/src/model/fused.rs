@@ -22,6 +22,8 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::projection::contiguous;
+
 /// Rows a rayon task takes.
 const ROWS_PER_TASK: usize = 16;
 
@@ -65,9 +67,9 @@ fn f32_operands<'a, const N: usize>(
 ) -> Result<[&'a [f32]; N]> {
     let mut slices: [&[f32]; N] = [&[]; N];
     for (slice, (storage, layout)) in slices.iter_mut().zip(operands) {
-        *slice = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(values), Some((start, end))) => &values[start..end],
-            _ => bail!("{op}: contiguous f32 operands"),
+        *slice = match storage {
+            CpuStorage::F32(values) => contiguous(op, values, layout)?,
+            _ => bail!("{op}: f32 operands"),
         };
     }
     Ok(slices)

@@ -75,16 +75,16 @@ impl CustomOp2 for Projection {
         let dims = [rows, inner, outer];
         let product = match (x, weight) {
             (CpuStorage::F32(x), CpuStorage::F32(weight)) => CpuStorage::F32(product(
-                contiguous(x, x_layout)?,
-                contiguous(weight, weight_layout)?,
+                contiguous("projection", x, x_layout)?,
+                contiguous("projection", weight, weight_layout)?,
                 dims,
             )),
             (CpuStorage::BF16(x), CpuStorage::BF16(weight)) => {
-                let x: Vec<f32> = contiguous(x, x_layout)?
+                let x: Vec<f32> = contiguous("projection", x, x_layout)?
                     .iter()
                     .map(|v| v.to_f32())
                     .collect();
-                let product = product(&x, contiguous(weight, weight_layout)?, dims);
+                let product = product(&x, contiguous("projection", weight, weight_layout)?, dims);
                 CpuStorage::BF16(product.into_iter().map(bf16::from_f32).collect())
             }
             _ => bail!("projection: f32 or bf16 operands of one dtype"),
@@ -108,11 +108,11 @@ impl CustomOp2 for Projection {
     }
 }
 
-/// The elements of a contiguous layout.
-fn contiguous<'a, T>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+/// The elements of a contiguous layout (an error naming `op` for a strided one).
+pub(super) fn contiguous<'a, T>(op: &str, storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&storage[start..end]),
-        None => bail!("projection: operands must be contiguous"),
+        None => bail!("{op}: operands must be contiguous"),
     }
 }
 
