@@ -18,7 +18,7 @@
 //! f32).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, D, DType, Layout, Result, Shape, Tensor, bail};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -34,17 +34,29 @@ const WEIGHT_TILE: usize = 3;
 /// AVX-512's 32 registers).
 const X_BLOCK: usize = 8;
 
-/// Whether `x·Wᵀ` (`x: [rows, in]`, `weight: [out, in]`) takes this op.
+/// Whether `x·Wᵀ` (`x: [.., in]`, `weight: [out, in]`) takes this op.
 pub(crate) fn applies(x: &Tensor, weight: &Tensor) -> bool {
     x.device().is_cpu()
-        && x.rank() == 2
+        && x.rank() >= 1
+        && weight.rank() == 2
         && x.dtype() == weight.dtype()
         && matches!(x.dtype(), DType::F32 | DType::BF16)
 }
 
-/// `x·Wᵀ` for `x: [rows, in]` and `weight: [out, in]`: `[rows, out]`.
+/// `x·Wᵀ` for `x: [.., in]` and `weight: [out, in]`: `[.., out]`, every leading
+/// position one row of one product. One recorded op whatever `x`'s rank: reshaping
+/// around a two-dimensional product records two more, each of which candle's backward
+/// gives a zeroed gradient of `x`'s or the output's size to add into.
 pub(crate) fn forward(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&weight.contiguous()?, Projection)
+}
+
+/// `(rows, features)` of a `[.., features]` layout.
+fn rows_and_features(layout: &Layout) -> Result<(usize, usize)> {
+    match layout.shape().dims().split_last() {
+        Some((&features, leading)) => Ok((leading.iter().product(), features)),
+        None => bail!("projection: a scalar has no features"),
+    }
 }
 
 struct Projection;
@@ -61,15 +73,21 @@ impl CustomOp2 for Projection {
         weight: &CpuStorage,
         weight_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (rows, inner) = x_layout.shape().dims2()?;
+        let (rows, inner) = rows_and_features(x_layout)?;
         let (outer, weight_inner) = weight_layout.shape().dims2()?;
         if inner != weight_inner {
             bail!("projection: x has {inner} features, the weight {weight_inner}");
         }
-        let shape = Shape::from((rows, outer));
+        let mut dims = x_layout.shape().dims().to_vec();
+        *dims.last_mut().expect("x has a feature axis") = outer;
+        let shape = Shape::from(dims);
         if rows > MAX_ROWS {
+            if !x_layout.is_contiguous() {
+                bail!("projection: operands must be contiguous");
+            }
+            let flat = Layout::contiguous_with_offset((rows, inner), x_layout.start_offset());
             let transposed = weight_layout.transpose(0, 1)?;
-            let product = x.matmul(weight, (1, rows, outer, inner), x_layout, &transposed)?;
+            let product = x.matmul(weight, (1, rows, outer, inner), &flat, &transposed)?;
             return Ok((product, shape));
         }
         let dims = [rows, inner, outer];
@@ -103,8 +121,12 @@ impl CustomOp2 for Projection {
         // on the tracked `x` would keep `x`'s whole graph alive for as long as the
         // weight's gradient lives (candle never detaches a variable's), which held a
         // block's recomputed activations per layer until the optimizer step.
-        let (x, weight) = (x.detach(), weight.detach());
-        Ok((Some(grad.matmul(&weight)?), Some(grad.t()?.matmul(&x)?)))
+        let (rows, inner) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
+        let x_rows = x.detach().reshape((rows, inner))?;
+        let grad = grad.reshape((rows, weight.dim(0)?))?;
+        let weight = weight.detach();
+        let grad_x = grad.matmul(&weight)?.reshape(x.shape())?;
+        Ok((Some(grad_x), Some(grad.t()?.matmul(&x_rows)?)))
     }
 }
 
@@ -456,6 +478,57 @@ mod tests {
                 assert!(ours.is_contiguous(), "{rows} rows");
             }
         }
+    }
+
+    /// An `x` of rank 3 (and 1) is its rows: the output and both gradients equal the
+    /// two-dimensional product's, for a thin product and a GEMM.
+    #[test]
+    fn leading_axes_are_rows() {
+        for (batch, seq) in [(2, 3), (3, MAX_ROWS)] {
+            let flat = matrix(batch * seq, 20, 1.0);
+            let weight = Var::from_tensor(&matrix(7, 20, 2.0)).unwrap();
+            let target = matrix(batch * seq, 7, 3.0);
+            let x = Var::from_tensor(&flat.reshape((batch, seq, 20)).unwrap()).unwrap();
+            let product = forward(&x, &weight).unwrap();
+            assert_eq!(product.dims(), &[batch, seq, 7]);
+            let expected = forward(&flat, &weight).unwrap();
+            let reshaped = product.reshape((batch * seq, 7)).unwrap();
+            assert_eq!(max_difference(&reshaped, &expected), 0.0);
+            let grads = (product * target.reshape((batch, seq, 7)).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let x_flat = Var::from_tensor(&flat).unwrap();
+            let flat_grads = (forward(&x_flat, &weight).unwrap() * &target)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grad_x = grads.get(&x).unwrap();
+            assert_eq!(grad_x.dims(), &[batch, seq, 20]);
+            let grad_x = grad_x.reshape((batch * seq, 20)).unwrap();
+            assert_eq!(
+                max_difference(&grad_x, flat_grads.get(&x_flat).unwrap()),
+                0.0
+            );
+            let (ours, flat) = (
+                grads.get(&weight).unwrap(),
+                flat_grads.get(&weight).unwrap(),
+            );
+            assert_eq!(max_difference(ours, flat), 0.0);
+        }
+        let row = matrix(1, 20, 1.0).squeeze(0).unwrap();
+        let weight = matrix(7, 20, 2.0);
+        let product = forward(&row, &weight).unwrap();
+        assert_eq!(product.dims(), &[7]);
+        let expected = forward(&row.unsqueeze(0).unwrap(), &weight).unwrap();
+        assert_eq!(
+            max_difference(&product.unsqueeze(0).unwrap(), &expected),
+            0.0
+        );
     }
 
     /// A weight's gradient carries no graph: built on the tracked input it kept that

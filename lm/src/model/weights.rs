@@ -64,6 +64,9 @@ impl Linear {
 /// it is [`projection`]'s op (the thin product for a decoding step's few rows, a weight
 /// gradient already in the weight's layout); elsewhere candle's matmul.
 fn dense_forward(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    if projection::applies(x, weight) {
+        return projection::forward(x, weight);
+    }
     let dims = x.dims();
     let (&inner, leading) = dims
         .split_last()
@@ -71,13 +74,9 @@ fn dense_forward(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let rows: usize = leading.iter().product();
     let mut out_dims = leading.to_vec();
     out_dims.push(weight.dim(0)?);
-    let flat = x.reshape((rows, inner))?;
-    let product = if projection::applies(&flat, weight) {
-        projection::forward(&flat, weight)?
-    } else {
-        flat.matmul(&weight.t()?)?
-    };
-    product.reshape(out_dims)
+    x.reshape((rows, inner))?
+        .matmul(&weight.t()?)?
+        .reshape(out_dims)
 }
 
 /// The token embedding: quantized rows looked up by id, or a dense matrix.
