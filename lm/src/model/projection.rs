@@ -18,7 +18,7 @@
 //! f32).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, D, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -51,9 +51,9 @@ pub(crate) fn forward(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&weight.contiguous()?, Projection)
 }
 
-/// `(rows, features)` of a `[.., features]` layout.
-fn rows_and_features(layout: &Layout) -> Result<(usize, usize)> {
-    match layout.shape().dims().split_last() {
+/// `(rows, features)` of `[.., features]` dims.
+fn rows_and_features(dims: &[usize]) -> Result<(usize, usize)> {
+    match dims.split_last() {
         Some((&features, leading)) => Ok((leading.iter().product(), features)),
         None => bail!("projection: a scalar has no features"),
     }
@@ -73,7 +73,7 @@ impl CustomOp2 for Projection {
         weight: &CpuStorage,
         weight_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (rows, inner) = rows_and_features(x_layout)?;
+        let (rows, inner) = rows_and_features(x_layout.dims())?;
         let (outer, weight_inner) = weight_layout.shape().dims2()?;
         if inner != weight_inner {
             bail!("projection: x has {inner} features, the weight {weight_inner}");
@@ -121,7 +121,7 @@ impl CustomOp2 for Projection {
         // on the tracked `x` would keep `x`'s whole graph alive for as long as the
         // weight's gradient lives (candle never detaches a variable's), which held a
         // block's recomputed activations per layer until the optimizer step.
-        let (rows, inner) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
+        let (rows, inner) = rows_and_features(x.dims())?;
         let x_rows = x.detach().reshape((rows, inner))?;
         let grad = grad.reshape((rows, weight.dim(0)?))?;
         let weight = weight.detach();
@@ -551,6 +551,33 @@ mod tests {
             .backward()
             .unwrap();
         assert!(!grads.get(&weight).unwrap().track_op());
+    }
+
+    /// Inputs without features give zeros, and gradients of their shapes.
+    #[test]
+    fn no_features_give_zeros() {
+        for rows in [3, MAX_ROWS + 1] {
+            let x = Var::from_tensor(&Tensor::zeros((rows, 0), DType::F32, &Device::Cpu).unwrap())
+                .unwrap();
+            let weight =
+                Var::from_tensor(&Tensor::zeros((2, 0), DType::F32, &Device::Cpu).unwrap())
+                    .unwrap();
+            let product = forward(&x, &weight).unwrap();
+            assert_eq!(product.dims(), &[rows, 2]);
+            assert_eq!(
+                product
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap(),
+                0.0
+            );
+            let grads = product.sum_all().unwrap().backward().unwrap();
+            assert_eq!(grads.get(&x).unwrap().dims(), &[rows, 0]);
+            assert_eq!(grads.get(&weight).unwrap().dims(), &[2, 0]);
+        }
     }
 
     #[test]
