@@ -75,13 +75,9 @@ fn f32_operands<'a, const N: usize>(
     Ok(slices)
 }
 
-/// The width of rows `[.., width]` and their count.
-fn rows_of(layout: &Layout) -> Result<(usize, usize)> {
-    let width = layout.shape().dims().last().copied().unwrap_or(1);
-    if width == 0 {
-        return Ok((0, 0));
-    }
-    Ok((layout.shape().elem_count() / width, width))
+/// The width of rows `[.., width]` (1 for a scalar).
+fn row_width(layout: &Layout) -> usize {
+    layout.dims().last().copied().unwrap_or(1)
 }
 
 /// An output of `layout`'s shape in rows of `width`, `fill(row index, out row)` on
@@ -127,7 +123,7 @@ impl CustomOp2 for RmsNorm {
         weight_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let [x, weight] = f32_operands(self.name(), [(x, x_layout), (weight, weight_layout)])?;
-        let (_, width) = rows_of(x_layout)?;
+        let width = row_width(x_layout);
         if weight.len() != width {
             bail!(
                 "rms norm: {width} features against a weight of {}",
@@ -182,7 +178,7 @@ impl CustomOp3 for RmsNormInputGrad {
             self.name(),
             [(x, x_layout), (weight, weight_layout), (grad, grad_layout)],
         )?;
-        let (_, width) = rows_of(x_layout)?;
+        let width = row_width(x_layout);
         Ok(filled_rows(x_layout, width, |r, out| {
             let span = r * width..(r + 1) * width;
             let (row, grad) = (&x[span.clone()], &grad[span]);
@@ -220,7 +216,7 @@ impl CustomOp2 for RmsNormWeightGrad {
         grad_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let [x, grad] = f32_operands(self.name(), [(x, x_layout), (grad, grad_layout)])?;
-        let (_, width) = rows_of(x_layout)?;
+        let width = row_width(x_layout);
         let mut sums = vec![0.0f32; width];
         if width > 0 {
             let partials: Vec<Vec<f32>> = x
@@ -344,7 +340,7 @@ impl CustomOp2 for SwiGlu {
                 up_layout.shape()
             );
         }
-        let (_, width) = rows_of(gate_layout)?;
+        let width = row_width(gate_layout);
         Ok(filled_rows(gate_layout, width, |r, out| {
             let span = r * width..(r + 1) * width;
             for ((o, a), u) in out.iter_mut().zip(&gate[span.clone()]).zip(&up[span]) {
@@ -390,7 +386,7 @@ impl CustomOp3 for SwiGluGateGrad {
             self.name(),
             [(gate, gate_layout), (up, up_layout), (grad, grad_layout)],
         )?;
-        let (_, width) = rows_of(gate_layout)?;
+        let width = row_width(gate_layout);
         Ok(filled_rows(gate_layout, width, |r, out| {
             let span = r * width..(r + 1) * width;
             let inputs = gate[span.clone()].iter().zip(&up[span.clone()]);
