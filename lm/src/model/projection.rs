@@ -59,6 +59,17 @@ fn rows_and_features(dims: &[usize]) -> Result<(usize, usize)> {
     }
 }
 
+/// Rows and features of `x: [.., in]`, and the dims of its product with `outer`
+/// weight rows, `[.., outer]`.
+pub(super) fn product_dims(x: &[usize], outer: usize) -> Result<(usize, usize, Vec<usize>)> {
+    let (rows, features) = rows_and_features(x)?;
+    let mut dims = x.to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = outer;
+    }
+    Ok((rows, features, dims))
+}
+
 struct Projection;
 
 impl CustomOp2 for Projection {
@@ -73,13 +84,11 @@ impl CustomOp2 for Projection {
         weight: &CpuStorage,
         weight_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (rows, inner) = rows_and_features(x_layout.dims())?;
         let (outer, weight_inner) = weight_layout.shape().dims2()?;
+        let (rows, inner, dims) = product_dims(x_layout.dims(), outer)?;
         if inner != weight_inner {
             bail!("projection: x has {inner} features, the weight {weight_inner}");
         }
-        let mut dims = x_layout.shape().dims().to_vec();
-        *dims.last_mut().expect("x has a feature axis") = outer;
         let shape = Shape::from(dims);
         if rows > MAX_ROWS {
             if !x_layout.is_contiguous() {

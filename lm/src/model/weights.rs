@@ -67,13 +67,7 @@ fn dense_forward(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     if projection::applies(x, weight) {
         return projection::forward(x, weight);
     }
-    let dims = x.dims();
-    let (&inner, leading) = dims
-        .split_last()
-        .expect("a projection's input has a feature axis");
-    let rows: usize = leading.iter().product();
-    let mut out_dims = leading.to_vec();
-    out_dims.push(weight.dim(0)?);
+    let (rows, inner, out_dims) = projection::product_dims(x.dims(), weight.dim(0)?)?;
     x.reshape((rows, inner))?
         .matmul(&weight.t()?)?
         .reshape(out_dims)
