@@ -17,6 +17,12 @@ use candle_core::Device;
 use rlpt_lm::{Model, SamplingConfig, Tokenizer, WeightFormat, generate};
 
 fn main() {
+    // As the `rlpt` binary: this thread is one of rayon's, so each matrix product starts
+    // on it instead of waking a sleeping worker and waiting for the result.
+    rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+        .unwrap();
     let model_path = common::smollm2();
     let setting = |name: &str, default: usize| {
         std::env::var(name)
