@@ -217,30 +217,74 @@ fn product<W: Weight>(x: &[f32], weight: &[W], [rows, inner, outer]: [usize; 3])
         .div_ceil(tasks)
         .next_multiple_of(WEIGHT_TILE)
         .max(4 * WEIGHT_TILE);
-    // Computed as [outer, rows] (a task's output is then one slice), then transposed.
-    let mut by_weight_row = vec![0.0f32; outer * rows];
-    by_weight_row
-        .par_chunks_mut(per_task * rows)
-        .zip(weight.par_chunks(per_task * inner))
-        .for_each(|(out, weight)| dots(x, weight, rows, inner, out));
     let mut product = vec![0.0f32; rows * outer];
-    for (j, column) in by_weight_row.chunks_exact(rows).enumerate() {
-        for (i, &value) in column.iter().enumerate() {
-            product[i * outer + j] = value;
-        }
-    }
+    let into = Product {
+        start: product.as_mut_ptr(),
+        outer,
+    };
+    weight
+        .par_chunks(per_task * inner)
+        .enumerate()
+        .for_each(|(task, weight)| {
+            let columns = Columns {
+                product: into,
+                first: task * per_task,
+                count: weight.len() / inner,
+                rows,
+            };
+            dots(x, weight, inner, columns);
+        });
     product
 }
 
-/// `out[j * rows + i] = x[i] · weight[j]` for the weight rows `j` of this slice.
-fn dots<W: Weight>(x: &[f32], weight: &[W], rows: usize, inner: usize, out: &mut [f32]) {
+/// The start of a `[rows, outer]` product whose columns rayon's tasks write.
+#[derive(Clone, Copy)]
+struct Product {
+    start: *mut f32,
+    outer: usize,
+}
+
+// SAFETY: tasks write disjoint columns (`Columns`) of a product that outlives them.
+unsafe impl Send for Product {}
+unsafe impl Sync for Product {}
+
+/// The columns `first..first + count` of every row of a product: one task's output,
+/// written in place, so the product needs no transposition after the tasks.
+#[derive(Clone, Copy)]
+struct Columns {
+    product: Product,
+    first: usize,
+    count: usize,
+    rows: usize,
+}
+
+impl Columns {
+    /// Sets row `i`'s column `first + j`.
+    ///
+    /// # Safety
+    /// `i < rows` and `j < count`, and no other task holds these columns.
+    #[inline(always)]
+    unsafe fn set(&self, i: usize, j: usize, value: f32) {
+        debug_assert!(i < self.rows && j < self.count);
+        unsafe {
+            *self
+                .product
+                .start
+                .add(i * self.product.outer + self.first + j) = value;
+        }
+    }
+}
+
+/// Row `i` of the product's columns `j` of `out` is `x[i] · weight[j]`, for the weight
+/// rows of this slice.
+fn dots<W: Weight>(x: &[f32], weight: &[W], inner: usize, out: Columns) {
     #[cfg(target_arch = "x86_64")]
     if avx512() {
         // SAFETY: the features are present; the slices' lengths are checked below.
-        unsafe { avx512::dots(x, weight, rows, inner, out) };
+        unsafe { avx512::dots(x, weight, inner, out) };
         return;
     }
-    portable_dots(x, weight, rows, inner, out);
+    portable_dots(x, weight, inner, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -252,14 +296,16 @@ fn avx512() -> bool {
 
 /// The dot products in plain Rust (16 lanes of partial sums per product, as the
 /// vector kernel keeps them).
-fn portable_dots<W: Weight>(x: &[f32], weight: &[W], rows: usize, inner: usize, out: &mut [f32]) {
-    for (weight_row, out) in weight.chunks_exact(inner).zip(out.chunks_exact_mut(rows)) {
-        for (x_row, out) in x.chunks_exact(inner).zip(out.iter_mut()) {
+fn portable_dots<W: Weight>(x: &[f32], weight: &[W], inner: usize, out: Columns) {
+    assert!(x.len() >= out.rows * inner && weight.len() >= out.count * inner);
+    for (j, weight_row) in weight.chunks_exact(inner).enumerate() {
+        for (i, x_row) in x.chunks_exact(inner).take(out.rows).enumerate() {
             let mut lanes = [0.0f32; 16];
             for (k, (&a, &b)) in x_row.iter().zip(weight_row).enumerate() {
                 lanes[k % 16] = a.mul_add(b.to_f32(), lanes[k % 16]);
             }
-            *out = lanes.iter().sum();
+            // SAFETY: i < rows, j < count (the asserted lengths); the task's columns.
+            unsafe { out.set(i, j, lanes.iter().sum()) };
         }
     }
 }
@@ -268,7 +314,7 @@ fn portable_dots<W: Weight>(x: &[f32], weight: &[W], rows: usize, inner: usize, 
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{WEIGHT_TILE, Weight, X_BLOCK};
+    use super::{Columns, WEIGHT_TILE, Weight, X_BLOCK};
 
     /// [`super::dots`] in register tiles: up to [`X_BLOCK`] rows of `x` against
     /// [`WEIGHT_TILE`] weight rows. The first block of `x` rows also prefetches the next
@@ -278,24 +324,12 @@ mod avx512 {
     /// step with 8 sequences read its weights at 9–13 GB/s without, 18–19 with).
     ///
     /// # Safety
-    /// AVX-512 F/BW/VL are available; `x` holds `rows × inner` values, `weight` a
-    /// whole number of rows of `inner`, `out` `rows` values per weight row.
+    /// AVX-512 F/BW/VL are available; no other task holds `out`'s columns.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn dots<W: Weight>(
-        x: &[f32],
-        weight: &[W],
-        rows: usize,
-        inner: usize,
-        out: &mut [f32],
-    ) {
-        let weight_rows = weight.len() / inner;
-        assert!(x.len() >= rows * inner && out.len() >= weight_rows * rows);
-        let operands = Operands {
-            x,
-            weight,
-            rows,
-            inner,
-        };
+    pub(super) unsafe fn dots<W: Weight>(x: &[f32], weight: &[W], inner: usize, out: Columns) {
+        let (rows, weight_rows) = (out.rows, out.count);
+        assert!(x.len() >= rows * inner && weight.len() >= weight_rows * inner);
+        let operands = Operands { x, weight, inner };
         let mut j = 0;
         while j < weight_rows {
             let n = (weight_rows - j).min(WEIGHT_TILE);
@@ -320,11 +354,10 @@ mod avx512 {
         }
     }
 
-    /// The two matrices: `x: [rows, inner]` and weight rows of `inner`.
+    /// The two matrices: rows of `inner` of `x` and of the weight.
     struct Operands<'a, W> {
         x: &'a [f32],
         weight: &'a [W],
-        rows: usize,
         inner: usize,
     }
 
@@ -340,7 +373,7 @@ mod avx512 {
             i: usize,
             j: usize,
             prefetch: usize,
-            out: &mut [f32],
+            out: Columns,
         ) {
             unsafe {
                 match m {
@@ -357,7 +390,7 @@ mod avx512 {
         }
 
         /// `M × N` dot products: rows `i..i + M` of `x` with weight rows `j..j + N`,
-        /// into `out[(j + r) * rows + i + a]`, prefetching the `prefetch` weight rows
+        /// into row `i + a`, column `j + r` of `out`, prefetching the `prefetch` weight rows
         /// after them.
         ///
         /// # Safety
@@ -368,9 +401,9 @@ mod avx512 {
             i: usize,
             j: usize,
             prefetch: usize,
-            out: &mut [f32],
+            out: Columns,
         ) {
-            let (x, weight, rows, inner) = (self.x, self.weight, self.rows, self.inner);
+            let (x, weight, inner) = (self.x, self.weight, self.inner);
             unsafe {
                 let mut sums = [[_mm512_setzero_ps(); N]; M];
                 let mut k = 0;
@@ -394,7 +427,7 @@ mod avx512 {
                 }
                 for (a, sums) in sums.iter().enumerate() {
                     for (r, &sum) in sums.iter().enumerate() {
-                        out[(j + r) * rows + i + a] = _mm512_reduce_add_ps(sum);
+                        out.set(i + a, j + r, _mm512_reduce_add_ps(sum));
                     }
                 }
             }
@@ -458,12 +491,21 @@ mod tests {
         let (rows, outer, inner) = (6, 9, 37);
         let x = values(rows * inner, 1.0);
         let weight = values(outer * inner, 2.0);
-        let mut portable = vec![0.0; rows * outer];
-        portable_dots(&x, &weight, rows, inner, &mut portable);
-        let mut dispatched = vec![0.0; rows * outer];
-        dots(&x, &weight, rows, inner, &mut dispatched);
+        let whole = |product: &mut Vec<f32>| Columns {
+            product: Product {
+                start: product.as_mut_ptr(),
+                outer,
+            },
+            first: 0,
+            count: outer,
+            rows,
+        };
+        let mut portable = vec![f32::NAN; rows * outer];
+        portable_dots(&x, &weight, inner, whole(&mut portable));
+        let mut dispatched = vec![f32::NAN; rows * outer];
+        dots(&x, &weight, inner, whole(&mut dispatched));
         for (a, b) in portable.iter().zip(&dispatched) {
-            assert!((a - b).abs() < 1e-5);
+            assert!((a - b).abs() < 1e-5, "{a} {b}");
         }
     }
 
