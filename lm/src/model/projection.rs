@@ -218,30 +218,47 @@ fn product<W: Weight>(x: &[f32], weight: &[W], [rows, inner, outer]: [usize; 3])
         .next_multiple_of(WEIGHT_TILE)
         .max(4 * WEIGHT_TILE);
     let mut product = vec![0.0f32; rows * outer];
-    let into = Product {
-        start: product.as_mut_ptr(),
-        outer,
-    };
+    let into = Product::of(&mut product, outer);
     weight
         .par_chunks(per_task * inner)
         .enumerate()
         .for_each(|(task, weight)| {
-            let columns = Columns {
-                product: into,
-                first: task * per_task,
-                count: weight.len() / inner,
-                rows,
-            };
+            let columns = into.columns(task * per_task, weight.len() / inner);
             dots(x, weight, inner, columns);
         });
     product
 }
 
-/// The start of a `[rows, outer]` product whose columns rayon's tasks write.
+/// A `[rows, outer]` product whose columns rayon's tasks write.
 #[derive(Clone, Copy)]
 struct Product {
     start: *mut f32,
+    rows: usize,
     outer: usize,
+}
+
+impl Product {
+    fn of(product: &mut [f32], outer: usize) -> Self {
+        Self {
+            start: product.as_mut_ptr(),
+            rows: product.len() / outer.max(1),
+            outer,
+        }
+    }
+
+    /// Columns `first..first + count` of every row (checked to lie in the product).
+    fn columns(self, first: usize, count: usize) -> Columns {
+        assert!(
+            first + count <= self.outer,
+            "columns past the product's width"
+        );
+        Columns {
+            product: self,
+            first,
+            count,
+            rows: self.rows,
+        }
+    }
 }
 
 // SAFETY: tasks write disjoint columns (`Columns`) of a product that outlives them.
@@ -275,8 +292,8 @@ impl Columns {
     }
 }
 
-/// Row `i` of the product's columns `j` of `out` is `x[i] · weight[j]`, for the weight
-/// rows of this slice.
+/// `x[i] · weight[j]` into row `i`, column `j` of `out`, for every row `i` of `out`
+/// and weight row `j` of this slice (`out`'s columns are this task's alone).
 fn dots<W: Weight>(x: &[f32], weight: &[W], inner: usize, out: Columns) {
     #[cfg(target_arch = "x86_64")]
     if avx512() {
@@ -491,15 +508,7 @@ mod tests {
         let (rows, outer, inner) = (6, 9, 37);
         let x = values(rows * inner, 1.0);
         let weight = values(outer * inner, 2.0);
-        let whole = |product: &mut Vec<f32>| Columns {
-            product: Product {
-                start: product.as_mut_ptr(),
-                outer,
-            },
-            first: 0,
-            count: outer,
-            rows,
-        };
+        let whole = |product: &mut Vec<f32>| Product::of(product, outer).columns(0, outer);
         let mut portable = vec![f32::NAN; rows * outer];
         portable_dots(&x, &weight, inner, whole(&mut portable));
         let mut dispatched = vec![f32::NAN; rows * outer];
