@@ -256,7 +256,6 @@ impl Product {
             product: self,
             first,
             count,
-            rows: self.rows,
         }
     }
 }
@@ -272,17 +271,21 @@ struct Columns {
     product: Product,
     first: usize,
     count: usize,
-    rows: usize,
 }
 
 impl Columns {
+    /// The product's rows.
+    fn rows(&self) -> usize {
+        self.product.rows
+    }
+
     /// Sets row `i`'s column `first + j`.
     ///
     /// # Safety
     /// `i < rows` and `j < count`, and no other task holds these columns.
     #[inline(always)]
     unsafe fn set(&self, i: usize, j: usize, value: f32) {
-        debug_assert!(i < self.rows && j < self.count);
+        debug_assert!(i < self.rows() && j < self.count);
         unsafe {
             *self
                 .product
@@ -314,9 +317,9 @@ fn avx512() -> bool {
 /// The dot products in plain Rust (16 lanes of partial sums per product, as the
 /// vector kernel keeps them).
 fn portable_dots<W: Weight>(x: &[f32], weight: &[W], inner: usize, out: Columns) {
-    assert!(x.len() >= out.rows * inner && weight.len() >= out.count * inner);
+    assert!(x.len() >= out.rows() * inner && weight.len() >= out.count * inner);
     for (j, weight_row) in weight.chunks_exact(inner).enumerate() {
-        for (i, x_row) in x.chunks_exact(inner).take(out.rows).enumerate() {
+        for (i, x_row) in x.chunks_exact(inner).take(out.rows()).enumerate() {
             let mut lanes = [0.0f32; 16];
             for (k, (&a, &b)) in x_row.iter().zip(weight_row).enumerate() {
                 lanes[k % 16] = a.mul_add(b.to_f32(), lanes[k % 16]);
@@ -344,7 +347,7 @@ mod avx512 {
     /// AVX-512 F/BW/VL are available; no other task holds `out`'s columns.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn dots<W: Weight>(x: &[f32], weight: &[W], inner: usize, out: Columns) {
-        let (rows, weight_rows) = (out.rows, out.count);
+        let (rows, weight_rows) = (out.rows(), out.count);
         assert!(x.len() >= rows * inner && weight.len() >= weight_rows * inner);
         let operands = Operands { x, weight, inner };
         let mut j = 0;
