@@ -575,19 +575,47 @@ impl Model {
         sin: &Tensor,
         mode: Mode,
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let config = &self.config;
         let (batch, seq, _) = x.dims3()?;
-        let h = ops::rms_norm(x, &layer.attn_norm, config.rms_norm_eps, mode)?;
-        let (mut q, mut k, mut v) = (
-            layer.q.forward(&h)?,
-            layer.k.forward(&h)?,
-            layer.v.forward(&h)?,
-        );
-        if let Some([qb, kb, vb]) = &layer.qkv_bias {
-            q = q.broadcast_add(qb)?;
-            k = k.broadcast_add(kb)?;
-            v = v.broadcast_add(vb)?;
-        }
+        let projected = self.projected_queries_keys_values(layer, x, mode)?;
+        self.rotated_heads(layer, projected, (batch, seq), cos, sin, mode)
+    }
+
+    /// A block's queries, keys and values of hidden states `x: [.., hidden]`, before
+    /// they are split into heads: `[.., heads · head_dim]`, `[.., kv_heads · head_dim]`
+    /// twice. Every position is one row of each product.
+    fn projected_queries_keys_values(
+        &self,
+        layer: &LayerWeights,
+        x: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<[Tensor; 3]> {
+        let h = ops::rms_norm(x, &layer.attn_norm, self.config.rms_norm_eps, mode)?;
+        let projected = [&layer.q, &layer.k, &layer.v].map(|w| w.forward(&h));
+        let [q, k, v] = projected;
+        let (q, k, v) = (q?, k?, v?);
+        Ok(match &layer.qkv_bias {
+            Some([qb, kb, vb]) => [
+                q.broadcast_add(qb)?,
+                k.broadcast_add(kb)?,
+                v.broadcast_add(vb)?,
+            ],
+            None => [q, k, v],
+        })
+    }
+
+    /// Projected queries, keys and values of `batch × seq` positions (any leading
+    /// shape of that many rows) split into heads, `[batch, heads, seq, head_dim]`,
+    /// normalised where the model does and rotated by `cos`, `sin`.
+    fn rotated_heads(
+        &self,
+        layer: &LayerWeights,
+        [q, k, v]: [Tensor; 3],
+        (batch, seq): (usize, usize),
+        cos: &Tensor,
+        sin: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let config = &self.config;
         let heads = |t: Tensor, n: usize| {
             t.reshape((batch, seq, n, config.head_dim))?
                 .transpose(1, 2)?
@@ -616,13 +644,19 @@ impl Model {
         attended: &Tensor,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
-        let (batch, seq, _) = x.dims3()?;
-        let merged = attended.transpose(1, 2)?.reshape((
-            batch,
-            seq,
-            self.config.num_heads * self.config.head_dim,
-        ))?;
-        let x = (x + layer.o.forward(&merged)?)?;
+        self.after_merged_attention(layer, x, &merged_heads(attended)?, mode)
+    }
+
+    /// [`Model::after_attention`] with the attention's heads already merged:
+    /// `x: [.., hidden]` and `merged: [.., heads · head_dim]` of the same positions.
+    fn after_merged_attention(
+        &self,
+        layer: &LayerWeights,
+        x: &Tensor,
+        merged: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let x = (x + layer.o.forward(merged)?)?;
         let h = ops::rms_norm(&x, &layer.ffn_norm, self.config.rms_norm_eps, mode)?;
         let mlp = layer.down.forward(&ops::swiglu(
             &layer.gate.forward(&h)?,
@@ -707,6 +741,15 @@ impl Model {
         }
         Ok(entropies)
     }
+}
+
+/// Attention output `[batch, heads, seq, head_dim]` with its heads side by side,
+/// `[batch, seq, heads · head_dim]`.
+fn merged_heads(attended: &Tensor) -> candle_core::Result<Tensor> {
+    let (batch, heads, seq, head_dim) = attended.dims4()?;
+    attended
+        .transpose(1, 2)?
+        .reshape((batch, seq, heads * head_dim))
 }
 
 /// Entropy (nats) of the softmax of `logits` restricted to its `k` largest.
