@@ -13,6 +13,7 @@ mod config;
 mod fused;
 mod ops;
 mod projection;
+mod split_gemm;
 mod weights;
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,9 @@
 //! time, for every weight of every layer (SmolLM2's GRPO update at the TRL bench's
 //! settings: 4.5–4.8 s a step with that copy, 4.0–4.3 s without).
 //!
-//! Many rows go to candle's GEMM. The few rows of a decoding step (at most
+//! Many rows go to a GEMM: for f32, [`split_gemm`]'s, each thread one block of output
+//! columns (its products in the backward pass too); for bf16, candle's. The few rows
+//! of a decoding step (at most
 //! [`MAX_ROWS`]) take the thin product: a GEMM library packs the weight matrix into its
 //! own layout on every call, and with a handful of rows that packing costs more than
 //! the product; a decoding step of a small batch is bound by reading the weights from
@@ -18,9 +20,11 @@
 //! f32).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, bail};
 use half::bf16;
 use rayon::prelude::*;
+
+use super::split_gemm::{self, Matrix};
 
 /// The most rows of `x` the thin product takes; a larger batch goes to the GEMM.
 /// Measured on SmolLM2 (2 cores): decoding 32 and 64 sequences ran 1.75× and 1.3×
@@ -91,6 +95,13 @@ impl CustomOp2 for Projection {
         }
         let shape = Shape::from(dims);
         if rows > MAX_ROWS {
+            if let (CpuStorage::F32(x), CpuStorage::F32(weight)) = (x, weight) {
+                let x = Matrix::row_major(contiguous("projection", x, x_layout)?, rows, inner)?;
+                let weight = contiguous("projection", weight, weight_layout)?;
+                let weight = Matrix::row_major(weight, outer, inner)?;
+                let product = split_gemm::product(x, weight.t())?;
+                return Ok((CpuStorage::F32(product), shape));
+            }
             if !x_layout.is_contiguous() {
                 bail!("projection: operands must be contiguous");
             }
@@ -131,12 +142,49 @@ impl CustomOp2 for Projection {
         // weight's gradient lives (candle never detaches a variable's), which held a
         // block's recomputed activations per layer until the optimizer step.
         let (rows, inner) = rows_and_features(x.dims())?;
+        if let Some(grads) = f32_gradients(x, weight, grad, rows)? {
+            return Ok(grads);
+        }
         let x_rows = x.detach().reshape((rows, inner))?;
         let grad = grad.reshape((rows, weight.dim(0)?))?;
         let weight = weight.detach();
         let grad_x = grad.matmul(&weight)?.reshape(x.shape())?;
         Ok((Some(grad_x), Some(grad.t()?.matmul(&x_rows)?)))
     }
+}
+
+/// The gradients of `x` and the weight for f32 operands on the CPU, from
+/// [`split_gemm`]'s products (`None` for other operands): `grad·W` and `gradᵀ·x`.
+fn f32_gradients(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    rows: usize,
+) -> Result<Option<(Option<Tensor>, Option<Tensor>)>> {
+    let (outer, inner) = weight.dims2()?;
+    let grad = grad.contiguous()?;
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let (weight_storage, weight_layout) = weight.storage_and_layout();
+    let (grad_storage, grad_layout) = grad.storage_and_layout();
+    let (
+        Storage::Cpu(CpuStorage::F32(xs)),
+        Storage::Cpu(CpuStorage::F32(ws)),
+        Storage::Cpu(CpuStorage::F32(gs)),
+    ) = (&*x_storage, &*weight_storage, &*grad_storage)
+    else {
+        return Ok(None);
+    };
+    let x_rows = Matrix::row_major(contiguous("projection", xs, x_layout)?, rows, inner)?;
+    let weight_rows =
+        Matrix::row_major(contiguous("projection", ws, weight_layout)?, outer, inner)?;
+    let grad_rows = Matrix::row_major(contiguous("projection", gs, grad_layout)?, rows, outer)?;
+    let grad_x = split_gemm::product(grad_rows, weight_rows)?;
+    let grad_weight = split_gemm::product(grad_rows.t(), x_rows)?;
+    let device = x.device();
+    Ok(Some((
+        Some(Tensor::from_vec(grad_x, x.shape(), device)?),
+        Some(Tensor::from_vec(grad_weight, (outer, inner), device)?),
+    )))
 }
 
 /// The elements of a contiguous layout (an error naming `op` for a strided one).
