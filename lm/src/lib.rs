@@ -37,6 +37,6 @@ pub use error::{Error, Result};
 pub use generate::{Finish, Generation, SamplingConfig, generate};
 pub use model::{
     KvCache, Mode, Model, ModelConfig, PromptedBatch, RopeScaling, SpecialTokenIds, WeightFormat,
-    checksum, device, init_checkpoint,
+    checksum, device, init_checkpoint, save_safetensors,
 };
 pub use tokenizer::Tokenizer;

@@ -99,7 +99,7 @@ impl AdamW {
         }
         let step = Tensor::new(&[self.step as u32], &Device::Cpu).map_err(compute("step"))?;
         tensors.insert("step".into(), step);
-        candle_core::safetensors::save(&tensors, path)
+        rlpt_lm::save_safetensors(&tensors, path)
             .map_err(compute(&format!("writing {}", path.display())))
     }
 
@@ -303,6 +303,28 @@ impl Hyper {
 
 /// Elements per task of the host passes.
 const HOST_CHUNK: usize = 1 << 16;
+
+/// Adds `grad` into `sum` in place when both are contiguous f32 tensors of one shape in
+/// CPU memory (element by element, the sums `sum + grad` would give); false, with
+/// nothing done, otherwise. `sum`'s storage must be its own: no other tensor may
+/// share it.
+pub(crate) fn add_in_place(sum: &Tensor, grad: &Tensor) -> candle_core::Result<bool> {
+    if !(on_host_f32(sum) && on_host_f32(grad)) || sum.shape() != grad.shape() {
+        return Ok(false);
+    }
+    with_host_f32_mut(sum, |sum| {
+        with_host_f32(grad, |grad| {
+            sum.par_chunks_mut(HOST_CHUNK)
+                .zip(grad.par_chunks(HOST_CHUNK))
+                .for_each(|(sum, grad)| {
+                    for (s, &g) in sum.iter_mut().zip(grad) {
+                        *s += g;
+                    }
+                })
+        })
+    })??;
+    Ok(true)
+}
 
 /// Whether `tensor` is a contiguous f32 tensor in CPU memory.
 fn on_host_f32(tensor: &Tensor) -> bool {

@@ -341,25 +341,48 @@ fn keep_lines(path: &Path, lines: u64) -> Result<()> {
     fs::write(path, text).map_err(io(path))
 }
 
-/// Gradients summed over micro-batches, one slot per parameter.
-pub struct Gradients(Vec<Option<Tensor>>);
+/// Gradients summed over micro-batches (and a checkpointed pass's partial backward
+/// passes), one slot per parameter.
+pub struct Gradients(Vec<Option<Sum>>);
+
+/// One parameter's gradient so far.
+enum Sum {
+    /// The first tensor a backward pass gave, as it came (its storage may be shared).
+    Received(Tensor),
+    /// A sum this struct alone holds, into which later gradients are added in place on
+    /// the CPU: a new tensor per addition held three copies of the tied embedding's
+    /// gradient at once (SmolLM2: 113 MB each) at the end of a checkpointed update.
+    Owned(Tensor),
+}
+
+impl Sum {
+    fn tensor(self) -> Tensor {
+        match self {
+            Sum::Received(t) | Sum::Owned(t) => t,
+        }
+    }
+}
 
 impl Gradients {
     /// None yet for `policy`'s parameters.
     pub fn new(policy: &Policy) -> Self {
-        Self(vec![None; policy.params.len()])
+        Self(policy.params.iter().map(|_| None).collect())
     }
 
     /// Adds a backward pass's gradients, summed in f32 whatever the parameters' dtype.
     pub fn add(&mut self, policy: &Policy, store: &GradStore) -> Result<()> {
+        let fail = || compute("accumulating gradients");
         for ((_, var), slot) in policy.params.iter().zip(&mut self.0) {
             if let Some(grad) = store.get(var.as_tensor()) {
-                let grad = grad
-                    .to_dtype(DType::F32)
-                    .map_err(compute("accumulating gradients"))?;
+                let grad = grad.to_dtype(DType::F32).map_err(fail())?;
                 *slot = Some(match slot.take() {
-                    Some(sum) => (sum + grad).map_err(compute("accumulating gradients"))?,
-                    None => grad,
+                    None => Sum::Received(grad),
+                    Some(Sum::Owned(sum))
+                        if crate::optim::add_in_place(&sum, &grad).map_err(fail())? =>
+                    {
+                        Sum::Owned(sum)
+                    }
+                    Some(sum) => Sum::Owned((sum.tensor() + grad).map_err(fail())?),
                 });
             }
         }
@@ -372,7 +395,7 @@ impl Gradients {
             .into_iter()
             .zip(&policy.params)
             .map(|(grad, (_, var))| match grad {
-                Some(grad) => Ok(grad),
+                Some(grad) => Ok(grad.tensor()),
                 None => Tensor::zeros(var.shape(), DType::F32, var.device())
                     .map_err(compute("zero gradient")),
             })

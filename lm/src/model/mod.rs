@@ -13,6 +13,7 @@ mod config;
 mod fused;
 mod ops;
 mod projection;
+mod saving;
 mod split_gemm;
 mod weights;
 
@@ -25,6 +26,7 @@ use candle_core::{DType, Device, IndexOp, Tensor, Var};
 pub use checkpointed::PromptedBatch;
 pub use config::{Architecture, ModelConfig, RopeScaling, SpecialTokenIds};
 pub use ops::Mode;
+pub use saving::save_safetensors;
 pub use weights::WeightFormat;
 use weights::{LayerWeights, Loader, Source, Weights};
 
@@ -422,7 +424,7 @@ impl Model {
             .map(|(name, var)| Ok((name.as_str(), var.as_tensor().to_dtype(dtype)?)))
             .collect::<candle_core::Result<std::collections::HashMap<_, _>>>()
             .map_err(|e| compute("converting weights", e))?;
-        candle_core::safetensors::save(&named, &weights)
+        save_safetensors(&named, &weights)
             .map_err(|e| compute(&format!("writing {}", weights.display()), e))
     }
 
@@ -864,7 +866,7 @@ pub fn init_checkpoint(config_json: &Path, output: &Path, seed: u64) -> Result<(
     // Written beside, then renamed: a half-written checkpoint is never visible.
     let weights = output.join("model.safetensors");
     let partial = rlpt_engine::atomic::tmp_path(&weights);
-    candle_core::safetensors::save(&tensors, &partial)
+    save_safetensors(&tensors, &partial)
         .map_err(|e| compute(&format!("writing {}", partial.display()), e))?;
     rlpt_engine::atomic::commit_written(&partial, &weights)?;
     let config_out = output.join("config.json");
