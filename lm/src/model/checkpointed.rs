@@ -23,6 +23,7 @@ use candle_core::{DType, Tensor, Var};
 
 use super::attention::{Attended, ChunkedAttention, TRAINING_SCORE_CHUNK_BYTES, query_chunk_rows};
 use super::ops::{self, Mode};
+use super::weights::Embedding;
 use super::{LOGIT_CHUNK_ROWS, LayerWeights, Model, compute};
 use crate::error::Error;
 
@@ -84,6 +85,41 @@ fn product_sum(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
     (x * g.to_dtype(x.dtype())?)?
         .sum_all()?
         .to_dtype(DType::F32)
+}
+
+/// The ids of the batch's positions, `[tokens]` u32 (see [`Layout`]).
+fn batch_ids(batch: &PromptedBatch<'_>) -> candle_core::Result<Tensor> {
+    match batch.continuations {
+        Some(c) => Tensor::cat(&[batch.prompts.flatten_all()?, c.flatten_all()?], 0),
+        None => batch.prompts.flatten_all(),
+    }
+}
+
+/// A table shaped like `table` (`[rows, width]` f32) holding zeros but at the rows
+/// `ids` name, where the rows of `grad` (`[ids, width]` f32) are added in order. Its
+/// memory comes zeroed from the allocator, so the rows never written cost no pages.
+fn rows_added(table: &Tensor, ids: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+    let (rows, width) = table.dims2()?;
+    let ids = ids.to_vec1::<u32>()?;
+    let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+    if grad.len() != ids.len() * width {
+        candle_core::bail!(
+            "{} ids for {} gradient values of width {width}",
+            ids.len(),
+            grad.len()
+        );
+    }
+    let mut sums = vec![0.0f32; rows * width];
+    for (&id, row) in ids.iter().zip(grad.chunks_exact(width)) {
+        let id = id as usize;
+        if id >= rows {
+            candle_core::bail!("token id {id} outside the table's {rows} rows");
+        }
+        for (sum, &value) in sums[id * width..(id + 1) * width].iter_mut().zip(row) {
+            *sum += value;
+        }
+    }
+    Tensor::from_vec(sums, (rows, width), table.device())
 }
 
 /// The gradient reaching the leaf `x` (zeros when nothing depends on it).
@@ -251,11 +287,7 @@ impl Model {
             }
             grad = grad_input;
         }
-        let store = self
-            .embed_batch(batch)
-            .and_then(|embedded| product_sum(&embedded, &grad))
-            .and_then(|s| s.backward())
-            .map_err(fail)?;
+        let store = self.embedding_gradient(batch, &grad).map_err(fail)?;
         on_grads(&store)
     }
 
@@ -315,11 +347,39 @@ impl Model {
 
     /// The embeddings of the batch's positions, `[tokens, hidden]` (see [`Layout`]).
     fn embed_batch(&self, batch: &PromptedBatch<'_>) -> candle_core::Result<Tensor> {
-        let ids = match batch.continuations {
-            Some(c) => Tensor::cat(&[batch.prompts.flatten_all()?, c.flatten_all()?], 0)?,
-            None => batch.prompts.flatten_all()?,
-        };
-        self.embed(&ids)
+        self.embed(&batch_ids(batch)?)
+    }
+
+    /// The gradients reaching the embedding table from the gradient `grad` (`[tokens,
+    /// hidden]`) of the batch's embeddings. A dense f32 table that is a variable, on
+    /// the CPU, gets each position's gradient added to the row it looked up, in
+    /// position order, in a zeroed table whose other rows are never touched: what
+    /// candle's backward of the lookup gives, to the bit, without its three copies of
+    /// the whole table (a zeroed one, the rows added into a copy of it, and that added
+    /// to another zeroed one; SmolLM2's table is 113 MB). Other tables take candle's
+    /// backward.
+    fn embedding_gradient(
+        &self,
+        batch: &PromptedBatch<'_>,
+        grad: &Tensor,
+    ) -> candle_core::Result<GradStore> {
+        let ids = batch_ids(batch)?;
+        match &self.weights.embedding {
+            Embedding::Dense(table)
+                if table.is_variable()
+                    && table.device().is_cpu()
+                    && table.dtype() == DType::F32
+                    && grad.dtype() == DType::F32 =>
+            {
+                let mut store = GradStore::default();
+                store.insert(table, rows_added(table, &ids, grad)?);
+                Ok(store)
+            }
+            _ => self
+                .embed(&ids)
+                .and_then(|embedded| product_sum(&embedded, grad))
+                .and_then(|s| s.backward()),
+        }
     }
 
     /// Each part's attention in one block over hidden states `x` (`[tokens, hidden]`):
