@@ -106,7 +106,7 @@ pub(crate) fn product(a: Matrix<'_>, b: Matrix<'_>) -> Result<Vec<f32>> {
         // SAFETY: `a` and `b` lie in their slices (asserted above; `columns` keeps it);
         // the part writes rows × b.cols elements from column `first` of a row-major
         // `[rows, cols]` buffer that outlives it, columns no other part writes.
-        unsafe { single_threaded(a, b, out_start.at(first), cols) };
+        unsafe { multiply_into(a, b, out_start.at(first), cols, Parallelism::None) };
     });
     Ok(out)
 }
@@ -130,11 +130,17 @@ impl OutStart {
 }
 
 /// `a · b` written over `[a.rows, b.cols]` at `out` with `out_row_stride` between rows,
-/// on this thread.
+/// by one gemm call (threaded as `parallelism` says).
 ///
 /// # Safety
 /// `a` and `b` lie in their slices; `out` is writable over that many rows and columns.
-unsafe fn single_threaded(a: Matrix<'_>, b: Matrix<'_>, out: *mut f32, out_row_stride: usize) {
+unsafe fn multiply_into(
+    a: Matrix<'_>,
+    b: Matrix<'_>,
+    out: *mut f32,
+    out_row_stride: usize,
+    parallelism: Parallelism,
+) {
     let stride = |s: usize| s as isize;
     // SAFETY: as the caller guarantees; `read_dst` false: `out` is only written.
     unsafe {
@@ -157,7 +163,7 @@ unsafe fn single_threaded(a: Matrix<'_>, b: Matrix<'_>, out: *mut f32, out_row_s
             false,
             false,
             false,
-            Parallelism::None,
+            parallelism,
         )
     }
 }
@@ -194,31 +200,7 @@ mod tests {
             return out;
         }
         // SAFETY: both lie in their slices; `out` is [a.rows, b.cols].
-        unsafe {
-            let out_at = out.as_mut_ptr();
-            let stride = |s: usize| s as isize;
-            gemm(
-                a.rows,
-                b.cols,
-                a.cols,
-                out_at,
-                1,
-                stride(b.cols),
-                false,
-                a.data.as_ptr(),
-                stride(a.col_stride),
-                stride(a.row_stride),
-                b.data.as_ptr(),
-                stride(b.col_stride),
-                stride(b.row_stride),
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::Rayon(2),
-            )
-        };
+        unsafe { multiply_into(a, b, out.as_mut_ptr(), b.cols, Parallelism::Rayon(2)) };
         out
     }
 
