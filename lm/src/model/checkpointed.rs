@@ -96,8 +96,7 @@ fn batch_ids(batch: &PromptedBatch<'_>) -> candle_core::Result<Tensor> {
 }
 
 /// A table shaped like `table` (`[rows, width]` f32) holding zeros but at the rows
-/// `ids` name, where the rows of `grad` (`[ids, width]` f32) are added in order. Its
-/// memory comes zeroed from the allocator, so the rows never written cost no pages.
+/// `ids` name, where the rows of `grad` (`[ids, width]` f32) are added in order.
 fn rows_added(table: &Tensor, ids: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
     let (rows, width) = table.dims2()?;
     let ids = ids.to_vec1::<u32>()?;
@@ -353,11 +352,10 @@ impl Model {
     /// The gradients reaching the embedding table from the gradient `grad` (`[tokens,
     /// hidden]`) of the batch's embeddings. A dense f32 table that is a variable, on
     /// the CPU, gets each position's gradient added to the row it looked up, in
-    /// position order, in a zeroed table whose other rows are never touched: what
-    /// candle's backward of the lookup gives, to the bit, without its three copies of
-    /// the whole table (a zeroed one, the rows added into a copy of it, and that added
-    /// to another zeroed one; SmolLM2's table is 113 MB). Other tables take candle's
-    /// backward.
+    /// position order, in one zeroed table: what candle's backward of the lookup
+    /// gives, to the bit, without its three copies of the whole table (a zeroed one,
+    /// the rows added into a copy of it, and that added to another zeroed one;
+    /// SmolLM2's table is 113 MB). Other tables take candle's backward.
     fn embedding_gradient(
         &self,
         batch: &PromptedBatch<'_>,
