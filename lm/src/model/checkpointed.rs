@@ -304,8 +304,11 @@ impl Model {
             }
             None => 0,
         };
+        // Each row's first prediction is from its prompt's last position, so a prompt
+        // of no positions has none to give.
         if batch.left_pad.len() != prompts
             || batch.source.iter().any(|&s| s >= prompts)
+            || prompt_len == 0
             || prompt_len + len > self.config.max_positions
         {
             candle_core::bail!(

@@ -962,6 +962,31 @@ mod tests {
         model
     }
 
+    /// A prompt of no positions leaves its rows nothing to predict from: an error, not
+    /// a panic.
+    #[test]
+    fn the_checkpointed_backward_pass_refuses_empty_prompts() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = trainable_tiny_model(dir.path());
+        let prompts = Tensor::zeros((1, 0), DType::U32, &Device::Cpu).unwrap();
+        let targets = Tensor::new(&[[5u32]], &Device::Cpu).unwrap();
+        let batch = PromptedBatch {
+            prompts: &prompts,
+            left_pad: &[0],
+            source: &[0],
+            continuations: None,
+        };
+        let result = model.backward_checkpointed::<Error>(
+            &batch,
+            &targets,
+            1.0,
+            |log_probs| log_probs.sum_all().map_err(|e| compute("loss", e)),
+            |_| Ok(()),
+        );
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains("1 prompts of 0 tokens"), "{message}");
+    }
+
     #[test]
     fn an_inference_pass_over_trainable_weights_keeps_no_graph() {
         let dir = tempfile::tempdir().unwrap();
