@@ -593,9 +593,11 @@ impl Model {
         mode: Mode,
     ) -> candle_core::Result<[Tensor; 3]> {
         let h = ops::rms_norm(x, &layer.attn_norm, self.config.rms_norm_eps, mode)?;
-        let projected = [&layer.q, &layer.k, &layer.v].map(|w| w.forward(&h));
-        let [q, k, v] = projected;
-        let (q, k, v) = (q?, k?, v?);
+        let (q, k, v) = (
+            layer.q.forward(&h)?,
+            layer.k.forward(&h)?,
+            layer.v.forward(&h)?,
+        );
         Ok(match &layer.qkv_bias {
             Some([qb, kb, vb]) => [
                 q.broadcast_add(qb)?,
