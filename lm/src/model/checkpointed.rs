@@ -27,6 +27,8 @@ use super::weights::Embedding;
 use super::{LOGIT_CHUNK_ROWS, LayerWeights, Model, compute};
 use crate::error::Error;
 
+mod vjp;
+
 /// Rows that continue prompts, some prompts shared by several rows.
 pub struct PromptedBatch<'a> {
     /// `[prompts, prompt_len]` ids (u32), each prompt left-padded to end at the last
@@ -441,10 +443,27 @@ impl Model {
     }
 
     /// The vector-Jacobian product of one block at its input `x` for the gradient
-    /// `grad` of its output: the weight gradients (two stores: from the attention
-    /// output on, then through the attention to the projections) and the gradient of
-    /// `x`.
+    /// `grad` of its output: the weight gradients and the gradient of `x`. On the CPU
+    /// in f32, [`Model::block_vjp`]; elsewhere [`Model::block_backward_autograd`].
     fn block_backward(
+        &self,
+        layer: &LayerWeights,
+        layout: &Layout,
+        x: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Vec<GradStore>, Tensor)> {
+        if vjp::applies(layer, x) {
+            let (store, grad_x) = self.block_vjp(layer, layout, x, grad)?;
+            return Ok((vec![store], grad_x));
+        }
+        let (stores, grad_x) = self.block_backward_autograd(layer, layout, x, grad)?;
+        Ok((stores.into(), grad_x))
+    }
+
+    /// [`Model::block_backward`] through candle's autograd: the weight gradients (two
+    /// stores: from the attention output on, then through the attention to the
+    /// projections) and the gradient of `x`.
+    fn block_backward_autograd(
         &self,
         layer: &LayerWeights,
         layout: &Layout,
@@ -561,7 +580,23 @@ impl Model {
 
     /// The head's gradients for a chunk of `[n, hidden]` states given the gradient
     /// `grad` (`[n]`) of their log-probabilities: the store and the states' gradient.
+    /// On the CPU in f32, [`Model::head_vjp`]; elsewhere
+    /// [`Model::head_backward_autograd`].
     fn head_backward(
+        &self,
+        states: &Tensor,
+        targets: &Tensor,
+        grad: &Tensor,
+        temperature: f32,
+    ) -> candle_core::Result<(GradStore, Tensor)> {
+        if vjp::head_applies(self, states) {
+            return self.head_vjp(states, targets, grad, temperature);
+        }
+        self.head_backward_autograd(states, targets, grad, temperature)
+    }
+
+    /// [`Model::head_backward`] through candle's autograd.
+    fn head_backward_autograd(
         &self,
         states: &Tensor,
         targets: &Tensor,

@@ -60,6 +60,57 @@ pub(crate) fn target_log_probs(logits: &Tensor, targets: &Tensor) -> Result<Tens
         .apply_op2(&targets.contiguous()?, TargetLogProbs)
 }
 
+/// The gradients of [`rms_norm`]'s input and weight for the gradient `grad` of its
+/// output, with no graph.
+pub(crate) fn rms_norm_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+    grad: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (x, weight, grad) = (x.detach(), weight.detach(), grad.detach().contiguous()?);
+    let eps = eps as f32;
+    let grad_x = x.apply_op3_no_bwd(&weight, &grad, &RmsNormInputGrad { eps })?;
+    let grad_weight = x.apply_op2_no_bwd(&grad, &RmsNormWeightGrad { eps })?;
+    Ok((grad_x, grad_weight))
+}
+
+/// The gradient of [`rope`]'s input for the gradient `grad` of its output (the
+/// rotation by the opposite angles), with no graph.
+pub(crate) fn rope_backward(grad: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    grad.detach()
+        .contiguous()?
+        .apply_op3_no_bwd(&cos.detach(), &sin.detach().neg()?, &Rope)
+}
+
+/// The gradients of [`swiglu`]'s gate and up for the gradient `grad` of its output,
+/// with no graph.
+pub(crate) fn swiglu_backward(
+    gate: &Tensor,
+    up: &Tensor,
+    grad: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (gate, up, grad) = (gate.detach(), up.detach(), grad.detach().contiguous()?);
+    // d/d up = grad · silu(gate): this op on (gate, grad).
+    let grad_up = gate.apply_op2_no_bwd(&grad, &SwiGlu)?;
+    let grad_gate = gate.apply_op3_no_bwd(&up, &grad, &SwiGluGateGrad)?;
+    Ok((grad_gate, grad_up))
+}
+
+/// The gradient of [`target_log_probs`]'s logits for the gradient `grad` of its
+/// output, with no graph.
+pub(crate) fn target_log_probs_backward(
+    logits: &Tensor,
+    targets: &Tensor,
+    grad: &Tensor,
+) -> Result<Tensor> {
+    logits.detach().apply_op3_no_bwd(
+        &targets.contiguous()?,
+        &grad.detach().contiguous()?,
+        &TargetLogProbsGrad,
+    )
+}
+
 /// The elements of contiguous f32 operands, in order.
 fn f32_operands<'a, const N: usize>(
     op: &str,
@@ -146,10 +197,7 @@ impl CustomOp2 for RmsNorm {
         _normed: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (x, weight, grad) = (x.detach(), weight.detach(), grad.detach().contiguous()?);
-        let eps = self.eps;
-        let grad_x = x.apply_op3_no_bwd(&weight, &grad, &RmsNormInputGrad { eps })?;
-        let grad_weight = x.apply_op2_no_bwd(&grad, &RmsNormWeightGrad { eps })?;
+        let (grad_x, grad_weight) = rms_norm_backward(x, weight, f64::from(self.eps), grad)?;
         Ok((Some(grad_x), Some(grad_weight)))
     }
 }
@@ -303,12 +351,7 @@ impl CustomOp3 for Rope {
         _rotated: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad_x = grad.detach().contiguous()?.apply_op3_no_bwd(
-            &cos.detach(),
-            &sin.detach().neg()?,
-            &Rope,
-        )?;
-        Ok((Some(grad_x), None, None))
+        Ok((Some(rope_backward(grad, cos, sin)?), None, None))
     }
 }
 
@@ -357,10 +400,7 @@ impl CustomOp2 for SwiGlu {
         _product: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gate, up, grad) = (gate.detach(), up.detach(), grad.detach().contiguous()?);
-        // d/d up = grad · silu(gate): this op on (gate, grad).
-        let grad_up = gate.apply_op2_no_bwd(&grad, &SwiGlu)?;
-        let grad_gate = gate.apply_op3_no_bwd(&up, &grad, &SwiGluGateGrad)?;
+        let (grad_gate, grad_up) = swiglu_backward(gate, up, grad)?;
         Ok((Some(grad_gate), Some(grad_up)))
     }
 }
@@ -466,12 +506,10 @@ impl CustomOp2 for TargetLogProbs {
         _log_probs: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad_logits = logits.detach().apply_op3_no_bwd(
-            targets,
-            &grad.detach().contiguous()?,
-            &TargetLogProbsGrad,
-        )?;
-        Ok((Some(grad_logits), None))
+        Ok((
+            Some(target_log_probs_backward(logits, targets, grad)?),
+            None,
+        ))
     }
 }
 

@@ -700,11 +700,7 @@ impl Model {
         targets: &Tensor,
         temperature: f32,
     ) -> candle_core::Result<Tensor> {
-        let scale = if temperature > 0.0 {
-            1.0 / f64::from(temperature)
-        } else {
-            1.0
-        };
+        let scale = logit_scale(temperature);
         let (batch, seq, width) = hidden.dims3()?;
         let rows = hidden.reshape((batch * seq, width))?;
         let targets = targets.reshape(batch * seq)?;
@@ -745,6 +741,16 @@ impl Model {
             entropies.extend(logits.iter().map(|row| top_k_entropy(row, k)));
         }
         Ok(entropies)
+    }
+}
+
+/// What logits are multiplied by to give the distribution sampled at `temperature`
+/// (0, greedy, scores at 1).
+fn logit_scale(temperature: f32) -> f64 {
+    if temperature > 0.0 {
+        1.0 / f64::from(temperature)
+    } else {
+        1.0
     }
 }
 
@@ -951,18 +957,19 @@ pub(crate) fn spread_values(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
 }
 
+/// The committed tiny model's shape with fresh weights, made trainable.
+#[cfg(test)]
+pub(crate) fn trainable_tiny_model(dir: &Path) -> Model {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny/config.json");
+    init_checkpoint(&config, dir, 3).unwrap();
+    let mut model = Model::load(dir, WeightFormat::F32, &Device::Cpu).unwrap();
+    model.trainable().unwrap();
+    model
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The committed tiny model's shape with fresh weights, made trainable.
-    fn trainable_tiny_model(dir: &Path) -> Model {
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/tiny/config.json");
-        init_checkpoint(&config, dir, 3).unwrap();
-        let mut model = Model::load(dir, WeightFormat::F32, &Device::Cpu).unwrap();
-        model.trainable().unwrap();
-        model
-    }
 
     /// A prompt of no positions leaves its rows nothing to predict from: an error, not
     /// a panic.

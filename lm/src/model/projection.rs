@@ -141,16 +141,23 @@ impl CustomOp2 for Projection {
         // on the tracked `x` would keep `x`'s whole graph alive for as long as the
         // weight's gradient lives (candle never detaches a variable's), which held a
         // block's recomputed activations per layer until the optimizer step.
-        let (rows, inner) = rows_and_features(x.dims())?;
-        if let Some(grads) = f32_gradients(x, weight, grad, rows)? {
-            return Ok(grads);
-        }
-        let x_rows = x.detach().reshape((rows, inner))?;
-        let grad = grad.reshape((rows, weight.dim(0)?))?;
-        let weight = weight.detach();
-        let grad_x = grad.matmul(&weight)?.reshape(x.shape())?;
-        Ok((Some(grad_x), Some(grad.t()?.matmul(&x_rows)?)))
+        let (grad_x, grad_weight) = backward(x, weight, grad)?;
+        Ok((Some(grad_x), Some(grad_weight)))
     }
+}
+
+/// The gradients of `x` and the weight of [`forward`] for the gradient `grad` of its
+/// output, with no graph: `grad·W` and `gradᵀ·x`.
+pub(crate) fn backward(x: &Tensor, weight: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (rows, inner) = rows_and_features(x.dims())?;
+    if let Some(grads) = f32_gradients(x, weight, grad, rows)? {
+        return Ok(grads);
+    }
+    let x_rows = x.detach().reshape((rows, inner))?;
+    let grad = grad.reshape((rows, weight.dim(0)?))?;
+    let weight = weight.detach();
+    let grad_x = grad.matmul(&weight)?.reshape(x.shape())?;
+    Ok((grad_x, grad.t()?.matmul(&x_rows)?))
 }
 
 /// The gradients of `x` and the weight for f32 operands on the CPU, from
@@ -160,7 +167,7 @@ fn f32_gradients(
     weight: &Tensor,
     grad: &Tensor,
     rows: usize,
-) -> Result<Option<(Option<Tensor>, Option<Tensor>)>> {
+) -> Result<Option<(Tensor, Tensor)>> {
     let (outer, inner) = weight.dims2()?;
     let grad = grad.contiguous()?;
     let (x_storage, x_layout) = x.storage_and_layout();
@@ -182,8 +189,8 @@ fn f32_gradients(
     let grad_weight = split_gemm::product(grad_rows.t(), x_rows)?;
     let device = x.device();
     Ok(Some((
-        Some(Tensor::from_vec(grad_x, x.shape(), device)?),
-        Some(Tensor::from_vec(grad_weight, (outer, inner), device)?),
+        Tensor::from_vec(grad_x, x.shape(), device)?,
+        Tensor::from_vec(grad_weight, (outer, inner), device)?,
     )))
 }
 
