@@ -6,6 +6,7 @@
 
 use candle_core::{D, DType, Device, Tensor};
 
+use super::fused_attention;
 use super::ops::{self, Mode};
 
 /// Bytes of f32 attention scores an inference pass computes at once: queries run in
@@ -152,11 +153,28 @@ struct Chunk {
 pub(crate) struct Attended {
     /// `[batch, heads, n, d]` f32.
     pub(crate) out: Tensor,
-    /// Each chunk's log-sum-exp of its scores, `[batch, kv_heads, group, len, 1]`.
-    log_sum_exp: Vec<Tensor>,
+    log_sum_exp: LogSumExp,
+}
+
+/// Each query's log-sum-exp of its scores, as the form that computed them keeps it.
+enum LogSumExp {
+    /// Composed of candle ops: each chunk's, `[batch, kv_heads, group, len, 1]`.
+    Chunks(Vec<Tensor>),
+    /// [`fused_attention`]'s: `[batch, heads, n]`.
+    Fused(Tensor),
 }
 
 impl ChunkedAttention<'_> {
+    fn operands(&self) -> fused_attention::Operands<'_> {
+        fused_attention::Operands {
+            q: self.q,
+            k: self.k,
+            v: self.v,
+            left_pad: self.left_pad,
+            past: self.past,
+        }
+    }
+
     fn group(&self) -> candle_core::Result<usize> {
         Ok(self.q.dim(1)? / self.k.dim(1)?)
     }
@@ -185,8 +203,22 @@ impl ChunkedAttention<'_> {
         Ok((0..self.q.dim(2)?).step_by(self.rows.max(1)))
     }
 
-    /// The attention output and what the backward pass needs of it.
+    /// The attention output and what the backward pass needs of it: on the CPU,
+    /// [`fused_attention`]'s (it needs no chunks: its scratch is bounded), elsewhere
+    /// candle's ops chunk by chunk.
     pub(crate) fn forward(&self) -> candle_core::Result<Attended> {
+        if fused_attention::applies(&[self.q, self.k, self.v]) {
+            let (out, lse) = fused_attention::forward(self.operands())?;
+            return Ok(Attended {
+                out,
+                log_sum_exp: LogSumExp::Fused(lse),
+            });
+        }
+        self.composed_forward()
+    }
+
+    /// [`ChunkedAttention::forward`] composed of candle's ops, chunk by chunk.
+    fn composed_forward(&self) -> candle_core::Result<Attended> {
         let (batch, heads, _, dim) = self.q.dims4()?;
         let mut outs = Vec::new();
         let mut log_sum_exp = Vec::new();
@@ -206,7 +238,7 @@ impl ChunkedAttention<'_> {
         }
         Ok(Attended {
             out: Tensor::cat(&outs, 2)?,
-            log_sum_exp,
+            log_sum_exp: LogSumExp::Chunks(log_sum_exp),
         })
     }
 
@@ -217,12 +249,18 @@ impl ChunkedAttention<'_> {
         attended: &Attended,
         grad: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let chunks = match &attended.log_sum_exp {
+            LogSumExp::Fused(lse) => {
+                return fused_attention::backward(self.operands(), &attended.out, lse, grad);
+            }
+            LogSumExp::Chunks(chunks) => chunks,
+        };
         let (batch, heads, _, dim) = self.q.dims4()?;
         let (kv_heads, group) = (self.k.dim(1)?, self.group()?);
         let grad_k = self.k.zeros_like()?;
         let grad_v = self.v.zeros_like()?;
         let mut grad_q = Vec::new();
-        for (start, log_sum_exp) in self.starts()?.zip(&attended.log_sum_exp) {
+        for (start, log_sum_exp) in self.starts()?.zip(chunks) {
             let Chunk {
                 len,
                 queries,
@@ -269,7 +307,7 @@ mod tests {
     use candle_core::Var;
 
     use super::*;
-    use crate::model::max_difference;
+    use crate::model::{max_difference, spread_values};
 
     #[test]
     fn attention_in_query_chunks_equals_attention_at_once() {
@@ -356,21 +394,93 @@ mod tests {
                 past,
                 rows,
             };
-            let attended = attention.forward().unwrap();
-            let out_difference = max_difference(&attended.out, &whole);
-            assert!(
-                out_difference < 1e-5,
-                "{rows} rows: output {out_difference}"
-            );
-            let (gq, gk, gv) = attention.backward(&attended, &grad_out).unwrap();
-            for (name, found, expected) in [
-                ("q", gq, &expected[0]),
-                ("k", gk, &expected[1]),
-                ("v", gv, &expected[2]),
-            ] {
-                let difference = max_difference(&found, expected);
-                assert!(difference < 1e-5, "{rows} rows: d{name} {difference}");
+            let forms = [
+                ("fused", attention.forward().unwrap()),
+                ("composed", attention.composed_forward().unwrap()),
+            ];
+            assert!(matches!(forms[0].1.log_sum_exp, LogSumExp::Fused(_)));
+            for (form, attended) in forms {
+                let out_difference = max_difference(&attended.out, &whole);
+                assert!(
+                    out_difference < 1e-5,
+                    "{form}, {rows} rows: output {out_difference}"
+                );
+                let (gq, gk, gv) = attention.backward(&attended, &grad_out).unwrap();
+                for (name, found, expected) in [
+                    ("q", gq, &expected[0]),
+                    ("k", gk, &expected[1]),
+                    ("v", gv, &expected[2]),
+                ] {
+                    let difference = max_difference(&found, expected);
+                    assert!(
+                        difference < 1e-5,
+                        "{form}, {rows} rows: d{name} {difference}"
+                    );
+                }
             }
+        }
+    }
+
+    /// A query inside its sequence's padding sees no key: the fused form gives it a
+    /// zero output and passes none of its gradient on; every other query gets what
+    /// the whole matrix gives.
+    #[test]
+    fn the_fused_form_gives_a_query_inside_the_padding_nothing() {
+        let device = Device::Cpu;
+        let (batch, heads, kv_heads, n, dim) = (2, 4, 2, 6, 8);
+        let left_pad = [0, 3];
+        let values = |heads: usize, seed: u64| spread_values(&[batch, heads, n, dim], seed);
+        let (q, k, v) = (values(heads, 1), values(kv_heads, 2), values(kv_heads, 3));
+        // The padding queries' rows of the output gradient are zero.
+        let keep = Tensor::from_vec(
+            (0..batch * n)
+                .map(|i| f32::from(i % n >= left_pad[i / n]))
+                .collect::<Vec<f32>>(),
+            (batch, 1, n, 1),
+            &device,
+        )
+        .unwrap();
+        let grad_out = values(heads, 4).broadcast_mul(&keep).unwrap();
+        let vars = [&q, &k, &v].map(|t| Var::from_tensor(t).unwrap());
+        let mask = causal_mask(&left_pad, 0, n, &device).unwrap();
+        let whole =
+            grouped_attention(&vars[0], &vars[1], &vars[2], &mask, Mode::Differentiable).unwrap();
+        let store = (&whole * &grad_out)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let attention = ChunkedAttention {
+            q: &q,
+            k: &k,
+            v: &v,
+            left_pad: &left_pad,
+            past: 0,
+            rows: n,
+        };
+        let attended = attention.forward().unwrap();
+        let kept_whole = whole.broadcast_mul(&keep).unwrap();
+        assert!(max_difference(&attended.out, &kept_whole) < 1e-5);
+        let padding_rows = attended.out.get(1).unwrap().narrow(1, 0, 3).unwrap();
+        assert_eq!(
+            padding_rows
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
+        let (gq, gk, gv) = attention.backward(&attended, &grad_out).unwrap();
+        for (name, found, var) in [
+            ("q", gq, &vars[0]),
+            ("k", gk, &vars[1]),
+            ("v", gv, &vars[2]),
+        ] {
+            let difference = max_difference(&found, store.get(var).unwrap());
+            assert!(difference < 1e-5, "d{name} {difference}");
         }
     }
 
@@ -403,6 +513,44 @@ mod tests {
             assert_eq!(mask.dims(), [left_pad.len(), 1, seq, total]);
             let found: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(found, expected, "{left_pad:?} past {past} seq {seq}");
+        }
+    }
+
+    /// Long enough that the fused form runs its queries in several blocks (each
+    /// block's keys end at its last query), it gives the composed form's output and
+    /// gradients.
+    #[test]
+    fn the_fused_form_over_several_query_blocks_equals_the_composed_one() {
+        let (past, n, dim) = (40, 600, 8);
+        let values = |heads: usize, seq: usize, seed: u64| {
+            (spread_values(&[1, heads, seq, dim], seed) * 0.3).unwrap()
+        };
+        let (q, k, v) = (
+            values(4, n, 1),
+            values(2, past + n, 2),
+            values(2, past + n, 3),
+        );
+        let grad_out = values(4, n, 4);
+        let attention = ChunkedAttention {
+            q: &q,
+            k: &k,
+            v: &v,
+            left_pad: &[7],
+            past,
+            rows: 64,
+        };
+        let fused = attention.forward().unwrap();
+        let composed = attention.composed_forward().unwrap();
+        assert!(max_difference(&fused.out, &composed.out) < 1e-5);
+        let fused_grads = attention.backward(&fused, &grad_out).unwrap();
+        let composed_grads = attention.backward(&composed, &grad_out).unwrap();
+        for (name, a, b) in [
+            ("q", &fused_grads.0, &composed_grads.0),
+            ("k", &fused_grads.1, &composed_grads.1),
+            ("v", &fused_grads.2, &composed_grads.2),
+        ] {
+            let difference = max_difference(a, b);
+            assert!(difference < 1e-5, "d{name} {difference}");
         }
     }
 }

@@ -11,6 +11,7 @@ mod attention;
 mod checkpointed;
 mod config;
 mod fused;
+mod fused_attention;
 mod ops;
 mod projection;
 mod saving;

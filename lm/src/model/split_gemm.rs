@@ -106,9 +106,46 @@ pub(crate) fn product(a: Matrix<'_>, b: Matrix<'_>) -> Result<Vec<f32>> {
         // SAFETY: `a` and `b` lie in their slices (asserted above; `columns` keeps it);
         // the part writes rows × b.cols elements from column `first` of a row-major
         // `[rows, cols]` buffer that outlives it, columns no other part writes.
-        unsafe { multiply_into(a, b, out_start.at(first), cols, Parallelism::None) };
+        unsafe { multiply_into(a, b, out_start.at(first), cols, WRITE, Parallelism::None) };
     });
     Ok(out)
+}
+
+/// `out = scale · a · b` (`accumulate`: `out += scale · a · b`) on the calling thread,
+/// `out` row-major `[a.rows, b.cols]`: for callers that run many small products on
+/// rayon's threads themselves.
+pub(crate) fn product_into(
+    a: Matrix<'_>,
+    b: Matrix<'_>,
+    out: &mut [f32],
+    scale: f32,
+    accumulate: bool,
+) -> Result<()> {
+    if a.cols != b.rows || out.len() != a.rows * b.cols {
+        bail!(
+            "[{}, {}]·[{}, {}] into {} elements",
+            a.rows,
+            a.cols,
+            b.rows,
+            b.cols,
+            out.len()
+        );
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    if a.cols == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return Ok(());
+    }
+    assert!(a.in_bounds() && b.in_bounds(), "a matrix past its elements");
+    let sum = Sum { scale, accumulate };
+    // SAFETY: `a` and `b` lie in their slices (asserted); `out` holds exactly
+    // `[a.rows, b.cols]` row-major.
+    unsafe { multiply_into(a, b, out.as_mut_ptr(), b.cols, sum, Parallelism::None) };
+    Ok(())
 }
 
 /// The start of the output, shared by the parts, which write disjoint columns.
@@ -129,20 +166,36 @@ impl OutStart {
     }
 }
 
-/// `a · b` written over `[a.rows, b.cols]` at `out` with `out_row_stride` between rows,
-/// by one gemm call (threaded as `parallelism` says).
+/// How a product goes into its output: `out = scale · a · b`, or with `accumulate`,
+/// `out += scale · a · b`.
+#[derive(Clone, Copy)]
+struct Sum {
+    scale: f32,
+    accumulate: bool,
+}
+
+/// The plain product: `out = a · b`.
+const WRITE: Sum = Sum {
+    scale: 1.0,
+    accumulate: false,
+};
+
+/// `a · b` into `[a.rows, b.cols]` at `out` with `out_row_stride` between rows, as
+/// `sum` says, by one gemm call (threaded as `parallelism` says).
 ///
 /// # Safety
-/// `a` and `b` lie in their slices; `out` is writable over that many rows and columns.
+/// `a` and `b` lie in their slices; `out` is writable (and readable, to accumulate)
+/// over that many rows and columns.
 unsafe fn multiply_into(
     a: Matrix<'_>,
     b: Matrix<'_>,
     out: *mut f32,
     out_row_stride: usize,
+    sum: Sum,
     parallelism: Parallelism,
 ) {
     let stride = |s: usize| s as isize;
-    // SAFETY: as the caller guarantees; `read_dst` false: `out` is only written.
+    // SAFETY: as the caller guarantees; `out` is read only when accumulating.
     unsafe {
         gemm(
             a.rows,
@@ -151,15 +204,15 @@ unsafe fn multiply_into(
             out,
             1,
             stride(out_row_stride),
-            false,
+            sum.accumulate,
             a.data.as_ptr(),
             stride(a.col_stride),
             stride(a.row_stride),
             b.data.as_ptr(),
             stride(b.col_stride),
             stride(b.row_stride),
-            0.0,
-            1.0,
+            if sum.accumulate { 1.0 } else { 0.0 },
+            sum.scale,
             false,
             false,
             false,
@@ -200,7 +253,7 @@ mod tests {
             return out;
         }
         // SAFETY: both lie in their slices; `out` is [a.rows, b.cols].
-        unsafe { multiply_into(a, b, out.as_mut_ptr(), b.cols, Parallelism::Rayon(2)) };
+        unsafe { multiply_into(a, b, out.as_mut_ptr(), b.cols, WRITE, Parallelism::Rayon(2)) };
         out
     }
 
