@@ -259,18 +259,29 @@ impl Model {
             targets.flatten_all().map_err(fail)?,
             grad_log_probs.flatten_all().map_err(fail)?,
         );
+        // On the CPU in f32, the head's chunks sum their gradients in one buffer
+        // ([`vjp::HeadSum`]); elsewhere each chunk's go out as they come.
+        let mut head_sum = vjp::head_applies(self, &flat).then(vjp::HeadSum::default);
         for start in (0..rows).step_by(LOGIT_CHUNK_ROWS) {
             let len = LOGIT_CHUNK_ROWS.min(rows - start);
             let chunk = |t: &Tensor| t.narrow(0, start, len);
-            let (store, grad) = self
-                .head_backward(
-                    &chunk(&flat).map_err(fail)?,
-                    &chunk(&flat_targets).map_err(fail)?,
-                    &chunk(&flat_grads).map_err(fail)?,
-                    temperature,
-                )
-                .map_err(fail)?;
-            on_grads(&store)?;
+            let (states, chunk_targets, chunk_grads) = (
+                chunk(&flat).map_err(fail)?,
+                chunk(&flat_targets).map_err(fail)?,
+                chunk(&flat_grads).map_err(fail)?,
+            );
+            let grad = match &mut head_sum {
+                Some(sum) => self
+                    .head_vjp(&states, &chunk_targets, &chunk_grads, temperature, sum)
+                    .map_err(fail)?,
+                None => {
+                    let (store, grad) = self
+                        .head_backward(&states, &chunk_targets, &chunk_grads, temperature)
+                        .map_err(fail)?;
+                    on_grads(&store)?;
+                    grad
+                }
+            };
             grad_predicting.push(grad);
         }
         let grad_predicting = Tensor::cat(&grad_predicting, 0)
@@ -288,8 +299,21 @@ impl Model {
             }
             grad = grad_input;
         }
-        let store = self.embedding_gradient(batch, &grad).map_err(fail)?;
-        on_grads(&store)
+        match head_sum {
+            // A tied table's gradient is the head's plus the rows the batch looked up.
+            Some(mut sum) if self.tied_dense_head() => {
+                sum.add_embedding_rows(&batch_ids(batch).map_err(fail)?, &grad)
+                    .map_err(fail)?;
+                on_grads(&sum.into_store(self).map_err(fail)?)
+            }
+            head_sum => {
+                if let Some(sum) = head_sum {
+                    on_grads(&sum.into_store(self).map_err(fail)?)?;
+                }
+                let store = self.embedding_gradient(batch, &grad).map_err(fail)?;
+                on_grads(&store)
+            }
+        }
     }
 
     /// The batch's parts, checked against each other and the model.
@@ -579,24 +603,9 @@ impl Model {
     }
 
     /// The head's gradients for a chunk of `[n, hidden]` states given the gradient
-    /// `grad` (`[n]`) of their log-probabilities: the store and the states' gradient.
-    /// On the CPU in f32, [`Model::head_vjp`]; elsewhere
-    /// [`Model::head_backward_autograd`].
+    /// `grad` (`[n]`) of their log-probabilities, through candle's autograd: the store
+    /// and the states' gradient. (On the CPU in f32, [`Model::head_vjp`] instead.)
     fn head_backward(
-        &self,
-        states: &Tensor,
-        targets: &Tensor,
-        grad: &Tensor,
-        temperature: f32,
-    ) -> candle_core::Result<(GradStore, Tensor)> {
-        if vjp::head_applies(self, states) {
-            return self.head_vjp(states, targets, grad, temperature);
-        }
-        self.head_backward_autograd(states, targets, grad, temperature)
-    }
-
-    /// [`Model::head_backward`] through candle's autograd.
-    fn head_backward_autograd(
         &self,
         states: &Tensor,
         targets: &Tensor,

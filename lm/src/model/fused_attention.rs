@@ -21,10 +21,10 @@
 //!
 //! [`ChunkedAttention`]: super::attention::ChunkedAttention
 
-use candle_core::{DType, Result, Storage, Tensor, bail};
+use candle_core::{DType, Result, Tensor, bail};
 use rayon::prelude::*;
 
-use super::split_gemm::{Matrix, product_into};
+use super::split_gemm::{Matrix, product_into, with_f32};
 
 /// Bytes of one task's score scratch: a block of queries takes as many rows as fit.
 const SCRATCH_BYTES: usize = 1 << 20;
@@ -113,30 +113,6 @@ impl Shape {
     fn block(&self) -> usize {
         (SCRATCH_BYTES / (4 * self.keys.max(1))).clamp(1, self.n.max(1))
     }
-}
-
-/// The elements of f32 CPU tensors (made contiguous), read together by `f`.
-fn with_f32<const N: usize, R>(
-    tensors: [&Tensor; N],
-    f: impl FnOnce([&[f32]; N]) -> Result<R>,
-) -> Result<R> {
-    let contiguous = tensors
-        .into_iter()
-        .map(Tensor::contiguous)
-        .collect::<Result<Vec<_>>>()?;
-    let held: Vec<_> = contiguous.iter().map(Tensor::storage_and_layout).collect();
-    let mut slices: [&[f32]; N] = [&[]; N];
-    for (slice, (storage, layout)) in slices.iter_mut().zip(&held) {
-        let Storage::Cpu(storage) = &**storage else {
-            bail!("attention: a tensor off the CPU");
-        };
-        let values = storage.as_slice::<f32>()?;
-        *slice = match layout.contiguous_offsets() {
-            Some((start, end)) => &values[start..end],
-            None => bail!("attention: a strided tensor"),
-        };
-    }
-    f(slices)
 }
 
 /// Plane `plane` of `values`, planes of `size` elements.

@@ -9,12 +9,36 @@
 //! element of the output is the same single-threaded sum whichever part computes it,
 //! so the bits equal the gemm crate's threaded product, for any thread count.
 
-use candle_core::{Result, bail};
+use candle_core::{Result, Storage, Tensor, bail};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 /// A part's columns are a multiple of this (the GEMM's vector width), but the last's.
 const COLUMN_ALIGN: usize = 16;
+
+/// The elements of f32 CPU tensors (made contiguous), read together by `f`.
+pub(crate) fn with_f32<const N: usize, R>(
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> Result<R>,
+) -> Result<R> {
+    let contiguous = tensors
+        .into_iter()
+        .map(Tensor::contiguous)
+        .collect::<Result<Vec<_>>>()?;
+    let held: Vec<_> = contiguous.iter().map(Tensor::storage_and_layout).collect();
+    let mut slices: [&[f32]; N] = [&[]; N];
+    for (slice, (storage, layout)) in slices.iter_mut().zip(&held) {
+        let Storage::Cpu(storage) = &**storage else {
+            bail!("a tensor off the CPU where one in host memory was needed");
+        };
+        let values = storage.as_slice::<f32>()?;
+        *slice = match layout.contiguous_offsets() {
+            Some((start, end)) => &values[start..end],
+            None => bail!("a strided tensor where a contiguous one was needed"),
+        };
+    }
+    f(slices)
+}
 
 /// A read-only f32 matrix over a slice: its shape and the strides, in elements,
 /// between rows and between columns.
@@ -74,21 +98,28 @@ impl<'a> Matrix<'a> {
 
 /// `a · b`, row-major `[a.rows, b.cols]`.
 pub(crate) fn product(a: Matrix<'_>, b: Matrix<'_>) -> Result<Vec<f32>> {
-    if a.cols != b.rows {
-        bail!(
-            "[{}, {}]·[{}, {}]: inner dimensions differ",
-            a.rows,
-            a.cols,
-            b.rows,
-            b.cols
-        );
+    let mut out = vec![0.0f32; a.rows * b.cols];
+    split_into(a, b, &mut out, WRITE)?;
+    Ok(out)
+}
+
+/// `out += a · b`, `out` row-major `[a.rows, b.cols]`, split like [`product`]: a sum
+/// of products (a gradient over chunks of rows) kept in one buffer.
+pub(crate) fn product_added(a: Matrix<'_>, b: Matrix<'_>, out: &mut [f32]) -> Result<()> {
+    let add = Sum {
+        scale: 1.0,
+        accumulate: true,
+    };
+    split_into(a, b, out, add)
+}
+
+/// `a · b` into `out` (row-major `[a.rows, b.cols]`) as `sum` says, each rayon thread
+/// one block of output columns.
+fn split_into(a: Matrix<'_>, b: Matrix<'_>, out: &mut [f32], sum: Sum) -> Result<()> {
+    if !prepared(a, b, out, sum)? {
+        return Ok(());
     }
-    let (rows, cols) = (a.rows, b.cols);
-    let mut out = vec![0.0f32; rows * cols];
-    if rows == 0 || cols == 0 || a.cols == 0 {
-        return Ok(out);
-    }
-    assert!(a.in_bounds() && b.in_bounds(), "a matrix past its elements");
+    let cols = b.cols;
     let parts = rayon::current_num_threads().clamp(1, (cols / COLUMN_ALIGN).max(1));
     let width = (cols / parts / COLUMN_ALIGN * COLUMN_ALIGN).max(cols.min(COLUMN_ALIGN));
     // The last part takes what is left: at least `width` columns, so no part is a
@@ -104,11 +135,11 @@ pub(crate) fn product(a: Matrix<'_>, b: Matrix<'_>) -> Result<Vec<f32>> {
         };
         let b = b.columns(first, count);
         // SAFETY: `a` and `b` lie in their slices (asserted above; `columns` keeps it);
-        // the part writes rows × b.cols elements from column `first` of a row-major
-        // `[rows, cols]` buffer that outlives it, columns no other part writes.
-        unsafe { multiply_into(a, b, out_start.at(first), cols, WRITE, Parallelism::None) };
+        // the part writes rows × b.cols elements from column `first` of the row-major
+        // `[rows, cols]` `out`, which outlives it, columns no other part writes.
+        unsafe { multiply_into(a, b, out_start.at(first), cols, sum, Parallelism::None) };
     });
-    Ok(out)
+    Ok(())
 }
 
 /// `out = scale · a · b` (`accumulate`: `out += scale · a · b`) on the calling thread,
@@ -121,6 +152,20 @@ pub(crate) fn product_into(
     scale: f32,
     accumulate: bool,
 ) -> Result<()> {
+    let sum = Sum { scale, accumulate };
+    if !prepared(a, b, out, sum)? {
+        return Ok(());
+    }
+    // SAFETY: `a` and `b` lie in their slices (checked); `out` holds exactly
+    // `[a.rows, b.cols]` row-major.
+    unsafe { multiply_into(a, b, out.as_mut_ptr(), b.cols, sum, Parallelism::None) };
+    Ok(())
+}
+
+/// Checks that `out` holds `[a.rows, b.cols]` and that both operands lie in their
+/// slices, and settles a product with nothing to sum (`out` zeroed unless
+/// accumulating): whether a product is left to run.
+fn prepared(a: Matrix<'_>, b: Matrix<'_>, out: &mut [f32], sum: Sum) -> Result<bool> {
     if a.cols != b.rows || out.len() != a.rows * b.cols {
         bail!(
             "[{}, {}]·[{}, {}] into {} elements",
@@ -132,20 +177,16 @@ pub(crate) fn product_into(
         );
     }
     if out.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if a.cols == 0 {
-        if !accumulate {
+        if !sum.accumulate {
             out.fill(0.0);
         }
-        return Ok(());
+        return Ok(false);
     }
     assert!(a.in_bounds() && b.in_bounds(), "a matrix past its elements");
-    let sum = Sum { scale, accumulate };
-    // SAFETY: `a` and `b` lie in their slices (asserted); `out` holds exactly
-    // `[a.rows, b.cols]` row-major.
-    unsafe { multiply_into(a, b, out.as_mut_ptr(), b.cols, sum, Parallelism::None) };
-    Ok(())
+    Ok(true)
 }
 
 /// The start of the output, shared by the parts, which write disjoint columns.

@@ -17,7 +17,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, bail};
 
 use super::{Layout, Part, PartAttention, attention, merged_outputs, part_output_grad};
-use crate::model::weights::{LayerWeights, Linear};
+use crate::model::split_gemm::{self, Matrix, with_f32};
+use crate::model::weights::{Embedding, LayerWeights, Linear};
 use crate::model::{Model, fused, logit_scale, merged_heads, projection};
 
 /// A projection's dense f32 weight on the CPU (`None` for quantized or other weights).
@@ -104,6 +105,61 @@ impl Collected {
         };
         self.0.insert(var, sum);
         Ok(())
+    }
+}
+
+/// The head's gradients summed over the chunks of rows it runs in: its weight's in
+/// one `[vocab, hidden]` buffer that each chunk's product adds into (not a buffer
+/// per chunk, summed afterwards: at SmolLM2's 113 MB, three of them lived at once),
+/// which with tied embeddings also takes the embedding's rows; the final norm's.
+#[derive(Default)]
+pub(super) struct HeadSum {
+    weight: Option<Vec<f32>>,
+    norm: Option<Tensor>,
+}
+
+impl HeadSum {
+    /// Adds each row of `grad` (`[ids, hidden]` f32) to the weight's row its id names:
+    /// the gradient of an embedding lookup of `ids` tied to this head.
+    pub(super) fn add_embedding_rows(
+        &mut self,
+        ids: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<()> {
+        let Some(weight) = &mut self.weight else {
+            bail!("the head's gradient is not summed yet");
+        };
+        let ids = ids.to_vec1::<u32>()?;
+        with_f32([grad], |[grad]| {
+            let width = grad.len() / ids.len().max(1);
+            if width * ids.len() != grad.len() || weight.len() % width.max(1) != 0 {
+                bail!("{} ids for {} gradient values", ids.len(), grad.len());
+            }
+            let rows = weight.len() / width.max(1);
+            for (&id, row) in ids.iter().zip(grad.chunks_exact(width.max(1))) {
+                let id = id as usize;
+                if id >= rows {
+                    bail!("token id {id} outside the table's {rows} rows");
+                }
+                for (sum, &value) in weight[id * width..(id + 1) * width].iter_mut().zip(row) {
+                    *sum += value;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The summed gradients, keyed by the head's weight and the final norm's.
+    pub(super) fn into_store(self, model: &Model) -> candle_core::Result<GradStore> {
+        let mut grads = Collected::default();
+        if let (Some(weight), Some(output)) = (self.weight, dense(&model.weights.output)) {
+            let shape = output.shape().clone();
+            grads.add(output, Tensor::from_vec(weight, shape, output.device())?)?;
+        }
+        if let Some(norm) = self.norm {
+            grads.add(&model.weights.norm, norm)?;
+        }
+        Ok(grads.0)
     }
 }
 
@@ -269,9 +325,9 @@ impl Model {
         Ok((grads.0, (grad_mid + through_norm)?))
     }
 
-    /// The head's gradients for a chunk of `[n, hidden]` states given the gradient
+    /// The head's product for a chunk of `[n, hidden]` states given the gradient
     /// `grad` (`[n]`) of the log-probabilities of `targets` at `temperature`: the
-    /// store (the final norm's weight, the head's) and the states' gradient. Only for
+    /// weight gradients go into `sum`, the states' gradient is returned. Only for
     /// what [`head_applies`] takes.
     pub(super) fn head_vjp(
         &self,
@@ -279,7 +335,8 @@ impl Model {
         targets: &Tensor,
         grad: &Tensor,
         temperature: f32,
-    ) -> candle_core::Result<(GradStore, Tensor)> {
+        sum: &mut HeadSum,
+    ) -> candle_core::Result<Tensor> {
         let Some(output) = dense(&self.weights.output) else {
             bail!("the head is not a dense f32 weight");
         };
@@ -296,13 +353,33 @@ impl Model {
             fused::target_log_probs_backward(&(logits * scale)?, targets, grad)?
                 .affine(scale, 0.0)?
         };
-        let (grad_normed, grad_weight) = projection::backward(&normed, &weight, &grad_logits)?;
+        let (rows, width) = normed.dims2()?;
+        let vocab = weight.dim(0)?;
+        let grad_normed = with_f32([&grad_logits, &normed, &weight], |[g, x, w]| {
+            let g = Matrix::row_major(g, rows, vocab)?;
+            let x = Matrix::row_major(x, rows, width)?;
+            match &mut sum.weight {
+                Some(total) => split_gemm::product_added(g.t(), x, total)?,
+                None => sum.weight = Some(split_gemm::product(g.t(), x)?),
+            }
+            split_gemm::product(g, Matrix::row_major(w, vocab, width)?)
+        })?;
         drop(grad_logits);
+        let grad_normed = Tensor::from_vec(grad_normed, (rows, width), states.device())?;
         let (grad_states, grad_norm) = fused::rms_norm_backward(states, &norm, eps, &grad_normed)?;
-        let mut grads = Collected::default();
-        grads.add(output, grad_weight)?;
-        grads.add(&self.weights.norm, grad_norm)?;
-        Ok((grads.0, grad_states))
+        sum.norm = Some(match sum.norm.take() {
+            Some(total) => (total + grad_norm)?,
+            None => grad_norm,
+        });
+        Ok(grad_states)
+    }
+
+    /// Whether the embedding table is the head's weight (tied), a dense f32 table.
+    pub(super) fn tied_dense_head(&self) -> bool {
+        match (&self.weights.embedding, dense(&self.weights.output)) {
+            (Embedding::Dense(table), Some(output)) => table.id() == output.id(),
+            _ => false,
+        }
     }
 
     /// One part's queries, keys and values (rows of `projected`) split into heads,
@@ -488,11 +565,18 @@ mod tests {
         assert!(head_applies(&model, &states));
         let output = dense(&model.weights.output).unwrap();
         for temperature in [1.0, 0.7] {
-            let (store, grad_states) = model
-                .head_vjp(&states, &targets, &grad, temperature)
-                .unwrap();
+            // Two chunks summed in one buffer give one pass's gradients.
+            let mut sum = HeadSum::default();
+            let halves = |t: &Tensor, i: usize| t.narrow(0, 3 * i, 3).unwrap();
+            let mut grad_states = Vec::new();
+            for i in 0..2 {
+                let (s, t, g) = (halves(&states, i), halves(&targets, i), halves(&grad, i));
+                grad_states.push(model.head_vjp(&s, &t, &g, temperature, &mut sum).unwrap());
+            }
+            let grad_states = Tensor::cat(&grad_states, 0).unwrap();
+            let store = sum.into_store(&model).unwrap();
             let (expected, expected_states) = model
-                .head_backward_autograd(&states, &targets, &grad, temperature)
+                .head_backward(&states, &targets, &grad, temperature)
                 .unwrap();
             let case = format!("temperature {temperature}");
             assert_close(&format!("{case}: states"), &expected_states, &grad_states);
