@@ -357,6 +357,30 @@ mod tests {
     /// through its own backward pass, autograd's gradients of it — for queries after
     /// earlier keys (a continuation after its prompt), padded rows, grouped heads, and
     /// every chunk size down to one query.
+    /// Attention over the whole score matrix through autograd, and the gradients of
+    /// `q`, `k`, `v` for the output's gradient `grad_out`.
+    fn whole_matrix(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        left_pad: &[usize],
+        past: usize,
+        grad_out: &Tensor,
+    ) -> (Tensor, [Tensor; 3]) {
+        let vars = [q, k, v].map(|t| Var::from_tensor(t).unwrap());
+        let mask = causal_mask(left_pad, past, q.dim(2).unwrap(), q.device()).unwrap();
+        let whole =
+            grouped_attention(&vars[0], &vars[1], &vars[2], &mask, Mode::Differentiable).unwrap();
+        let store = (&whole * grad_out)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grads = vars.each_ref().map(|var| store.get(var).unwrap().clone());
+        (whole, grads)
+    }
+
     #[test]
     fn chunked_attention_and_its_backward_pass_equal_autograd_over_the_whole_matrix() {
         let device = Device::Cpu;
@@ -371,20 +395,7 @@ mod tests {
             randn(kv_heads, past + n),
         );
         let grad_out = randn(heads, n);
-        let (qv, kv, vv) = (
-            Var::from_tensor(&q).unwrap(),
-            Var::from_tensor(&k).unwrap(),
-            Var::from_tensor(&v).unwrap(),
-        );
-        let mask = causal_mask(&left_pad, past, n, &device).unwrap();
-        let whole = grouped_attention(&qv, &kv, &vv, &mask, Mode::Differentiable).unwrap();
-        let store = (&whole * &grad_out)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let expected = [&qv, &kv, &vv].map(|var| store.get(var).unwrap().clone());
+        let (whole, expected) = whole_matrix(&q, &k, &v, &left_pad, past, &grad_out);
         for rows in [1, 2, 3, 7, 100] {
             let attention = ChunkedAttention {
                 q: &q,
@@ -441,16 +452,7 @@ mod tests {
         )
         .unwrap();
         let grad_out = values(heads, 4).broadcast_mul(&keep).unwrap();
-        let vars = [&q, &k, &v].map(|t| Var::from_tensor(t).unwrap());
-        let mask = causal_mask(&left_pad, 0, n, &device).unwrap();
-        let whole =
-            grouped_attention(&vars[0], &vars[1], &vars[2], &mask, Mode::Differentiable).unwrap();
-        let store = (&whole * &grad_out)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let (whole, expected) = whole_matrix(&q, &k, &v, &left_pad, 0, &grad_out);
         let attention = ChunkedAttention {
             q: &q,
             k: &k,
@@ -464,22 +466,16 @@ mod tests {
         assert!(max_difference(&attended.out, &kept_whole) < 1e-5);
         let padding_rows = attended.out.get(1).unwrap().narrow(1, 0, 3).unwrap();
         assert_eq!(
-            padding_rows
-                .abs()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap(),
+            max_difference(&padding_rows, &padding_rows.zeros_like().unwrap()),
             0.0
         );
         let (gq, gk, gv) = attention.backward(&attended, &grad_out).unwrap();
-        for (name, found, var) in [
-            ("q", gq, &vars[0]),
-            ("k", gk, &vars[1]),
-            ("v", gv, &vars[2]),
+        for (name, found, expected) in [
+            ("q", gq, &expected[0]),
+            ("k", gk, &expected[1]),
+            ("v", gv, &expected[2]),
         ] {
-            let difference = max_difference(&found, store.get(var).unwrap());
+            let difference = max_difference(&found, expected);
             assert!(difference < 1e-5, "d{name} {difference}");
         }
     }
