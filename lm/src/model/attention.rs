@@ -381,6 +381,26 @@ mod tests {
         (whole, grads)
     }
 
+    /// Asserts that `attention`'s backward pass from `attended` gives `expected` (the
+    /// gradients of q, k and v) to 1e-5.
+    fn assert_gradients(
+        attention: &ChunkedAttention<'_>,
+        attended: &Attended,
+        grad_out: &Tensor,
+        expected: &[Tensor; 3],
+        case: &str,
+    ) {
+        let (gq, gk, gv) = attention.backward(attended, grad_out).unwrap();
+        for (name, found, expected) in [
+            ("q", gq, &expected[0]),
+            ("k", gk, &expected[1]),
+            ("v", gv, &expected[2]),
+        ] {
+            let difference = max_difference(&found, expected);
+            assert!(difference < 1e-5, "{case}: d{name} {difference}");
+        }
+    }
+
     #[test]
     fn chunked_attention_and_its_backward_pass_equal_autograd_over_the_whole_matrix() {
         let device = Device::Cpu;
@@ -416,18 +436,8 @@ mod tests {
                     out_difference < 1e-5,
                     "{form}, {rows} rows: output {out_difference}"
                 );
-                let (gq, gk, gv) = attention.backward(&attended, &grad_out).unwrap();
-                for (name, found, expected) in [
-                    ("q", gq, &expected[0]),
-                    ("k", gk, &expected[1]),
-                    ("v", gv, &expected[2]),
-                ] {
-                    let difference = max_difference(&found, expected);
-                    assert!(
-                        difference < 1e-5,
-                        "{form}, {rows} rows: d{name} {difference}"
-                    );
-                }
+                let case = format!("{form}, {rows} rows");
+                assert_gradients(&attention, &attended, &grad_out, &expected, &case);
             }
         }
     }
@@ -469,15 +479,7 @@ mod tests {
             max_difference(&padding_rows, &padding_rows.zeros_like().unwrap()),
             0.0
         );
-        let (gq, gk, gv) = attention.backward(&attended, &grad_out).unwrap();
-        for (name, found, expected) in [
-            ("q", gq, &expected[0]),
-            ("k", gk, &expected[1]),
-            ("v", gv, &expected[2]),
-        ] {
-            let difference = max_difference(&found, expected);
-            assert!(difference < 1e-5, "d{name} {difference}");
-        }
+        assert_gradients(&attention, &attended, &grad_out, &expected, "padding");
     }
 
     /// The device-built mask is the one a host loop writes: 0 where a token may attend
@@ -538,15 +540,7 @@ mod tests {
         let fused = attention.forward().unwrap();
         let composed = attention.composed_forward().unwrap();
         assert!(max_difference(&fused.out, &composed.out) < 1e-5);
-        let fused_grads = attention.backward(&fused, &grad_out).unwrap();
-        let composed_grads = attention.backward(&composed, &grad_out).unwrap();
-        for (name, a, b) in [
-            ("q", &fused_grads.0, &composed_grads.0),
-            ("k", &fused_grads.1, &composed_grads.1),
-            ("v", &fused_grads.2, &composed_grads.2),
-        ] {
-            let difference = max_difference(a, b);
-            assert!(difference < 1e-5, "d{name} {difference}");
-        }
+        let (gq, gk, gv) = attention.backward(&composed, &grad_out).unwrap();
+        assert_gradients(&attention, &fused, &grad_out, &[gq, gk, gv], "blocks");
     }
 }
