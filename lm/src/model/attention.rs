@@ -353,10 +353,6 @@ mod tests {
         }
     }
 
-    /// The chunked training attention gives the whole-matrix attention's output and,
-    /// through its own backward pass, autograd's gradients of it — for queries after
-    /// earlier keys (a continuation after its prompt), padded rows, grouped heads, and
-    /// every chunk size down to one query.
     /// Attention over the whole score matrix through autograd, and the gradients of
     /// `q`, `k`, `v` for the output's gradient `grad_out`.
     fn whole_matrix(
@@ -401,6 +397,10 @@ mod tests {
         }
     }
 
+    /// The chunked training attention gives the whole-matrix attention's output and,
+    /// through its own backward pass, autograd's gradients of it — for queries after
+    /// earlier keys (a continuation after its prompt), padded rows, grouped heads, and
+    /// every chunk size down to one query; in both its forms, fused and composed.
     #[test]
     fn chunked_attention_and_its_backward_pass_equal_autograd_over_the_whole_matrix() {
         let device = Device::Cpu;
