@@ -101,8 +101,15 @@ fn batch_ids(batch: &PromptedBatch<'_>) -> candle_core::Result<Tensor> {
 /// `ids` name, where the rows of `grad` (`[ids, width]` f32) are added in order.
 fn rows_added(table: &Tensor, ids: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
     let (rows, width) = table.dims2()?;
-    let ids = ids.to_vec1::<u32>()?;
+    let mut sums = vec![0.0f32; rows * width];
     let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+    add_rows(&mut sums, width, &ids.to_vec1::<u32>()?, &grad)?;
+    Tensor::from_vec(sums, (rows, width), table.device())
+}
+
+/// Adds each row of `grad` (row-major, `width` wide) into the row of `table` (the
+/// same width) that its id in `ids` names, in order: an embedding lookup's gradient.
+fn add_rows(table: &mut [f32], width: usize, ids: &[u32], grad: &[f32]) -> candle_core::Result<()> {
     if grad.len() != ids.len() * width {
         candle_core::bail!(
             "{} ids for {} gradient values of width {width}",
@@ -110,17 +117,20 @@ fn rows_added(table: &Tensor, ids: &Tensor, grad: &Tensor) -> candle_core::Resul
             grad.len()
         );
     }
-    let mut sums = vec![0.0f32; rows * width];
+    if width == 0 {
+        return Ok(());
+    }
+    let rows = table.len() / width;
     for (&id, row) in ids.iter().zip(grad.chunks_exact(width)) {
         let id = id as usize;
         if id >= rows {
             candle_core::bail!("token id {id} outside the table's {rows} rows");
         }
-        for (sum, &value) in sums[id * width..(id + 1) * width].iter_mut().zip(row) {
+        for (sum, &value) in table[id * width..(id + 1) * width].iter_mut().zip(row) {
             *sum += value;
         }
     }
-    Tensor::from_vec(sums, (rows, width), table.device())
+    Ok(())
 }
 
 /// The gradient reaching the leaf `x` (zeros when nothing depends on it).

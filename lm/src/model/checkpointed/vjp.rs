@@ -16,7 +16,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, bail};
 
-use super::{Layout, Part, PartAttention, attention, merged_outputs, part_output_grad};
+use super::{Layout, Part, PartAttention, add_rows, attention, merged_outputs, part_output_grad};
 use crate::model::split_gemm::{self, Matrix, with_f32};
 use crate::model::weights::{Embedding, LayerWeights, Linear};
 use crate::model::{Model, fused, logit_scale, merged_heads, projection};
@@ -111,11 +111,12 @@ impl Collected {
 /// The head's gradients summed over the chunks of rows it runs in: its weight's in
 /// one `[vocab, hidden]` buffer that each chunk's product adds into (not a buffer
 /// per chunk, summed afterwards: at SmolLM2's 113 MB, three of them lived at once),
-/// which with tied embeddings also takes the embedding's rows; the final norm's.
+/// which with tied embeddings also takes the embedding's rows; the final norm's, summed
+/// like any weight's.
 #[derive(Default)]
 pub(super) struct HeadSum {
     weight: Option<Vec<f32>>,
-    norm: Option<Tensor>,
+    norm: Collected,
 }
 
 impl HeadSum {
@@ -129,35 +130,16 @@ impl HeadSum {
         let Some(weight) = &mut self.weight else {
             bail!("the head's gradient is not summed yet");
         };
-        let ids = ids.to_vec1::<u32>()?;
-        with_f32([grad], |[grad]| {
-            let width = grad.len() / ids.len().max(1);
-            if width * ids.len() != grad.len() || weight.len() % width.max(1) != 0 {
-                bail!("{} ids for {} gradient values", ids.len(), grad.len());
-            }
-            let rows = weight.len() / width.max(1);
-            for (&id, row) in ids.iter().zip(grad.chunks_exact(width.max(1))) {
-                let id = id as usize;
-                if id >= rows {
-                    bail!("token id {id} outside the table's {rows} rows");
-                }
-                for (sum, &value) in weight[id * width..(id + 1) * width].iter_mut().zip(row) {
-                    *sum += value;
-                }
-            }
-            Ok(())
-        })
+        let (ids, width) = (ids.to_vec1::<u32>()?, grad.dim(1)?);
+        with_f32([grad], |[grad]| add_rows(weight, width, &ids, grad))
     }
 
     /// The summed gradients, keyed by the head's weight and the final norm's.
     pub(super) fn into_store(self, model: &Model) -> candle_core::Result<GradStore> {
-        let mut grads = Collected::default();
+        let mut grads = self.norm;
         if let (Some(weight), Some(output)) = (self.weight, dense(&model.weights.output)) {
             let shape = output.shape().clone();
             grads.add(output, Tensor::from_vec(weight, shape, output.device())?)?;
-        }
-        if let Some(norm) = self.norm {
-            grads.add(&model.weights.norm, norm)?;
         }
         Ok(grads.0)
     }
@@ -367,10 +349,7 @@ impl Model {
         drop(grad_logits);
         let grad_normed = Tensor::from_vec(grad_normed, (rows, width), states.device())?;
         let (grad_states, grad_norm) = fused::rms_norm_backward(states, &norm, eps, &grad_normed)?;
-        sum.norm = Some(match sum.norm.take() {
-            Some(total) => (total + grad_norm)?,
-            None => grad_norm,
-        });
+        sum.norm.add(&self.weights.norm, grad_norm)?;
         Ok(grad_states)
     }
 
