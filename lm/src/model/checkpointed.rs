@@ -200,16 +200,6 @@ fn merged_outputs(
     }
 }
 
-/// The gradient of a part's attention output `[batch, heads, seq, head_dim]` from that
-/// of the merged rows `[tokens, heads · head_dim]` of the whole batch.
-fn part_output_grad(grad: &Tensor, part: &Part, heads: usize) -> candle_core::Result<Tensor> {
-    let rows = part.rows(grad)?;
-    let width = rows.dim(1)?;
-    rows.reshape((part.batch(), part.seq, heads, width / heads))?
-        .transpose(1, 2)?
-        .contiguous()
-}
-
 /// The chunked attention of `part` over `[q, k, v]`.
 fn attention<'a>(
     exact: &'a [Tensor; 3],
@@ -324,6 +314,13 @@ impl Model {
                 on_grads(&store)
             }
         }
+    }
+
+    /// The gradient of a part's attention output `[batch, heads, seq, head_dim]` from
+    /// that of the merged rows `[tokens, heads · head_dim]` of the whole batch.
+    fn part_output_grad(&self, grad: &Tensor, part: &Part) -> candle_core::Result<Tensor> {
+        let positions = (part.batch(), part.seq);
+        self.split_heads(&part.rows(grad)?, positions, self.config.num_heads)
     }
 
     /// The batch's parts, checked against each other and the model.
@@ -513,8 +510,7 @@ impl Model {
         let after = product_sum(&output, grad)?.backward()?;
         let grad_attended = leaf_grad(&after, &attended)?;
         let residual = leaf_grad(&after, &input)?;
-        let heads = self.config.num_heads;
-        let part_grad = |part: &Part| part_output_grad(&grad_attended, part, heads);
+        let part_grad = |part: &Part| self.part_output_grad(&grad_attended, part);
         let mut surrogate = prompts.surrogate(&layout.prompts, &part_grad(&layout.prompts)?)?;
         if let (Some(attention), Some(part)) = (&continued, &layout.continuations) {
             surrogate = (surrogate + attention.surrogate(part, &part_grad(part)?)?)?;

@@ -622,14 +622,9 @@ impl Model {
         mode: Mode,
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let config = &self.config;
-        let heads = |t: Tensor, n: usize| {
-            t.reshape((batch, seq, n, config.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let mut q = heads(q, config.num_heads)?;
-        let mut k = heads(k, config.num_kv_heads)?;
-        let v = heads(v, config.num_kv_heads)?;
+        let mut q = self.split_heads(&q, (batch, seq), config.num_heads)?;
+        let mut k = self.split_heads(&k, (batch, seq), config.num_kv_heads)?;
+        let v = self.split_heads(&v, (batch, seq), config.num_kv_heads)?;
         if let Some([qn, kn]) = &layer.qk_norm {
             q = ops::rms_norm(&q, qn, config.rms_norm_eps, mode)?;
             k = ops::rms_norm(&k, kn, config.rms_norm_eps, mode)?;
@@ -639,6 +634,19 @@ impl Model {
             ops::rope(&k, cos, sin, mode)?,
             v,
         ))
+    }
+
+    /// `n` heads of `batch × seq` positions' rows `t` (any leading shape of that many
+    /// rows, `n · head_dim` wide) as `[batch, n, seq, head_dim]`, contiguous.
+    fn split_heads(
+        &self,
+        t: &Tensor,
+        (batch, seq): (usize, usize),
+        n: usize,
+    ) -> candle_core::Result<Tensor> {
+        t.reshape((batch, seq, n, self.config.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     /// The rest of a block after its attention: the output projection of `attended`

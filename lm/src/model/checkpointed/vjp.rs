@@ -16,7 +16,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, bail};
 
-use super::{Layout, Part, PartAttention, add_rows, attention, merged_outputs, part_output_grad};
+use super::{Layout, Part, PartAttention, add_rows, attention, merged_outputs};
 use crate::model::split_gemm::{self, Matrix, with_f32};
 use crate::model::weights::{Embedding, LayerWeights, Linear};
 use crate::model::{Model, fused, logit_scale, merged_heads, projection};
@@ -241,17 +241,16 @@ impl Model {
 
         // The attention of each part; a prompt's keys and values also get the gradients
         // of the copies its continuations read.
-        let heads = self.config.num_heads;
         let (grad_q, mut grad_k, mut grad_v) =
             attention(&prompts_attention.exact, &layout.prompts)?.backward(
                 &prompts_attention.attended,
-                &part_output_grad(&grad_attended, &layout.prompts, heads)?,
+                &self.part_output_grad(&grad_attended, &layout.prompts)?,
             )?;
         let mut rows = Vec::new();
         if let Some((part, own, attention_of)) = &continued {
             let (q_c, k_c, v_c) = attention(&attention_of.exact, part)?.backward(
                 &attention_of.attended,
-                &part_output_grad(&grad_attended, part, heads)?,
+                &self.part_output_grad(&grad_attended, part)?,
             )?;
             let seen = layout.prompts.seq;
             let to_prompts = |sum: &Tensor, g: &Tensor| {
@@ -370,12 +369,8 @@ impl Model {
         qk_norm: Option<&[Tensor; 2]>,
     ) -> candle_core::Result<PartHeads> {
         let config = &self.config;
-        let heads = |t: &Tensor, n: usize| {
-            part.rows(t)?
-                .reshape((part.batch(), part.seq, n, config.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
+        let heads =
+            |t: &Tensor, n: usize| self.split_heads(&part.rows(t)?, (part.batch(), part.seq), n);
         let q = heads(&projected[0], config.num_heads)?;
         let k = heads(&projected[1], config.num_kv_heads)?;
         let v = heads(&projected[2], config.num_kv_heads)?;
