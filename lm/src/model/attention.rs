@@ -6,7 +6,7 @@
 
 use candle_core::{D, DType, Device, Tensor};
 
-use super::fused_attention;
+use super::fused_attention::{self, Operands};
 use super::ops::{self, Mode};
 
 /// Bytes of f32 attention scores an inference pass computes at once: queries run in
@@ -129,11 +129,7 @@ fn unstack(x: &Tensor, group: usize, n: usize) -> candle_core::Result<Tensor> {
 /// [`ChunkedAttention::backward`] recomputes each chunk's probabilities from the
 /// log-sum-exp the forward pass kept, as FlashAttention does.
 pub(crate) struct ChunkedAttention<'a> {
-    pub(crate) q: &'a Tensor,
-    pub(crate) k: &'a Tensor,
-    pub(crate) v: &'a Tensor,
-    pub(crate) left_pad: &'a [usize],
-    pub(crate) past: usize,
+    pub(crate) operands: Operands<'a>,
     pub(crate) rows: usize,
 }
 
@@ -165,29 +161,24 @@ enum LogSumExp {
 }
 
 impl ChunkedAttention<'_> {
-    fn operands(&self) -> fused_attention::Operands<'_> {
-        fused_attention::Operands {
-            q: self.q,
-            k: self.k,
-            v: self.v,
-            left_pad: self.left_pad,
-            past: self.past,
-        }
-    }
-
     fn group(&self) -> candle_core::Result<usize> {
-        Ok(self.q.dim(1)? / self.k.dim(1)?)
+        Ok(self.operands.q.dim(1)? / self.operands.k.dim(1)?)
     }
 
     fn chunk(&self, start: usize) -> candle_core::Result<Chunk> {
-        let n = self.q.dim(2)?;
+        let n = self.operands.q.dim(2)?;
         let len = self.rows.max(1).min(n - start);
-        let (kv_heads, dim) = (self.k.dim(1)?, self.q.dim(3)?);
-        let seen = self.past + start + len;
-        let queries = stack_heads(&self.q.narrow(2, start, len)?, kv_heads)?;
-        let keys = self.k.narrow(2, 0, seen)?;
-        let values = self.v.narrow(2, 0, seen)?;
-        let mask = causal_mask(self.left_pad, self.past + start, len, self.q.device())?;
+        let (kv_heads, dim) = (self.operands.k.dim(1)?, self.operands.q.dim(3)?);
+        let seen = self.operands.past + start + len;
+        let queries = stack_heads(&self.operands.q.narrow(2, start, len)?, kv_heads)?;
+        let keys = self.operands.k.narrow(2, 0, seen)?;
+        let values = self.operands.v.narrow(2, 0, seen)?;
+        let mask = causal_mask(
+            self.operands.left_pad,
+            self.operands.past + start,
+            len,
+            self.operands.q.device(),
+        )?;
         let scores = (queries.matmul(&keys.t()?)? * scale(dim))?;
         let scores = unstack(&scores, self.group()?, len)?.broadcast_add(&mask.unsqueeze(2)?)?;
         Ok(Chunk {
@@ -200,15 +191,15 @@ impl ChunkedAttention<'_> {
     }
 
     fn starts(&self) -> candle_core::Result<impl Iterator<Item = usize>> {
-        Ok((0..self.q.dim(2)?).step_by(self.rows.max(1)))
+        Ok((0..self.operands.q.dim(2)?).step_by(self.rows.max(1)))
     }
 
     /// The attention output and what the backward pass needs of it: on the CPU,
     /// [`fused_attention`]'s (it needs no chunks: its scratch is bounded), elsewhere
     /// candle's ops chunk by chunk.
     pub(crate) fn forward(&self) -> candle_core::Result<Attended> {
-        if fused_attention::applies(&[self.q, self.k, self.v]) {
-            let (out, lse) = fused_attention::forward(self.operands())?;
+        if fused_attention::applies(&[self.operands.q, self.operands.k, self.operands.v]) {
+            let (out, lse) = fused_attention::forward(self.operands)?;
             return Ok(Attended {
                 out,
                 log_sum_exp: LogSumExp::Fused(lse),
@@ -219,7 +210,7 @@ impl ChunkedAttention<'_> {
 
     /// [`ChunkedAttention::forward`] composed of candle's ops, chunk by chunk.
     fn composed_forward(&self) -> candle_core::Result<Attended> {
-        let (batch, heads, _, dim) = self.q.dims4()?;
+        let (batch, heads, _, dim) = self.operands.q.dims4()?;
         let mut outs = Vec::new();
         let mut log_sum_exp = Vec::new();
         for start in self.starts()? {
@@ -227,7 +218,7 @@ impl ChunkedAttention<'_> {
             let max = chunk.scores.max_keepdim(D::Minus1)?;
             let weights = chunk.scores.broadcast_sub(&max)?.exp()?;
             let total = weights.sum_keepdim(D::Minus1)?;
-            let (kv_heads, group) = (self.k.dim(1)?, self.group()?);
+            let (kv_heads, group) = (self.operands.k.dim(1)?, self.group()?);
             let keys = chunk.keys.dim(2)?;
             let out = weights
                 .reshape((batch, kv_heads, group * chunk.len, keys))?
@@ -251,14 +242,14 @@ impl ChunkedAttention<'_> {
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let chunks = match &attended.log_sum_exp {
             LogSumExp::Fused(lse) => {
-                return fused_attention::backward(self.operands(), &attended.out, lse, grad);
+                return fused_attention::backward(self.operands, &attended.out, lse, grad);
             }
             LogSumExp::Chunks(chunks) => chunks,
         };
-        let (batch, heads, _, dim) = self.q.dims4()?;
-        let (kv_heads, group) = (self.k.dim(1)?, self.group()?);
-        let grad_k = self.k.zeros_like()?;
-        let grad_v = self.v.zeros_like()?;
+        let (batch, heads, _, dim) = self.operands.q.dims4()?;
+        let (kv_heads, group) = (self.operands.k.dim(1)?, self.group()?);
+        let grad_k = self.operands.k.zeros_like()?;
+        let grad_v = self.operands.v.zeros_like()?;
         let mut grad_q = Vec::new();
         for (start, log_sum_exp) in self.starts()?.zip(chunks) {
             let Chunk {
@@ -353,6 +344,23 @@ mod tests {
         }
     }
 
+    /// The chunked attention of `[q, k, v]`, `rows` queries a chunk.
+    fn chunked<'a>(
+        [q, k, v]: [&'a Tensor; 3],
+        left_pad: &'a [usize],
+        past: usize,
+        rows: usize,
+    ) -> ChunkedAttention<'a> {
+        let operands = Operands {
+            q,
+            k,
+            v,
+            left_pad,
+            past,
+        };
+        ChunkedAttention { operands, rows }
+    }
+
     /// Attention over the whole score matrix through autograd, and the gradients of
     /// `q`, `k`, `v` for the output's gradient `grad_out`.
     fn whole_matrix(
@@ -417,14 +425,7 @@ mod tests {
         let grad_out = randn(heads, n);
         let (whole, expected) = whole_matrix(&q, &k, &v, &left_pad, past, &grad_out);
         for rows in [1, 2, 3, 7, 100] {
-            let attention = ChunkedAttention {
-                q: &q,
-                k: &k,
-                v: &v,
-                left_pad: &left_pad,
-                past,
-                rows,
-            };
+            let attention = chunked([&q, &k, &v], &left_pad, past, rows);
             let forms = [
                 ("fused", attention.forward().unwrap()),
                 ("composed", attention.composed_forward().unwrap()),
@@ -463,14 +464,7 @@ mod tests {
         .unwrap();
         let grad_out = values(heads, 4).broadcast_mul(&keep).unwrap();
         let (whole, expected) = whole_matrix(&q, &k, &v, &left_pad, 0, &grad_out);
-        let attention = ChunkedAttention {
-            q: &q,
-            k: &k,
-            v: &v,
-            left_pad: &left_pad,
-            past: 0,
-            rows: n,
-        };
+        let attention = chunked([&q, &k, &v], &left_pad, 0, n);
         let attended = attention.forward().unwrap();
         let kept_whole = whole.broadcast_mul(&keep).unwrap();
         assert!(max_difference(&attended.out, &kept_whole) < 1e-5);
@@ -529,14 +523,7 @@ mod tests {
             values(2, past + n, 3),
         );
         let grad_out = values(4, n, 4);
-        let attention = ChunkedAttention {
-            q: &q,
-            k: &k,
-            v: &v,
-            left_pad: &[7],
-            past,
-            rows: 64,
-        };
+        let attention = chunked([&q, &k, &v], &[7], past, 64);
         let fused = attention.forward().unwrap();
         let composed = attention.composed_forward().unwrap();
         assert!(max_difference(&fused.out, &composed.out) < 1e-5);

@@ -22,6 +22,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
 use super::attention::{Attended, ChunkedAttention, TRAINING_SCORE_CHUNK_BYTES, query_chunk_rows};
+use super::fused_attention::Operands;
 use super::ops::{self, Mode};
 use super::weights::Embedding;
 use super::{LOGIT_CHUNK_ROWS, LayerWeights, Model, compute};
@@ -208,11 +209,13 @@ fn attention<'a>(
     let [q, k, v] = exact;
     let planes = q.dim(0)? * q.dim(1)?;
     Ok(ChunkedAttention {
-        q,
-        k,
-        v,
-        left_pad: &part.left_pad,
-        past: part.past,
+        operands: Operands {
+            q,
+            k,
+            v,
+            left_pad: &part.left_pad,
+            past: part.past,
+        },
         rows: query_chunk_rows(TRAINING_SCORE_CHUNK_BYTES, planes, k.dim(2)?),
     })
 }
