@@ -1,10 +1,10 @@
-//! f32 matrix products split across rayon's threads by the columns of their output,
-//! each part one single-threaded GEMM.
+//! f32 matrix products split across rayon's threads by the rows or the columns of
+//! their output, each part one single-threaded GEMM.
 //!
 //! The gemm crate threads a product itself, but at a decoder's shapes its threads
 //! gain little or lose (2 cores, `[480, 576]·[576, 576]`: 184 GFLOP/s with its two
 //! threads, 196 with one; `[480, 576]·[576, 1536]`: 331 with two). Giving each thread
-//! its own block of output columns as a separate product — its own packing, no
+//! its own block of output columns (or rows) as a separate product — its own packing, no
 //! synchronisation inside — ran the same products at 324 and 364 GFLOP/s. Each
 //! element of the output is the same single-threaded sum whichever part computes it,
 //! so the bits equal the gemm crate's threaded product, for any thread count.
@@ -15,6 +15,17 @@ use rayon::prelude::*;
 
 /// A part's columns are a multiple of this (the GEMM's vector width), but the last's.
 const COLUMN_ALIGN: usize = 16;
+
+/// A part's rows, when the rows are split, likewise.
+const ROW_ALIGN: usize = 16;
+
+/// The gemm crate's products of at most this many rows and columns take blocks of
+/// 512 along the inner dimension, larger ones blocks sized to its caches.
+const GEMM_SMALL: usize = 64;
+
+/// Products of at most this many elements (operands in some layouts) take the gemm
+/// crate's horizontal kernels, in blocks of 1024 along the inner dimension.
+const GEMM_HORIZONTAL: usize = 16 * 16;
 
 /// The elements of f32 CPU tensors (made contiguous), read together by `f`.
 pub(crate) fn with_f32<const N: usize, R>(
@@ -77,6 +88,16 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// Rows `first..first + count` (within the matrix).
+    fn rows(self, first: usize, count: usize) -> Self {
+        debug_assert!(first + count <= self.rows && count > 0);
+        Self {
+            data: &self.data[first * self.row_stride..],
+            rows: count,
+            ..self
+        }
+    }
+
     /// Columns `first..first + count` (within the matrix).
     fn columns(self, first: usize, count: usize) -> Self {
         debug_assert!(first + count <= self.cols && count > 0);
@@ -96,10 +117,18 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// `a · b`, row-major `[a.rows, b.cols]`.
+/// `a · b`, row-major `[a.rows, b.cols]`. The output is not zeroed first: the GEMM
+/// writes every element without reading it (zeroing it cost the update's main thread
+/// ~5% of its time, one memset per product while the other thread waited).
 pub(crate) fn product(a: Matrix<'_>, b: Matrix<'_>) -> Result<Vec<f32>> {
-    let mut out = vec![0.0f32; a.rows * b.cols];
-    split_into(a, b, &mut out, WRITE)?;
+    let len = a.rows * b.cols;
+    if !checked(a, b, len)? {
+        return Ok(vec![0.0; len]);
+    }
+    let mut out = Vec::with_capacity(len);
+    split_into(a, b, OutStart(out.as_mut_ptr()), WRITE);
+    // SAFETY: the parts wrote all `len` elements (`WRITE` reads none).
+    unsafe { out.set_len(len) };
     Ok(out)
 }
 
@@ -110,36 +139,64 @@ pub(crate) fn product_added(a: Matrix<'_>, b: Matrix<'_>, out: &mut [f32]) -> Re
         scale: 1.0,
         accumulate: true,
     };
-    split_into(a, b, out, add)
+    if checked(a, b, out.len())? {
+        split_into(a, b, OutStart(out.as_mut_ptr()), add);
+    }
+    Ok(())
 }
 
-/// `a · b` into `out` (row-major `[a.rows, b.cols]`) as `sum` says, each rayon thread
-/// one block of output columns.
-fn split_into(a: Matrix<'_>, b: Matrix<'_>, out: &mut [f32], sum: Sum) -> Result<()> {
-    if !prepared(a, b, out, sum)? {
-        return Ok(());
-    }
-    let cols = b.cols;
-    let parts = rayon::current_num_threads().clamp(1, (cols / COLUMN_ALIGN).max(1));
-    let width = (cols / parts / COLUMN_ALIGN * COLUMN_ALIGN).max(cols.min(COLUMN_ALIGN));
-    // The last part takes what is left: at least `width` columns, so no part is a
-    // sliver (a single column goes to the GEMM's matrix-vector path, other sums).
-    let parts = (cols / width).min(parts);
-    let out_start = OutStart(out.as_mut_ptr());
+/// `a · b` into the row-major `[a.rows, b.cols]` at `out` as `sum` says, each rayon
+/// thread one block of the output. Each part packs its share of one operand and all
+/// of the other, so the larger operand is the one split: `a`'s rows (a weight's
+/// gradient `gradᵀ·x`, the tall `gradᵀ` split) or `b`'s columns (`x·Wᵀ`, `grad·W`).
+/// The operands passed [`checked`].
+fn split_into(a: Matrix<'_>, b: Matrix<'_>, out: OutStart, sum: Sum) {
+    let out_cols = b.cols;
+    let by_rows = a.rows * a.cols > b.rows * b.cols;
+    let (len, other, align) = if by_rows {
+        (a.rows, out_cols, ROW_ALIGN)
+    } else {
+        (b.cols, a.rows, COLUMN_ALIGN)
+    };
+    let (parts, width) = parts_of(len, other, align, rayon::current_num_threads());
     (0..parts).into_par_iter().for_each(|part| {
         let first = part * width;
         let count = if part + 1 == parts {
-            cols - first
+            len - first
         } else {
             width
         };
-        let b = b.columns(first, count);
-        // SAFETY: `a` and `b` lie in their slices (asserted above; `columns` keeps it);
-        // the part writes rows × b.cols elements from column `first` of the row-major
-        // `[rows, cols]` `out`, which outlives it, columns no other part writes.
-        unsafe { multiply_into(a, b, out_start.at(first), cols, sum, Parallelism::None) };
+        let (a, b, offset) = if by_rows {
+            (a.rows(first, count), b, first * out_cols)
+        } else {
+            (a, b.columns(first, count), first)
+        };
+        // SAFETY: `a` and `b` lie in their slices (checked; `rows` and `columns` keep
+        // it); the part writes its rows × columns of the row-major `[rows, out_cols]`
+        // output from element `offset`, which outlives it, elements no other part writes.
+        unsafe { multiply_into(a, b, out.at(offset), out_cols, sum, Parallelism::None) };
     });
-    Ok(())
+}
+
+/// How many parts of `width` (the last takes the rest) split `len` rows or columns
+/// of an output `other` wide the other way, for `threads`. Widths are multiples of
+/// `align`, but the last. The gemm crate sums a product at most [`GEMM_SMALL`] each
+/// way, or of at most 256 elements, in other blocks of the inner dimension than a
+/// larger one, so a part is kept out of those sizes unless the whole is in them:
+/// the bits then match the whole product's, for any thread count.
+fn parts_of(len: usize, other: usize, align: usize, threads: usize) -> (usize, usize) {
+    let least = if other <= GEMM_SMALL {
+        GEMM_SMALL + align
+    } else {
+        align
+    };
+    if other * least <= GEMM_HORIZONTAL {
+        return (1, len);
+    }
+    let parts = threads.clamp(1, (len / least).max(1));
+    // The last part takes what is left: at least `width`, so no part is a sliver.
+    let width = (len / parts / align * align).max(len.min(least));
+    ((len / width).min(parts), width)
 }
 
 /// `out = scale · a · b` (`accumulate`: `out += scale · a · b`) on the calling thread,
@@ -153,7 +210,10 @@ pub(crate) fn product_into(
     accumulate: bool,
 ) -> Result<()> {
     let sum = Sum { scale, accumulate };
-    if !prepared(a, b, out, sum)? {
+    if !checked(a, b, out.len())? {
+        if !accumulate {
+            out.fill(0.0);
+        }
         return Ok(());
     }
     // SAFETY: `a` and `b` lie in their slices (checked); `out` holds exactly
@@ -162,48 +222,41 @@ pub(crate) fn product_into(
     Ok(())
 }
 
-/// Checks that `out` holds `[a.rows, b.cols]` and that both operands lie in their
-/// slices, and settles a product with nothing to sum (`out` zeroed unless
-/// accumulating): whether a product is left to run.
-fn prepared(a: Matrix<'_>, b: Matrix<'_>, out: &mut [f32], sum: Sum) -> Result<bool> {
-    if a.cols != b.rows || out.len() != a.rows * b.cols {
+/// Checks that an output of `len` elements holds `[a.rows, b.cols]` and that both
+/// operands lie in their slices: whether there is a product to run (`false` when the
+/// output is empty or the inner dimension is, where the product is all zeros).
+fn checked(a: Matrix<'_>, b: Matrix<'_>, len: usize) -> Result<bool> {
+    if a.cols != b.rows || len != a.rows * b.cols {
         bail!(
-            "[{}, {}]·[{}, {}] into {} elements",
+            "[{}, {}]·[{}, {}] into {len} elements",
             a.rows,
             a.cols,
             b.rows,
-            b.cols,
-            out.len()
+            b.cols
         );
     }
-    if out.is_empty() {
-        return Ok(false);
-    }
-    if a.cols == 0 {
-        if !sum.accumulate {
-            out.fill(0.0);
-        }
+    if len == 0 || a.cols == 0 {
         return Ok(false);
     }
     assert!(a.in_bounds() && b.in_bounds(), "a matrix past its elements");
     Ok(true)
 }
 
-/// The start of the output, shared by the parts, which write disjoint columns.
+/// The start of the output, shared by the parts, which write disjoint elements.
 #[derive(Clone, Copy)]
 struct OutStart(*mut f32);
 
-// SAFETY: parts write disjoint columns of an output that outlives them.
+// SAFETY: parts write disjoint elements of an output that outlives them.
 unsafe impl Send for OutStart {}
 unsafe impl Sync for OutStart {}
 
 impl OutStart {
-    /// The address of column `first` of row 0.
+    /// The address of element `offset` of the output.
     ///
     /// # Safety
-    /// `first` lies within the output's first row.
-    unsafe fn at(self, first: usize) -> *mut f32 {
-        unsafe { self.0.add(first) }
+    /// `offset` lies within the output.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
     }
 }
 
@@ -308,6 +361,7 @@ mod tests {
             (3, 5, 17),
             (70, 33, 100),
             (130, 64, 49),
+            (300, 700, 40),
             (5, 0, 4),
         ] {
             let (x, w) = (values(rows * inner, 1), values(cols * inner, 2));
