@@ -22,6 +22,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::exp::exp_in_place;
 use super::projection::contiguous;
 
 /// Rows a rayon task takes.
@@ -358,9 +359,12 @@ impl CustomOp3 for Rope {
 /// `silu(gate) · up`.
 struct SwiGlu;
 
-/// σ(a).
-fn sigmoid(a: f32) -> f32 {
-    1.0 / (1.0 + (-a).exp())
+/// `out[i] = exp(−a[i])`, the term of σ(a) = 1 / (1 + exp(−a)).
+fn exp_of_negated(out: &mut [f32], a: &[f32]) {
+    for (o, a) in out.iter_mut().zip(a) {
+        *o = -a;
+    }
+    exp_in_place(out);
 }
 
 impl CustomOp2 for SwiGlu {
@@ -386,9 +390,10 @@ impl CustomOp2 for SwiGlu {
         let width = row_width(gate_layout);
         Ok(filled_rows(gate_layout, width, |r, out| {
             let span = r * width..(r + 1) * width;
+            exp_of_negated(out, &gate[span.clone()]);
             for ((o, a), u) in out.iter_mut().zip(&gate[span.clone()]).zip(&up[span]) {
                 // candle's silu, to the bit.
-                *o = a / (1.0 + (-a).exp()) * u;
+                *o = a / (1.0 + *o) * u;
             }
         }))
     }
@@ -430,8 +435,9 @@ impl CustomOp3 for SwiGluGateGrad {
         Ok(filled_rows(gate_layout, width, |r, out| {
             let span = r * width..(r + 1) * width;
             let inputs = gate[span.clone()].iter().zip(&up[span.clone()]);
+            exp_of_negated(out, &gate[span.clone()]);
             for ((o, (a, u)), g) in out.iter_mut().zip(inputs).zip(&grad[span]) {
-                let s = sigmoid(*a);
+                let s = 1.0 / (1.0 + *o);
                 *o = g * u * s * (1.0 + a * (1.0 - s));
             }
         }))
@@ -441,8 +447,18 @@ impl CustomOp3 for SwiGluGateGrad {
 /// The maximum of a row and log Σ exp(row − maximum).
 fn max_and_log_norm(row: &[f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let norm: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    let norm: f32 = SCRATCH.with_borrow_mut(|exps| {
+        exps.clear();
+        exps.extend(row.iter().map(|v| v - max));
+        exp_in_place(exps);
+        exps.iter().sum()
+    });
     (max, norm.ln())
+}
+
+thread_local! {
+    /// A row's exponentials, kept for the thread's next row (a vocabulary wide).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The targets of a [`TargetLogProbs`], checked against the vocabulary.
@@ -539,7 +555,11 @@ impl CustomOp3 for TargetLogProbsGrad {
             let (max, log_norm) = max_and_log_norm(row);
             let shift = max + log_norm;
             for (o, v) in out.iter_mut().zip(row) {
-                *o = -grad[r] * (v - shift).exp();
+                *o = v - shift;
+            }
+            exp_in_place(out);
+            for o in out.iter_mut() {
+                *o *= -grad[r];
             }
             out[targets[r] as usize] += grad[r];
         }))

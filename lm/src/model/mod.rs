@@ -10,6 +10,7 @@
 mod attention;
 mod checkpointed;
 mod config;
+mod exp;
 mod fused;
 mod fused_attention;
 mod ops;
