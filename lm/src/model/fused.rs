@@ -19,6 +19,8 @@
 //! bytes. Other devices and dtypes keep the composed forms (`ops.rs`), which the tests
 //! hold these to.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
@@ -139,16 +141,28 @@ fn filled_rows(
     width: usize,
     fill: impl Fn(usize, &mut [f32]) + Sync,
 ) -> (CpuStorage, Shape) {
-    let mut out = vec![0.0f32; layout.shape().elem_count()];
-    if width > 0 {
-        out.par_chunks_mut(width * ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, block)| {
-                for (i, row) in block.chunks_exact_mut(width).enumerate() {
-                    fill(task * ROWS_PER_TASK + i, row);
-                }
-            });
-    }
+    let len = layout.shape().elem_count();
+    let mut out: Vec<MaybeUninit<f32>> = Vec::with_capacity(len);
+    // SAFETY: MaybeUninit needs no initialisation.
+    unsafe { out.set_len(len) };
+    // Each task zeroes its own block before filling it, on its own thread, while the
+    // block is in its cache (zeroing the whole output first ran on the calling thread).
+    let tasks = out.par_chunks_mut((width * ROWS_PER_TASK).max(1));
+    tasks.enumerate().for_each(|(task, block)| {
+        block.fill(MaybeUninit::new(0.0));
+        // SAFETY: every element of `block` was just written; MaybeUninit<f32> has
+        // f32's layout.
+        let block = unsafe { &mut *(block as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        if width > 0 {
+            for (i, row) in block.chunks_exact_mut(width).enumerate() {
+                fill(task * ROWS_PER_TASK + i, row);
+            }
+        }
+    });
+    let mut out = std::mem::ManuallyDrop::new(out);
+    // SAFETY: every element was written above; same allocation, length and capacity,
+    // MaybeUninit<f32> has f32's layout.
+    let out = unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<f32>(), len, out.capacity()) };
     (CpuStorage::F32(out), layout.shape().clone())
 }
 
