@@ -14,18 +14,25 @@
 
 /// `values[i] = exp(values[i])`.
 pub(crate) fn exp_in_place(values: &mut [f32]) {
+    // x − 0 is x, to the bit, for every x but NaN (which stays NaN).
+    exp_shifted_in_place(values, 0.0);
+}
+
+/// `values[i] = exp(values[i] − shift)`, the f32 difference first as `(v - shift).exp()`
+/// takes it: a softmax's weights from its maximum or log-sum-exp, in one pass.
+pub(crate) fn exp_shifted_in_place(values: &mut [f32], shift: f32) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512 F is present.
-        unsafe { avx512::exp_in_place(values) };
+        unsafe { avx512::exp_shifted_in_place(values, shift) };
         return;
     }
-    scalar(values);
+    scalar(values, shift);
 }
 
-fn scalar(values: &mut [f32]) {
+fn scalar(values: &mut [f32], shift: f32) {
     for value in values {
-        *value = value.exp();
+        *value = (*value - shift).exp();
     }
 }
 
@@ -84,16 +91,16 @@ mod avx512 {
     /// # Safety
     /// AVX-512 F is available.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn exp_in_place(values: &mut [f32]) {
+    pub(super) unsafe fn exp_shifted_in_place(values: &mut [f32], shift: f32) {
         let mut chunks = values.chunks_exact_mut(16);
         for chunk in &mut chunks {
             // SAFETY: 16 elements; AVX-512 F as the caller guarantees.
             unsafe {
-                let x = _mm512_loadu_ps(chunk.as_ptr());
+                let x = _mm512_sub_ps(_mm512_loadu_ps(chunk.as_ptr()), _mm512_set1_ps(shift));
                 let magnitude =
                     _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MAX));
                 if _mm512_cmpge_epu32_mask(magnitude, _mm512_set1_epi32(LARGE as i32)) != 0 {
-                    super::scalar(chunk);
+                    super::scalar(chunk, shift);
                     continue;
                 }
                 let low = exp8(_mm512_castps512_ps256(x));
@@ -104,7 +111,7 @@ mod avx512 {
                 _mm256_storeu_ps(chunk.as_mut_ptr().add(8), high);
             }
         }
-        super::scalar(chunks.into_remainder());
+        super::scalar(chunks.into_remainder(), shift);
     }
 
     /// exp of eight f32 below 88 in magnitude.
@@ -160,13 +167,33 @@ mod tests {
         for len in [patterns.len(), 31, 16, 15, 1, 0] {
             let mut got = patterns[..len].to_vec();
             exp_in_place(&mut got);
-            for (x, got) in patterns.iter().zip(&got) {
-                let want = x.exp();
-                assert!(
-                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                    "exp({x:e}) = {got:e}, the scalar exp {want:e}"
-                );
-            }
+            assert_scalar_bits(&patterns, 0.0, &got);
+        }
+    }
+
+    /// `exp(v − shift)` to the bit of the scalar form, for shifts that move values in
+    /// and out of the slow path's magnitudes.
+    #[test]
+    fn the_shifted_form_equals_the_scalar_one_to_the_bit() {
+        let patterns: Vec<f32> = (0..=u32::MAX)
+            .step_by(9_973)
+            .map(f32::from_bits)
+            .chain((0..1000).map(|i| i as f32 * 0.37 - 180.0))
+            .collect();
+        for shift in [0.0, 87.5, -3.25, 1e-3, f32::INFINITY] {
+            let mut got = patterns.clone();
+            exp_shifted_in_place(&mut got, shift);
+            assert_scalar_bits(&patterns, shift, &got);
+        }
+    }
+
+    fn assert_scalar_bits(patterns: &[f32], shift: f32, got: &[f32]) {
+        for (x, got) in patterns.iter().zip(got) {
+            let want = (x - shift).exp();
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "exp({x:e} − {shift:e}) = {got:e}, the scalar exp {want:e}"
+            );
         }
     }
 }

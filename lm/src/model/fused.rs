@@ -24,7 +24,7 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::exp::exp_in_place;
+use super::exp::{exp_in_place, exp_shifted_in_place};
 use super::projection::contiguous;
 
 /// Rows a rayon task takes.
@@ -463,8 +463,8 @@ fn max_and_log_norm(row: &[f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let norm: f32 = SCRATCH.with_borrow_mut(|exps| {
         exps.clear();
-        exps.extend(row.iter().map(|v| v - max));
-        exp_in_place(exps);
+        exps.extend_from_slice(row);
+        exp_shifted_in_place(exps, max);
         exps.iter().sum()
     });
     (max, norm.ln())
@@ -568,10 +568,8 @@ impl CustomOp3 for TargetLogProbsGrad {
             let row = &logits[r * vocab..(r + 1) * vocab];
             let (max, log_norm) = max_and_log_norm(row);
             let shift = max + log_norm;
-            for (o, v) in out.iter_mut().zip(row) {
-                *o = v - shift;
-            }
-            exp_in_place(out);
+            out.copy_from_slice(row);
+            exp_shifted_in_place(out, shift);
             for o in out.iter_mut() {
                 *o *= -grad[r];
             }

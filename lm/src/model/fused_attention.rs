@@ -24,7 +24,7 @@
 use candle_core::{DType, Result, Tensor, bail};
 use rayon::prelude::*;
 
-use super::exp::exp_in_place;
+use super::exp::exp_shifted_in_place;
 use super::split_gemm::{Matrix, product_into, with_f32};
 
 /// Bytes of one task's score scratch: a block of queries takes as many rows as fit.
@@ -362,10 +362,7 @@ impl Plane<'_> {
                         .map(|(a, b)| a * b)
                         .sum();
                     let lse = kept.lse[first + r];
-                    for p in &mut p[..seen] {
-                        *p -= lse;
-                    }
-                    exp_in_place(&mut p[..seen]);
+                    exp_shifted_in_place(&mut p[..seen], lse);
                     for (p, g) in p[..seen].iter().zip(&mut g[..seen]) {
                         *g = p * (*g - row_dot) * shape.scale;
                     }
@@ -408,10 +405,7 @@ fn softmax_weights(row: &mut [f32], seen: usize) -> (f32, f32) {
         return (0.0, 0.0);
     }
     let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for value in visible.iter_mut() {
-        *value -= max;
-    }
-    exp_in_place(visible);
+    exp_shifted_in_place(visible, max);
     let mut sum = 0.0f32;
     for value in visible.iter() {
         sum += *value;
