@@ -27,7 +27,39 @@ pub fn save_safetensors<K: AsRef<str>>(
         .iter()
         .map(|(name, tensor)| (name.as_ref(), Lent::of(tensor)));
     safetensors::tensor::serialize_to_file(views, None, path)
-        .map_err(|e| candle_core::Error::Msg(format!("writing {}: {e}", path.display())))
+        .map_err(|e| candle_core::Error::Msg(format!("writing {}: {e}", path.display())))?;
+    with_usual_mode(path).map_err(|e| {
+        candle_core::Error::Msg(format!("setting the mode of {}: {e}", path.display()))
+    })
+}
+
+/// Gives `path` the mode every other file rlpt writes gets (0666 less the umask): the
+/// safetensors writer goes through a temporary file, created 0600, so a checkpoint's
+/// weights were readable by their owner alone while the rest of it was not.
+#[cfg(unix)]
+fn with_usual_mode(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666 & !umask()))
+}
+
+#[cfg(not(unix))]
+fn with_usual_mode(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The process's umask, as Linux reports it (reading it through `umask(2)` would set
+/// it for a moment under every other thread); 022 where it cannot be read.
+#[cfg(unix)]
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|mask| u32::from_str_radix(mask.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// A tensor for the safetensors writer, holding its storage's read lock so its bytes
@@ -132,6 +164,27 @@ mod tests {
         assert_eq!(
             columns,
             base.narrow(1, 2, 3).unwrap().to_vec2::<f32>().unwrap()
+        );
+    }
+
+    /// The weights file gets the mode a file written with `std::fs::write` beside it
+    /// gets (the writer's temporary file was 0600), whatever the umask.
+    #[cfg(unix)]
+    #[test]
+    fn the_file_has_the_mode_of_any_other_file_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = HashMap::from([("w", Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap())]);
+        let (weights, other) = (
+            dir.path().join("model.safetensors"),
+            dir.path().join("config.json"),
+        );
+        save_safetensors(&tensors, &weights).unwrap();
+        std::fs::write(&other, "{}").unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            format!("{:o}", mode(&weights)),
+            format!("{:o}", mode(&other))
         );
     }
 }
