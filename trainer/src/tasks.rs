@@ -231,8 +231,10 @@ pub struct Prompter<'a> {
 }
 
 impl Prompter<'_> {
-    /// `instance` with its text before the gap cut from the left (whole tokens) so that
-    /// its prompt under `template` fits `max_tokens`, and that prompt's ids.
+    /// `instance` with its text before the gap cut from the left (whole tokens, whole
+    /// characters) so that its prompt under `template` fits `max_tokens`, and that
+    /// prompt's ids: exactly the cut instance's prompt, chat header and all (where
+    /// re-encoding at the cut takes more tokens, more is cut).
     pub fn fitted(
         &self,
         kind: TaskKind,
@@ -244,27 +246,47 @@ impl Prompter<'_> {
             self.tokenizer
                 .encode(&self.chat.wrap(&fill(template, kind, instance)))
         };
-        let ids = encode(instance)?;
-        if ids.len() <= max_tokens {
-            return Ok((instance.clone(), ids));
+        let whole = encode(instance)?;
+        if whole.len() <= max_tokens {
+            return Ok((instance.clone(), whole));
         }
         let before = self.tokenizer.encode(&instance.before)?;
-        let excess = ids.len() - max_tokens;
-        if excess >= before.len() {
-            return Err(Error::Config(format!(
-                "a {} prompt needs {} tokens without its text: raise max_prompt_tokens ({max_tokens})",
-                kind.name(),
-                ids.len() - before.len()
-            )));
+        let mut excess = whole.len() - max_tokens;
+        while excess < before.len() {
+            let cut = Instance {
+                before: self.without_first_tokens(&instance.before, &before, excess)?,
+                ..instance.clone()
+            };
+            let ids = encode(&cut)?;
+            if ids.len() <= max_tokens {
+                return Ok((cut, ids));
+            }
+            excess += ids.len() - max_tokens;
         }
-        let cut = Instance {
-            before: self.tokenizer.decode(&before[excess..])?,
-            ..instance.clone()
-        };
-        let ids = encode(&cut)?;
-        // Re-encoding at the cut may merge differently; never exceed the budget.
-        let ids = ids[ids.len().saturating_sub(max_tokens)..].to_vec();
-        Ok((cut, ids))
+        Err(Error::Config(format!(
+            "a {} prompt needs {} tokens without its text: raise max_prompt_tokens ({max_tokens})",
+            kind.name(),
+            whole.len().saturating_sub(before.len())
+        )))
+    }
+
+    /// `text` (encoded as `ids`) without the text of its first `skip` tokens. A cut
+    /// inside a character (byte-level tokens split them) moves past it, so the rest
+    /// is whole text, never a replacement character; a tokenizer whose tokens do not
+    /// spell `text` byte for byte (one that normalises) cuts by decoding.
+    fn without_first_tokens(&self, text: &str, ids: &[u32], skip: usize) -> Result<String> {
+        let pieces: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|&id| self.tokenizer.token_bytes(id))
+            .collect();
+        if pieces.concat() != text.as_bytes() {
+            return Ok(self.tokenizer.decode(&ids[skip..])?);
+        }
+        let mut at: usize = pieces[..skip].iter().map(Vec::len).sum();
+        while !text.is_char_boundary(at) {
+            at += 1;
+        }
+        Ok(text[at..].to_string())
     }
 
     /// The bytes of each token of `instance`'s reference, as the prefix-token reward
@@ -467,6 +489,49 @@ mod tests {
         assert_eq!(
             ChatTemplate::ChatMl.wrap("hi"),
             "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn a_fitted_prompt_keeps_its_chat_header_and_whole_characters_at_any_budget() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data-samples/tokenizers/smollm2-135m.json.gz");
+        let tokenizer = Tokenizer::from_file(&path).unwrap();
+        let prompter = Prompter {
+            tokenizer: &tokenizer,
+            chat: ChatTemplate::ChatMl,
+        };
+        // Byte-level tokens split the characters of these scripts, so most cuts
+        // fall inside one.
+        let mut long = triple();
+        long.context = "代数很古老。Ἄλγεβρα — 🧮 équations, Zahlentheorie. ".repeat(12);
+        let next = instance(TaskKind::NextToken, &long, 1.5, &mut SplitMix64::new(0)).unwrap();
+        let template = TaskKind::NextToken.default_template();
+        let header = tokenizer.encode("<|im_start|>user\n").unwrap();
+        let (_, whole) = prompter
+            .fitted(TaskKind::NextToken, template, &next, 10_000)
+            .unwrap();
+        for budget in (whole.len() - 120..whole.len()).step_by(7) {
+            let (cut, ids) = prompter
+                .fitted(TaskKind::NextToken, template, &next, budget)
+                .unwrap();
+            assert!(ids.len() <= budget, "{} tokens over {budget}", ids.len());
+            assert!(ids.starts_with(&header), "the header is cut at {budget}");
+            assert!(next.before.ends_with(&cut.before), "{:?}", cut.before);
+            assert!(!cut.before.contains(char::REPLACEMENT_CHARACTER));
+            let prompt = ChatTemplate::ChatMl.wrap(&fill(template, TaskKind::NextToken, &cut));
+            assert_eq!(
+                ids,
+                tokenizer.encode(&prompt).unwrap(),
+                "the cut's own prompt"
+            );
+        }
+        let refused = prompter.fitted(TaskKind::NextToken, template, &next, 8);
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("raise max_prompt_tokens")
         );
     }
 }
