@@ -599,11 +599,7 @@ impl Model {
         mode: Mode,
     ) -> candle_core::Result<[Tensor; 3]> {
         let h = ops::rms_norm(x, &layer.attn_norm, self.config.rms_norm_eps, mode)?;
-        let (q, k, v) = (
-            layer.q.forward(&h)?,
-            layer.k.forward(&h)?,
-            layer.v.forward(&h)?,
-        );
+        let [q, k, v] = weights::forward_each([&layer.q, &layer.k, &layer.v], &h, mode)?;
         Ok(match &layer.qkv_bias {
             Some([qb, kb, vb]) => [
                 q.broadcast_add(qb)?,
@@ -677,10 +673,8 @@ impl Model {
     ) -> candle_core::Result<Tensor> {
         let x = (x + layer.o.forward(merged)?)?;
         let h = ops::rms_norm(&x, &layer.ffn_norm, self.config.rms_norm_eps, mode)?;
-        let mlp = layer.down.forward(&ops::swiglu(
-            &layer.gate.forward(&h)?,
-            &layer.up.forward(&h)?,
-        )?)?;
+        let [gate, up] = weights::forward_each([&layer.gate, &layer.up], &h, mode)?;
+        let mlp = layer.down.forward(&ops::swiglu(&gate, &up)?)?;
         x + mlp
     }
 

@@ -17,10 +17,14 @@
 //! `x` while it sits in L1 (register tiles of 8 × 3 dot products, 16 lanes wide), the
 //! weight rows split across rayon's threads. f32,
 //! and bf16 (bf16 weights widened to f32 in registers, half the bytes read; sums in
-//! f32).
+//! f32). [`thin_products`] runs several weights of one input (a block's queries, keys
+//! and values; its gate and up projections) as one set of tasks, so a decoding step
+//! hands its threads work four times per block instead of seven.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, bail};
+use candle_core::{
+    CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, StorageRef, Tensor, bail,
+};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -263,25 +267,146 @@ fn lanes(count: usize) -> u16 {
 
 /// `x·Wᵀ` of `x: [rows, inner]` (row-major) and `weight: [outer, inner]`: `[rows, outer]`.
 fn product<W: Weight>(x: &[f32], weight: &[W], [rows, inner, outer]: [usize; 3]) -> Vec<f32> {
+    let mut products = products(x, &[(weight, outer)], rows, inner);
+    products.pop().unwrap_or_default()
+}
+
+/// `x·Wᵀ` of `x: [rows, inner]` (row-major) and each `(weight, outer)` of `weights`
+/// (`[outer, inner]`): their `[rows, outer]` products, every weight's rows split into
+/// tasks as if it were alone, all the tasks handed to rayon at once.
+fn products<W: Weight>(
+    x: &[f32],
+    weights: &[(&[W], usize)],
+    rows: usize,
+    inner: usize,
+) -> Vec<Vec<f32>> {
+    let mut products: Vec<Vec<f32>> = weights
+        .iter()
+        .map(|&(_, outer)| vec![0.0f32; rows * outer])
+        .collect();
     if rows == 0 || inner == 0 {
-        return vec![0.0; rows * outer];
+        return products;
     }
-    // Each task's weight rows, a multiple of the tile, about four tasks per thread.
+    let tasks: Vec<(&[W], Columns)> = weights
+        .iter()
+        .zip(products.iter_mut())
+        .flat_map(|(&(weight, outer), product)| {
+            let per_task = rows_per_task(outer);
+            let into = Product::of(product, outer);
+            weight
+                .chunks(per_task * inner)
+                .enumerate()
+                .map(move |(task, rows)| (rows, into.columns(task * per_task, rows.len() / inner)))
+        })
+        .collect();
+    tasks
+        .into_par_iter()
+        .for_each(|(weight, columns)| dots(x, weight, inner, columns));
+    products
+}
+
+/// Weight rows of one task of a weight with `outer` rows: a multiple of the tile, about
+/// four tasks per thread.
+fn rows_per_task(outer: usize) -> usize {
     let tasks = 4 * rayon::current_num_threads();
-    let per_task = outer
+    outer
         .div_ceil(tasks)
         .next_multiple_of(WEIGHT_TILE)
-        .max(4 * WEIGHT_TILE);
-    let mut product = vec![0.0f32; rows * outer];
-    let into = Product::of(&mut product, outer);
-    weight
-        .par_chunks(per_task * inner)
-        .enumerate()
-        .for_each(|(task, weight)| {
-            let columns = into.columns(task * per_task, weight.len() / inner);
-            dots(x, weight, inner, columns);
-        });
-    product
+        .max(4 * WEIGHT_TILE)
+}
+
+/// `x·Wᵀ` for each of `weights` (all `[outer, in]` of `x`'s dtype), for inference:
+/// [`forward`]'s thin products to the bit, handed to the threads as one set of tasks
+/// (a block's queries, keys and values; its gate and up projections), so a decoding
+/// step wakes them once for the lot. Nothing is recorded for a backward pass. `None`
+/// where [`forward`] would not take the thin product for every one of them.
+pub(crate) fn thin_products(x: &Tensor, weights: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+    if !weights.iter().all(|weight| applies(x, weight)) {
+        return Ok(None);
+    }
+    let (rows, inner) = rows_and_features(x.dims())?;
+    if rows > MAX_ROWS
+        || weights
+            .iter()
+            .any(|weight| weight.dim(1).ok() != Some(inner))
+    {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let guards: Vec<_> = weights
+        .iter()
+        .map(|weight| weight.storage_and_layout())
+        .collect();
+    let outers: Vec<usize> = weights
+        .iter()
+        .map(|weight| weight.dim(0))
+        .collect::<Result<_>>()?;
+    let products = match &*x_storage {
+        Storage::Cpu(CpuStorage::F32(xs)) => {
+            let xs = contiguous("projection", xs, x_layout)?;
+            let operands = weight_slices(&guards, &outers, |s| match s {
+                CpuStorage::F32(w) => Some(w.as_slice()),
+                _ => None,
+            })?;
+            let products = products(xs, &operands, rows, inner);
+            tensors(products, &outers, x.dims(), |p, dims| {
+                Tensor::from_vec(p, dims, x.device())
+            })?
+        }
+        Storage::Cpu(CpuStorage::BF16(xs)) => {
+            let xs: Vec<f32> = contiguous("projection", xs, x_layout)?
+                .iter()
+                .map(|v| v.to_f32())
+                .collect();
+            let operands = weight_slices(&guards, &outers, |s| match s {
+                CpuStorage::BF16(w) => Some(w.as_slice()),
+                _ => None,
+            })?;
+            let products = products(&xs, &operands, rows, inner);
+            tensors(products, &outers, x.dims(), |p, dims| {
+                let p: Vec<bf16> = p.into_iter().map(bf16::from_f32).collect();
+                Tensor::from_vec(p, dims, x.device())
+            })?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(products))
+}
+
+/// Each weight's elements, with its row count, as `slice` reads its storage (an error
+/// where one is strided or of another dtype than `x`).
+fn weight_slices<'a, W>(
+    guards: &'a [(StorageRef<'a>, &'a Layout)],
+    outers: &[usize],
+    slice: impl Fn(&'a CpuStorage) -> Option<&'a [W]>,
+) -> Result<Vec<(&'a [W], usize)>> {
+    guards
+        .iter()
+        .zip(outers)
+        .map(|((storage, layout), &outer)| match &**storage {
+            Storage::Cpu(cpu) => match slice(cpu) {
+                Some(values) => Ok((contiguous("projection", values, layout)?, outer)),
+                None => bail!("projection: every weight of x's dtype"),
+            },
+            _ => bail!("projection: every weight on the CPU"),
+        })
+        .collect()
+}
+
+/// The products as tensors `[.., outer]` of `x`'s leading dims, each made by `make`
+/// from its values and dims.
+fn tensors(
+    products: Vec<Vec<f32>>,
+    outers: &[usize],
+    x_dims: &[usize],
+    make: impl Fn(Vec<f32>, Vec<usize>) -> Result<Tensor>,
+) -> Result<Vec<Tensor>> {
+    products
+        .into_iter()
+        .zip(outers)
+        .map(|(product, &outer)| make(product, product_dims(x_dims, outer)?.2))
+        .collect()
 }
 
 /// A `[rows, outer]` product whose columns rayon's tasks write.
@@ -559,6 +684,45 @@ mod tests {
                 assert!(max_difference(&thin, &expected) < tolerance);
             }
         }
+    }
+
+    /// Several weights of one `x` in one set of tasks: each product to the bit of its
+    /// own thin product, both dtypes, leading axes kept; past the thin product's rows,
+    /// or with a weight of another width, `None`.
+    #[test]
+    fn thin_products_are_each_weights_own_to_the_bit() {
+        for rows in [1, 5, 8, 13, MAX_ROWS] {
+            let x = matrix(rows, 70, 0.3).reshape((1, rows, 70)).unwrap();
+            let weights = [
+                matrix(96, 70, 1.0),
+                matrix(7, 70, 2.0),
+                matrix(130, 70, 3.0),
+            ];
+            for dtype in [DType::F32, DType::BF16] {
+                let x = x.to_dtype(dtype).unwrap();
+                let weights: Vec<Tensor> =
+                    weights.iter().map(|w| w.to_dtype(dtype).unwrap()).collect();
+                let refs: Vec<&Tensor> = weights.iter().collect();
+                let products = thin_products(&x, &refs).unwrap().expect("thin");
+                for (product, weight) in products.iter().zip(&weights) {
+                    let alone = forward(&x, weight).unwrap();
+                    assert_eq!(product.dims(), alone.dims());
+                    assert_eq!(product.dtype(), dtype);
+                    let bits = |t: &Tensor| {
+                        let t = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+                        let values = t.to_vec1::<f32>().unwrap();
+                        values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(bits(product), bits(&alone), "{rows} rows, {dtype:?}");
+                }
+            }
+        }
+        let many = matrix(MAX_ROWS + 1, 70, 0.3);
+        let weight = matrix(9, 70, 1.0);
+        assert!(thin_products(&many, &[&weight]).unwrap().is_none());
+        let narrow = matrix(9, 69, 1.0);
+        let x = matrix(4, 70, 0.3);
+        assert!(thin_products(&x, &[&weight, &narrow]).unwrap().is_none());
     }
 
     #[test]

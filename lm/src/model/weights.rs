@@ -19,6 +19,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
 
 use super::config::{Architecture, ModelConfig};
+use super::ops::Mode;
 use super::projection;
 use crate::error::{Error, Result};
 
@@ -57,6 +58,34 @@ impl Linear {
             Self::Dense(weight) => dense_forward(x, weight),
         }
     }
+}
+
+/// Each of `linears` applied to the same `x`. In inference, where all are dense and
+/// take the thin product (a decoding step), their products run as one set of tasks
+/// ([`projection::thin_products`], the same bits); otherwise one by one.
+pub(crate) fn forward_each<const N: usize>(
+    linears: [&Linear; N],
+    x: &Tensor,
+    mode: Mode,
+) -> candle_core::Result<[Tensor; N]> {
+    let dense: Option<Vec<&Tensor>> = linears
+        .iter()
+        .map(|linear| match linear {
+            Linear::Dense(weight) => Some(weight),
+            Linear::Quantized(_) => None,
+        })
+        .collect();
+    if let (Mode::Inference, Some(weights)) = (mode, dense)
+        && let Some(products) = projection::thin_products(x, &weights)?
+        && let Ok(products) = <[Tensor; N]>::try_from(products)
+    {
+        return Ok(products);
+    }
+    let products = linears
+        .iter()
+        .map(|linear| linear.forward(x))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(<[Tensor; N]>::try_from(products).expect("one product per projection"))
 }
 
 /// `x·Wᵀ` as one matrix product over every leading position: a batch of short
