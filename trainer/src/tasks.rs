@@ -251,10 +251,16 @@ impl Prompter<'_> {
             return Ok((instance.clone(), whole));
         }
         let before = self.tokenizer.encode(&instance.before)?;
+        let starts = self.token_starts(&instance.before, &before);
         let mut excess = whole.len() - max_tokens;
         while excess < before.len() {
             let cut = Instance {
-                before: self.without_first_tokens(&instance.before, &before, excess)?,
+                before: self.text_from_token(
+                    &instance.before,
+                    &before,
+                    starts.as_deref(),
+                    excess,
+                )?,
                 ..instance.clone()
             };
             let ids = encode(&cut)?;
@@ -270,19 +276,37 @@ impl Prompter<'_> {
         )))
     }
 
-    /// `text` (encoded as `ids`) without the text of its first `skip` tokens. A cut
-    /// inside a character (byte-level tokens split them) moves past it, so the rest
-    /// is whole text, never a replacement character; a tokenizer whose tokens do not
-    /// spell `text` byte for byte (one that normalises) cuts by decoding.
-    fn without_first_tokens(&self, text: &str, ids: &[u32], skip: usize) -> Result<String> {
-        let pieces: Vec<Vec<u8>> = ids
-            .iter()
-            .map(|&id| self.tokenizer.token_bytes(id))
-            .collect();
-        if pieces.concat() != text.as_bytes() {
-            return Ok(self.tokenizer.decode(&ids[skip..])?);
+    /// Where each token of `ids` starts in `text`, in bytes; `None` for a tokenizer
+    /// whose tokens do not spell `text` byte for byte (one that normalises).
+    fn token_starts(&self, text: &str, ids: &[u32]) -> Option<Vec<usize>> {
+        let mut starts = Vec::with_capacity(ids.len());
+        let mut at = 0;
+        for &id in ids {
+            let piece = self.tokenizer.token_bytes(id);
+            if !text.as_bytes()[at..].starts_with(&piece) {
+                return None;
+            }
+            starts.push(at);
+            at += piece.len();
         }
-        let mut at: usize = pieces[..skip].iter().map(Vec::len).sum();
+        (at == text.len()).then_some(starts)
+    }
+
+    /// `text` (encoded as `ids`, its tokens starting at `starts`) from its token `skip`
+    /// on. A cut inside a character (byte-level tokens split them) moves past it, so
+    /// the rest is whole text, never a replacement character; without `starts` the
+    /// tokens are decoded.
+    fn text_from_token(
+        &self,
+        text: &str,
+        ids: &[u32],
+        starts: Option<&[usize]>,
+        skip: usize,
+    ) -> Result<String> {
+        let Some(starts) = starts else {
+            return Ok(self.tokenizer.decode(&ids[skip..])?);
+        };
+        let mut at = starts[skip];
         while !text.is_char_boundary(at) {
             at += 1;
         }
